@@ -1,0 +1,85 @@
+// Runs one execution through an installed durable_execution: insert, claim, complete, read back,
+// on every storage the install provides. Exits non-zero with a message on the first mismatch.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <durable_execution/in_memory_storage.hpp>
+#include <durable_execution/version.hpp>
+#include <exception>
+#include <filesystem>
+#include <string>
+
+#ifdef DE_CONSUMER_WITH_SQLITE
+#include <durable_execution/sqlite/sqlite_storage.hpp>
+#endif
+
+namespace de = durable_execution;
+
+namespace {
+
+void check(bool ok, const char* what) {
+  if (!ok) {
+    std::fprintf(stderr, "consumer check failed: %s\n", what);
+    std::exit(1);
+  }
+}
+
+// The storage calls the engine makes for one simple task, in order.
+void run_one_execution(de::TaskExecutionsStorage& storage) {
+  const de::Timestamp now = de::now_timestamp();
+  const std::string id = de::generate_execution_id();
+  storage.insert_many({de::make_task_execution_record(
+      now, {.task_id = "consumer_task", .execution_id = id, .input = R"("hello")"})});
+
+  const auto claimed = storage.update_by_status_and_start_at_less_than_and_return({
+      .status = de::TaskExecutionStatus::ready,
+      .start_at_less_than = now + std::chrono::milliseconds{1},
+      .update = de::normalize_update(now, {.executor_id = "consumer",
+                                           .status = de::TaskExecutionStatus::running,
+                                           .started_at = now}),
+      .update_expires_at_with_started_at = now,
+      .limit = 10,
+  });
+  check(claimed.size() == 1 && claimed[0].execution_id == id, "the claim returns the execution");
+
+  storage.update_many_by_id({{
+      .execution_id = id,
+      .filters = {.status = de::TaskExecutionStatus::running},
+      .update = de::normalize_update(
+          now, {.status = de::TaskExecutionStatus::completed, .output = R"("HELLO")"}),
+  }});
+
+  const auto found = storage.get_many_by_id({{.execution_id = id}});
+  check(found.size() == 1 && found[0].has_value(), "the execution is stored");
+  check(found[0]->status == de::TaskExecutionStatus::completed && found[0]->is_finished,
+        "the execution is completed");
+  check(found[0]->output == std::string{R"("HELLO")"}, "the output is stored");
+}
+
+}  // namespace
+
+int main() {
+  try {
+    check(std::string{DURABLE_EXECUTION_VERSION}.size() >= 5, "version.hpp is installed");
+
+    de::InMemoryTaskExecutionsStorage in_memory;
+    run_one_execution(in_memory);
+
+#ifdef DE_CONSUMER_WITH_SQLITE
+    const auto path = std::filesystem::temp_directory_path() /
+                      ("de_consumer_" + de::generate_execution_id() + ".db");
+    {
+      de::SqliteTaskExecutionsStorage sqlite{path.string()};
+      run_one_execution(sqlite);
+    }
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      std::filesystem::remove(path.string() + suffix);
+    }
+#endif
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "consumer failed: %s\n", e.what());
+    return 1;
+  }
+  std::printf("durable_execution %s: ok\n", DURABLE_EXECUTION_VERSION);
+  return 0;
+}
