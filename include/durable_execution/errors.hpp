@@ -24,7 +24,7 @@ struct StoredError {
   ErrorType error_type = ErrorType::generic;
   bool is_retryable = false;
   bool is_internal = false;
-  std::string message;
+  std::string message{};
 
   friend bool operator==(const StoredError&, const StoredError&) = default;
 };
@@ -64,9 +64,9 @@ class DURABLE_EXECUTION_EXPORT DurableExecutionError : public std::runtime_error
   [[nodiscard]] StoredError to_stored() const;
 
  private:
-  ErrorType type_;
-  bool is_retryable_;
-  bool is_internal_;
+  ErrorType type_{};
+  bool is_retryable_{};
+  bool is_internal_{};
 };
 
 /** @brief An unknown task, execution or unique id. Never retryable. */

@@ -11,31 +11,31 @@
 namespace durable_execution {
 
 struct GetByIdRequest {
-  std::string execution_id;
-  GetByIdFilters filters;
+  std::string execution_id{};
+  GetByIdFilters filters{};
 };
 
 struct GetBySleepingTaskUniqueIdRequest {
-  std::string sleeping_task_unique_id;
+  std::string sleeping_task_unique_id{};
 };
 
 struct UpdateByIdRequest {
-  std::string execution_id;
-  GetByIdFilters filters;
-  TaskExecutionUpdate update;
+  std::string execution_id{};
+  GetByIdFilters filters{};
+  TaskExecutionUpdate update{};
 };
 
 struct UpdateByIdAndInsertChildrenRequest {
-  std::string execution_id;
-  GetByIdFilters filters;
-  TaskExecutionUpdate update;
-  std::vector<TaskExecutionRecord> children_to_insert_if_updated;
+  std::string execution_id{};
+  GetByIdFilters filters{};
+  TaskExecutionUpdate update{};
+  std::vector<TaskExecutionRecord> children_to_insert_if_updated{};
 };
 
 struct UpdateByStatusAndStartAtLessThanRequest {
   TaskExecutionStatus status = TaskExecutionStatus::ready;
   Timestamp start_at_less_than{};
-  TaskExecutionUpdate update;
+  TaskExecutionUpdate update{};
   /** Each selected row gets `expires_at = update_expires_at_with_started_at + row.timeout`. */
   Timestamp update_expires_at_with_started_at{};
   std::int64_t limit = 0;
@@ -45,61 +45,61 @@ struct UpdateByStatusAndOnChildrenFinishedProcessingStatusRequest {
   TaskExecutionStatus status = TaskExecutionStatus::waiting_for_children;
   OnChildrenFinishedProcessingStatus on_children_finished_processing_status =
       OnChildrenFinishedProcessingStatus::idle;
-  TaskExecutionUpdate update;
+  TaskExecutionUpdate update{};
   std::int64_t limit = 0;
 };
 
 struct UpdateByCloseStatusRequest {
   CloseStatus close_status = CloseStatus::ready;
-  TaskExecutionUpdate update;
+  TaskExecutionUpdate update{};
   std::int64_t limit = 0;
 };
 
 struct UpdateByIsSleepingTaskAndExpiresAtLessThanRequest {
   bool is_sleeping_task = false;
   Timestamp expires_at_less_than{};
-  TaskExecutionUpdate update;
+  TaskExecutionUpdate update{};
   std::int64_t limit = 0;
 };
 
 struct UpdateByOnChildrenFinishedProcessingExpiresAtLessThanRequest {
   Timestamp on_children_finished_processing_expires_at_less_than{};
-  TaskExecutionUpdate update;
+  TaskExecutionUpdate update{};
   std::int64_t limit = 0;
 };
 
 struct UpdateByCloseExpiresAtLessThanRequest {
   Timestamp close_expires_at_less_than{};
-  TaskExecutionUpdate update;
+  TaskExecutionUpdate update{};
   std::int64_t limit = 0;
 };
 
 struct UpdateByExecutorIdAndNeedsPromiseCancellationRequest {
-  std::string executor_id;
+  std::string executor_id{};
   bool needs_promise_cancellation = true;
-  TaskExecutionUpdate update;
+  TaskExecutionUpdate update{};
   std::int64_t limit = 0;
 };
 
 struct GetByParentExecutionIdRequest {
-  std::string parent_execution_id;
+  std::string parent_execution_id{};
 };
 
 struct UpdateByParentExecutionIdAndIsFinishedRequest {
-  std::string parent_execution_id;
+  std::string parent_execution_id{};
   bool is_finished = false;
-  TaskExecutionUpdate update;
+  TaskExecutionUpdate update{};
 };
 
 struct UpdateAndDecrementParentActiveChildrenCountRequest {
   bool is_finished = true;
   CloseStatus close_status = CloseStatus::idle;
-  TaskExecutionUpdate update;
+  TaskExecutionUpdate update{};
   std::int64_t limit = 0;
 };
 
 struct DeleteByIdRequest {
-  std::string execution_id;
+  std::string execution_id{};
 };
 
 /**

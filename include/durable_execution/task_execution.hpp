@@ -76,16 +76,16 @@ parse_on_children_finished_processing_status(std::string_view text);
 
 /** @brief Identifies one execution of one task. */
 struct TaskExecutionSummary {
-  std::string task_id;
-  std::string execution_id;
+  std::string task_id{};
+  std::string execution_id{};
 
   friend bool operator==(const TaskExecutionSummary&, const TaskExecutionSummary&) = default;
 };
 
 /** @brief A child's view of its parent. */
 struct ParentTaskExecutionSummary {
-  std::string task_id;
-  std::string execution_id;
+  std::string task_id{};
+  std::string execution_id{};
   std::int32_t index_in_parent_children = 0;
   bool is_only_child_of_parent = false;
   bool is_finalize_of_parent = false;
@@ -101,9 +101,9 @@ struct ParentTaskExecutionSummary {
  */
 struct RetryOptions {
   std::int32_t max_attempts = 0;
-  std::optional<std::chrono::milliseconds> base_delay;
-  std::optional<double> delay_multiplier;
-  std::optional<std::chrono::milliseconds> max_delay;
+  std::optional<std::chrono::milliseconds> base_delay{};
+  std::optional<double> delay_multiplier{};
+  std::optional<std::chrono::milliseconds> max_delay{};
 
   friend bool operator==(const RetryOptions&, const RetryOptions&) = default;
 };
@@ -113,43 +113,43 @@ struct RetryOptions {
  * absent (SQL NULL).
  */
 struct TaskExecutionRecord {
-  std::optional<TaskExecutionSummary> root;
-  std::optional<ParentTaskExecutionSummary> parent;
+  std::optional<TaskExecutionSummary> root{};
+  std::optional<ParentTaskExecutionSummary> parent{};
 
-  std::string task_id;
-  std::string execution_id;
+  std::string task_id{};
+  std::string execution_id{};
   bool is_sleeping_task = false;
-  std::optional<std::string> sleeping_task_unique_id;
-  RetryOptions retry_options;
+  std::optional<std::string> sleeping_task_unique_id{};
+  RetryOptions retry_options{};
   std::chrono::milliseconds sleep_before_run{0};
   std::chrono::milliseconds timeout{0};
   bool are_children_sequential = false;
-  std::string input;
+  std::string input{};
 
-  std::optional<std::string> executor_id;
+  std::optional<std::string> executor_id{};
   TaskExecutionStatus status = TaskExecutionStatus::ready;
   bool is_finished = false;
-  std::optional<std::string> run_output;
-  std::optional<std::string> output;
-  std::optional<StoredError> error;
+  std::optional<std::string> run_output{};
+  std::optional<std::string> output{};
+  std::optional<StoredError> error{};
   std::int32_t retry_attempts = 0;
   Timestamp start_at{};
-  std::optional<Timestamp> started_at;
-  std::optional<Timestamp> expires_at;
-  std::optional<Timestamp> finished_at;
+  std::optional<Timestamp> started_at{};
+  std::optional<Timestamp> expires_at{};
+  std::optional<Timestamp> finished_at{};
 
-  std::optional<std::vector<TaskExecutionSummary>> children;
+  std::optional<std::vector<TaskExecutionSummary>> children{};
   std::int32_t active_children_count = 0;
   OnChildrenFinishedProcessingStatus on_children_finished_processing_status =
       OnChildrenFinishedProcessingStatus::idle;
-  std::optional<Timestamp> on_children_finished_processing_expires_at;
-  std::optional<Timestamp> on_children_finished_processing_finished_at;
+  std::optional<Timestamp> on_children_finished_processing_expires_at{};
+  std::optional<Timestamp> on_children_finished_processing_finished_at{};
 
-  std::optional<TaskExecutionSummary> finalize;
+  std::optional<TaskExecutionSummary> finalize{};
 
   CloseStatus close_status = CloseStatus::idle;
-  std::optional<Timestamp> close_expires_at;
-  std::optional<Timestamp> closed_at;
+  std::optional<Timestamp> close_expires_at{};
+  std::optional<Timestamp> closed_at{};
 
   bool needs_promise_cancellation = false;
 
@@ -161,17 +161,17 @@ struct TaskExecutionRecord {
 
 /** @brief What a new record is made from; see make_task_execution_record. */
 struct NewTaskExecution {
-  std::optional<TaskExecutionSummary> root;
-  std::optional<ParentTaskExecutionSummary> parent;
-  std::string task_id;
-  std::string execution_id;
+  std::optional<TaskExecutionSummary> root{};
+  std::optional<ParentTaskExecutionSummary> parent{};
+  std::string task_id{};
+  std::string execution_id{};
   bool is_sleeping_task = false;
-  std::optional<std::string> sleeping_task_unique_id;
-  RetryOptions retry_options;
+  std::optional<std::string> sleeping_task_unique_id{};
+  RetryOptions retry_options{};
   std::chrono::milliseconds sleep_before_run{0};
   std::chrono::milliseconds timeout{0};
   bool are_children_sequential = false;
-  std::string input;
+  std::string input{};
 };
 
 /**
@@ -184,9 +184,9 @@ make_task_execution_record(Timestamp now, NewTaskExecution values);
 
 /** @brief Equality filters of the by-id lookups and updates; an unset filter matches all. */
 struct GetByIdFilters {
-  std::optional<bool> is_sleeping_task;
-  std::optional<TaskExecutionStatus> status;
-  std::optional<bool> is_finished;
+  std::optional<bool> is_sleeping_task{};
+  std::optional<TaskExecutionStatus> status{};
+  std::optional<bool> is_finished{};
 
   [[nodiscard]] bool matches(const TaskExecutionRecord& r) const noexcept {
     return (!is_sleeping_task || *is_sleeping_task == r.is_sleeping_task) &&
@@ -203,36 +203,36 @@ struct GetByIdFilters {
  * normally filled in by normalize_update(), never by hand. `updated_at` is always written.
  */
 struct TaskExecutionUpdate {
-  std::optional<std::string> executor_id;
-  std::optional<TaskExecutionStatus> status;
-  std::optional<std::string> run_output;
-  std::optional<std::string> output;
-  std::optional<StoredError> error;
-  std::optional<std::int32_t> retry_attempts;
-  std::optional<Timestamp> start_at;
-  std::optional<Timestamp> started_at;
-  std::optional<Timestamp> expires_at;
+  std::optional<std::string> executor_id{};
+  std::optional<TaskExecutionStatus> status{};
+  std::optional<std::string> run_output{};
+  std::optional<std::string> output{};
+  std::optional<StoredError> error{};
+  std::optional<std::int32_t> retry_attempts{};
+  std::optional<Timestamp> start_at{};
+  std::optional<Timestamp> started_at{};
+  std::optional<Timestamp> expires_at{};
 
-  std::optional<std::vector<TaskExecutionSummary>> children;
-  std::optional<std::int32_t> active_children_count;
-  std::optional<OnChildrenFinishedProcessingStatus> on_children_finished_processing_status;
-  std::optional<Timestamp> on_children_finished_processing_expires_at;
-  std::optional<Timestamp> on_children_finished_processing_finished_at;
+  std::optional<std::vector<TaskExecutionSummary>> children{};
+  std::optional<std::int32_t> active_children_count{};
+  std::optional<OnChildrenFinishedProcessingStatus> on_children_finished_processing_status{};
+  std::optional<Timestamp> on_children_finished_processing_expires_at{};
+  std::optional<Timestamp> on_children_finished_processing_finished_at{};
 
-  std::optional<TaskExecutionSummary> finalize;
+  std::optional<TaskExecutionSummary> finalize{};
 
-  std::optional<CloseStatus> close_status;
-  std::optional<Timestamp> close_expires_at;
-  std::optional<Timestamp> closed_at;
+  std::optional<CloseStatus> close_status{};
+  std::optional<Timestamp> close_expires_at{};
+  std::optional<Timestamp> closed_at{};
 
-  std::optional<bool> needs_promise_cancellation;
+  std::optional<bool> needs_promise_cancellation{};
 
   bool unset_executor_id = false;
-  std::optional<bool> is_finished;
+  std::optional<bool> is_finished{};
   bool unset_run_output = false;
   bool unset_error = false;
   bool unset_expires_at = false;
-  std::optional<Timestamp> finished_at;
+  std::optional<Timestamp> finished_at{};
   bool unset_on_children_finished_processing_expires_at = false;
   bool unset_close_expires_at = false;
   Timestamp updated_at{};

@@ -1,0 +1,438 @@
+#include "durable_execution/in_memory_storage.hpp"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <limits>
+#include <mutex>
+#include <set>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+namespace durable_execution {
+
+namespace {
+
+constexpr auto kMin = std::numeric_limits<std::int64_t>::min();
+
+struct Entry;
+
+// One shape of key for every ordered index: (h, a, b, c) then the insertion sequence as a tie
+// breaker, so equal keys keep insertion order. `entry` is payload, not part of the order. String
+// keys enter as a 64-bit hash `h` (integer compares keep the indexes fast); queries on them check
+// the real string too, so a hash collision can never mix two ids.
+struct Key {
+  std::int64_t h = 0;
+  std::int64_t a = kMin;
+  std::int64_t b = kMin;
+  std::int64_t c = kMin;
+  std::uint64_t seq = 0;
+  Entry* entry = nullptr;
+
+  friend bool operator<(const Key& l, const Key& r) {
+    return std::tie(l.h, l.a, l.b, l.c, l.seq) < std::tie(r.h, r.a, r.b, r.c, r.seq);
+  }
+  friend bool operator==(const Key& l, const Key& r) {
+    return std::tie(l.h, l.a, l.b, l.c, l.seq) == std::tie(r.h, r.a, r.b, r.c, r.seq);
+  }
+};
+
+// The ordered indexes, one per query shape of the storage contract.
+enum Index : std::size_t {
+  kByStatusStartAt,             // claim: (status, start_at)
+  kByProcessingWithZeroCount,   // children claim: (status, processing status, updated_at), count 0
+  kByCloseStatus,               // close claim: (close status, updated_at)
+  kBySleepingExpiresAt,         // (is sleeping, expires_at), rows with expires_at
+  kByProcessingExpiresAt,       // (processing expires_at), rows with it
+  kByCloseExpiresAt,            // (close expires_at), rows with it
+  kByExecutorCancellation,      // (executor id, needs cancellation, updated_at), rows with executor
+  kByParent,                    // (parent id, is finished), children only
+  kByFinishedCloseStatus,       // mark: (is finished, close status, updated_at)
+  kIndexCount,
+};
+
+std::int64_t ms(Timestamp t) { return to_unix_ms(t); }
+std::int64_t num(auto e) { return static_cast<std::int64_t>(e); }
+std::int64_t hash(const std::string& text) {
+  return static_cast<std::int64_t>(std::hash<std::string>{}(text));
+}
+
+struct Entry {
+  TaskExecutionRecord record;
+  std::uint64_t seq = 0;
+  std::array<std::optional<Key>, kIndexCount> keys;
+};
+
+std::optional<Key> key_for(Index index, Entry& e) {
+  const auto& r = e.record;
+  Key k;
+  k.seq = e.seq;
+  k.entry = &e;
+  switch (index) {
+    case kByStatusStartAt:
+      k.a = num(r.status);
+      k.b = ms(r.start_at);
+      return k;
+    case kByProcessingWithZeroCount:
+      if (r.active_children_count != 0) return std::nullopt;
+      k.a = num(r.status);
+      k.b = num(r.on_children_finished_processing_status);
+      k.c = ms(r.updated_at);
+      return k;
+    case kByCloseStatus:
+      k.a = num(r.close_status);
+      k.b = ms(r.updated_at);
+      return k;
+    case kBySleepingExpiresAt:
+      if (!r.expires_at) return std::nullopt;
+      k.a = r.is_sleeping_task ? 1 : 0;
+      k.b = ms(*r.expires_at);
+      return k;
+    case kByProcessingExpiresAt:
+      if (!r.on_children_finished_processing_expires_at) return std::nullopt;
+      k.a = ms(*r.on_children_finished_processing_expires_at);
+      return k;
+    case kByCloseExpiresAt:
+      if (!r.close_expires_at) return std::nullopt;
+      k.a = ms(*r.close_expires_at);
+      return k;
+    case kByExecutorCancellation:
+      if (!r.executor_id) return std::nullopt;
+      k.h = hash(*r.executor_id);
+      k.a = r.needs_promise_cancellation ? 1 : 0;
+      k.b = ms(r.updated_at);
+      return k;
+    case kByParent:
+      if (!r.parent) return std::nullopt;
+      k.h = hash(r.parent->execution_id);
+      k.a = r.is_finished ? 1 : 0;
+      return k;
+    case kByFinishedCloseStatus:
+      k.a = r.is_finished ? 1 : 0;
+      k.b = num(r.close_status);
+      k.c = ms(r.updated_at);
+      return k;
+    case kIndexCount:
+      break;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+struct InMemoryTaskExecutionsStorage::Impl {
+  mutable std::mutex mutex;
+  std::unordered_map<std::string, std::unique_ptr<Entry>> by_id;
+  std::unordered_map<std::string, Entry*> by_unique_id;
+  std::array<std::set<Key>, kIndexCount> indexes;
+  std::uint64_t next_seq = 0;
+
+  void index(Entry& e) {
+    for (std::size_t i = 0; i < kIndexCount; ++i) {
+      auto key = key_for(static_cast<Index>(i), e);
+      if (key == e.keys[i]) continue;
+      if (e.keys[i]) indexes[i].erase(*e.keys[i]);
+      if (key) indexes[i].insert(*key);
+      e.keys[i] = std::move(key);
+    }
+  }
+
+  void unindex(Entry& e) {
+    for (std::size_t i = 0; i < kIndexCount; ++i) {
+      if (e.keys[i]) indexes[i].erase(*e.keys[i]);
+      e.keys[i].reset();
+    }
+    if (e.record.sleeping_task_unique_id) by_unique_id.erase(*e.record.sleeping_task_unique_id);
+  }
+
+  // Checks a whole batch before any of it is written, so a rejected insert leaves no trace.
+  void check_insertable(const std::vector<TaskExecutionRecord>& records) const {
+    std::unordered_set<std::string_view> ids;
+    std::unordered_set<std::string_view> unique_ids;
+    for (const auto& r : records) {
+      if (by_id.contains(r.execution_id) || !ids.insert(r.execution_id).second) {
+        throw DurableExecutionError::non_retryable(
+            fmt::format("Task execution {} already exists", r.execution_id));
+      }
+      if (r.sleeping_task_unique_id &&
+          (by_unique_id.contains(*r.sleeping_task_unique_id) ||
+           !unique_ids.insert(*r.sleeping_task_unique_id).second)) {
+        throw DurableExecutionError::non_retryable(fmt::format(
+            "Sleeping task execution with unique id {} already exists",
+            *r.sleeping_task_unique_id));
+      }
+    }
+  }
+
+  void insert(const std::vector<TaskExecutionRecord>& records) {
+    check_insertable(records);
+    for (const auto& r : records) {
+      auto entry = std::make_unique<Entry>();
+      entry->record = r;
+      entry->seq = next_seq++;
+      auto& e = *entry;
+      by_id.emplace(r.execution_id, std::move(entry));
+      if (r.sleeping_task_unique_id) by_unique_id.emplace(*r.sleeping_task_unique_id, &e);
+      index(e);
+    }
+  }
+
+  Entry* find(const std::string& execution_id, const GetByIdFilters& filters) const {
+    auto it = by_id.find(execution_id);
+    if (it == by_id.end() || !filters.matches(it->second->record)) return nullptr;
+    return it->second.get();
+  }
+
+  void update(Entry& e, const TaskExecutionUpdate& u) {
+    apply_update(e.record, u);
+    index(e);
+  }
+
+  // Entries of `index` from `from` onwards while `in_range` holds and `accept`ed, at most `limit`.
+  template <class InRange, class Accept = bool (*)(const Entry&)>
+  std::vector<Entry*> select(
+      Index index, const Key& from, InRange in_range, std::int64_t limit,
+      Accept accept = [](const Entry&) { return true; }) const {
+    std::vector<Entry*> out;
+    if (limit <= 0) return out;
+    const auto& set = indexes[index];
+    for (auto it = set.lower_bound(from);
+         it != set.end() && in_range(*it) && std::cmp_less(out.size(), limit); ++it) {
+      if (accept(*it->entry)) out.push_back(it->entry);
+    }
+    return out;
+  }
+
+  std::vector<Entry*> children_of(const std::string& parent_id,
+                                  std::optional<bool> is_finished) const {
+    const auto h = hash(parent_id);
+    const std::int64_t finished = is_finished.value_or(false) ? 1 : 0;
+    return select(
+        kByParent, Key{.h = h, .a = is_finished ? finished : kMin},
+        [&](const Key& k) { return k.h == h && (!is_finished || k.a == finished); },
+        std::numeric_limits<std::int64_t>::max(),
+        [&](const Entry& e) { return e.record.parent->execution_id == parent_id; });
+  }
+
+  std::vector<TaskExecutionRecord> update_and_return(const std::vector<Entry*>& entries,
+                                                     const TaskExecutionUpdate& u) {
+    std::vector<TaskExecutionRecord> out;
+    out.reserve(entries.size());
+    for (auto* e : entries) {
+      update(*e, u);
+      out.push_back(e->record);
+    }
+    return out;
+  }
+
+  std::int64_t update_count(const std::vector<Entry*>& entries, const TaskExecutionUpdate& u) {
+    for (auto* e : entries) update(*e, u);
+    return static_cast<std::int64_t>(entries.size());
+  }
+};
+
+InMemoryTaskExecutionsStorage::InMemoryTaskExecutionsStorage() : impl_(std::make_unique<Impl>()) {}
+InMemoryTaskExecutionsStorage::~InMemoryTaskExecutionsStorage() = default;
+
+std::size_t InMemoryTaskExecutionsStorage::size() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->by_id.size();
+}
+
+void InMemoryTaskExecutionsStorage::insert_many(const std::vector<TaskExecutionRecord>& records) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->insert(records);
+}
+
+std::vector<std::optional<TaskExecutionRecord>> InMemoryTaskExecutionsStorage::get_many_by_id(
+    const std::vector<GetByIdRequest>& requests) {
+  std::vector<std::optional<TaskExecutionRecord>> out;
+  out.reserve(requests.size());
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& req : requests) {
+    auto* e = impl_->find(req.execution_id, req.filters);
+    out.push_back(e ? std::optional{e->record} : std::nullopt);
+  }
+  return out;
+}
+
+std::vector<std::optional<TaskExecutionRecord>>
+InMemoryTaskExecutionsStorage::get_many_by_sleeping_task_unique_id(
+    const std::vector<GetBySleepingTaskUniqueIdRequest>& requests) {
+  std::vector<std::optional<TaskExecutionRecord>> out;
+  out.reserve(requests.size());
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& req : requests) {
+    auto it = impl_->by_unique_id.find(req.sleeping_task_unique_id);
+    out.push_back(it == impl_->by_unique_id.end() ? std::nullopt
+                                                  : std::optional{it->second->record});
+  }
+  return out;
+}
+
+void InMemoryTaskExecutionsStorage::update_many_by_id(
+    const std::vector<UpdateByIdRequest>& requests) {
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& req : requests) {
+    if (auto* e = impl_->find(req.execution_id, req.filters)) impl_->update(*e, req.update);
+  }
+}
+
+void InMemoryTaskExecutionsStorage::update_many_by_id_and_insert_children_if_updated(
+    const std::vector<UpdateByIdAndInsertChildrenRequest>& requests) {
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& req : requests) {
+    auto* e = impl_->find(req.execution_id, req.filters);
+    if (!e) continue;
+    impl_->check_insertable(req.children_to_insert_if_updated);  // before the update: atomic
+    impl_->update(*e, req.update);
+    impl_->insert(req.children_to_insert_if_updated);
+  }
+}
+
+std::vector<TaskExecutionRecord>
+InMemoryTaskExecutionsStorage::update_by_status_and_start_at_less_than_and_return(
+    const UpdateByStatusAndStartAtLessThanRequest& req) {
+  std::lock_guard lock(impl_->mutex);
+  const auto status = num(req.status);
+  const auto bound = ms(req.start_at_less_than);
+  auto entries = impl_->select(
+      kByStatusStartAt, Key{.a = status},
+      [&](const Key& k) { return k.a == status && k.b < bound; }, req.limit);
+  std::vector<TaskExecutionRecord> out;
+  out.reserve(entries.size());
+  for (auto* e : entries) {
+    auto update = req.update;
+    update.expires_at = req.update_expires_at_with_started_at + e->record.timeout;
+    impl_->update(*e, update);
+    out.push_back(e->record);
+  }
+  return out;
+}
+
+std::vector<TaskExecutionRecord> InMemoryTaskExecutionsStorage::
+    update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(
+        const UpdateByStatusAndOnChildrenFinishedProcessingStatusRequest& req) {
+  std::lock_guard lock(impl_->mutex);
+  const auto status = num(req.status);
+  const auto processing = num(req.on_children_finished_processing_status);
+  auto entries = impl_->select(
+      kByProcessingWithZeroCount, Key{.a = status, .b = processing},
+      [&](const Key& k) { return k.a == status && k.b == processing; }, req.limit);
+  return impl_->update_and_return(entries, req.update);
+}
+
+std::vector<TaskExecutionRecord> InMemoryTaskExecutionsStorage::update_by_close_status_and_return(
+    const UpdateByCloseStatusRequest& req) {
+  std::lock_guard lock(impl_->mutex);
+  const auto close = num(req.close_status);
+  auto entries = impl_->select(
+      kByCloseStatus, Key{.a = close}, [&](const Key& k) { return k.a == close; }, req.limit);
+  return impl_->update_and_return(entries, req.update);
+}
+
+std::int64_t InMemoryTaskExecutionsStorage::update_by_is_sleeping_task_and_expires_at_less_than(
+    const UpdateByIsSleepingTaskAndExpiresAtLessThanRequest& req) {
+  std::lock_guard lock(impl_->mutex);
+  const std::int64_t sleeping = req.is_sleeping_task ? 1 : 0;
+  const auto bound = ms(req.expires_at_less_than);
+  auto entries = impl_->select(
+      kBySleepingExpiresAt, Key{.a = sleeping},
+      [&](const Key& k) { return k.a == sleeping && k.b < bound; }, req.limit);
+  return impl_->update_count(entries, req.update);
+}
+
+std::int64_t
+InMemoryTaskExecutionsStorage::update_by_on_children_finished_processing_expires_at_less_than(
+    const UpdateByOnChildrenFinishedProcessingExpiresAtLessThanRequest& req) {
+  std::lock_guard lock(impl_->mutex);
+  const auto bound = ms(req.on_children_finished_processing_expires_at_less_than);
+  auto entries = impl_->select(
+      kByProcessingExpiresAt, Key{}, [&](const Key& k) { return k.a < bound; }, req.limit);
+  return impl_->update_count(entries, req.update);
+}
+
+std::int64_t InMemoryTaskExecutionsStorage::update_by_close_expires_at_less_than(
+    const UpdateByCloseExpiresAtLessThanRequest& req) {
+  std::lock_guard lock(impl_->mutex);
+  const auto bound = ms(req.close_expires_at_less_than);
+  auto entries = impl_->select(
+      kByCloseExpiresAt, Key{}, [&](const Key& k) { return k.a < bound; }, req.limit);
+  return impl_->update_count(entries, req.update);
+}
+
+std::vector<TaskExecutionRecord>
+InMemoryTaskExecutionsStorage::update_by_executor_id_and_needs_promise_cancellation_and_return(
+    const UpdateByExecutorIdAndNeedsPromiseCancellationRequest& req) {
+  std::lock_guard lock(impl_->mutex);
+  const std::int64_t flag = req.needs_promise_cancellation ? 1 : 0;
+  const auto h = hash(req.executor_id);
+  auto entries = impl_->select(
+      kByExecutorCancellation, Key{.h = h, .a = flag},
+      [&](const Key& k) { return k.h == h && k.a == flag; }, req.limit,
+      [&](const Entry& e) { return e.record.executor_id == req.executor_id; });
+  return impl_->update_and_return(entries, req.update);
+}
+
+std::vector<std::vector<TaskExecutionRecord>>
+InMemoryTaskExecutionsStorage::get_many_by_parent_execution_id(
+    const std::vector<GetByParentExecutionIdRequest>& requests) {
+  std::vector<std::vector<TaskExecutionRecord>> out;
+  out.reserve(requests.size());
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& req : requests) {
+    auto entries = impl_->children_of(req.parent_execution_id, std::nullopt);
+    auto& children = out.emplace_back();
+    children.reserve(entries.size());
+    for (auto* e : entries) children.push_back(e->record);
+  }
+  return out;
+}
+
+void InMemoryTaskExecutionsStorage::update_many_by_parent_execution_id_and_is_finished(
+    const std::vector<UpdateByParentExecutionIdAndIsFinishedRequest>& requests) {
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& req : requests) {
+    auto entries = impl_->children_of(req.parent_execution_id, req.is_finished);
+    impl_->update_count(entries, req.update);
+  }
+}
+
+std::int64_t InMemoryTaskExecutionsStorage::
+    update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(
+        const UpdateAndDecrementParentActiveChildrenCountRequest& req) {
+  std::lock_guard lock(impl_->mutex);
+  const std::int64_t finished = req.is_finished ? 1 : 0;
+  const auto close = num(req.close_status);
+  auto entries = impl_->select(
+      kByFinishedCloseStatus, Key{.a = finished, .b = close},
+      [&](const Key& k) { return k.a == finished && k.b == close; }, req.limit);
+  for (auto* e : entries) {
+    impl_->update(*e, req.update);
+    if (!e->record.parent) continue;
+    if (auto* parent = impl_->find(e->record.parent->execution_id, {})) {
+      --parent->record.active_children_count;
+      impl_->index(*parent);
+    }
+  }
+  return static_cast<std::int64_t>(entries.size());
+}
+
+void InMemoryTaskExecutionsStorage::delete_by_id(const DeleteByIdRequest& req) {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->by_id.find(req.execution_id);
+  if (it == impl_->by_id.end()) return;
+  impl_->unindex(*it->second);
+  impl_->by_id.erase(it);
+}
+
+void InMemoryTaskExecutionsStorage::delete_all() {
+  std::lock_guard lock(impl_->mutex);
+  for (auto& index : impl_->indexes) index.clear();
+  impl_->by_unique_id.clear();
+  impl_->by_id.clear();
+}
+
+}  // namespace durable_execution

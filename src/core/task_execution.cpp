@@ -26,10 +26,11 @@ Enum parse_enum(std::string_view text, const std::array<Enum, N>& values, const 
   throw DurableExecutionError::non_retryable(fmt::format("Invalid {}: {}", what, text));
 }
 
-void reject(bool bad, std::string_view field, std::string_view why) {
+// `status` names the status that forbids the field, or is empty for a sub-state rule.
+void reject(bool bad, std::string_view field, std::string_view why, std::string_view status = {}) {
   if (bad) {
     throw DurableExecutionError::non_retryable(
-        fmt::format("Invalid task execution update: {} {}", field, why));
+        fmt::format("Invalid task execution update: {} {}{}", field, why, status));
   }
 }
 
@@ -138,30 +139,30 @@ TaskExecutionUpdate normalize_update(Timestamp now, TaskExecutionUpdate u) {
     const auto s = *u.status;
     const auto name = to_string(s);
     if (is_finished(s)) {
-      reject(u.run_output.has_value(), "run_output", fmt::format("cannot be set with {}", name));
+      reject(u.run_output.has_value(), "run_output", "cannot be set with ", name);
       u.is_finished = true;
       u.finished_at = now;
       u.unset_run_output = true;
     }
     if (s == TaskExecutionStatus::ready) {
-      reject(u.run_output.has_value(), "run_output", "cannot be set with ready");
+      reject(u.run_output.has_value(), "run_output", "cannot be set with ", name);
       u.unset_run_output = true;
     }
     if (!is_errored(s) && s != TaskExecutionStatus::ready && s != TaskExecutionStatus::running) {
-      reject(u.error.has_value(), "error", fmt::format("cannot be set with {}", name));
+      reject(u.error.has_value(), "error", "cannot be set with ", name);
       u.unset_error = true;
     }
     if ((s != TaskExecutionStatus::running && s != TaskExecutionStatus::cancelled) ||
         u.needs_promise_cancellation == false) {
-      reject(u.executor_id.has_value(), "executor_id", fmt::format("cannot be set with {}", name));
+      reject(u.executor_id.has_value(), "executor_id", "cannot be set with ", name);
       u.unset_executor_id = true;
     }
     if (s != TaskExecutionStatus::running) {
-      reject(u.expires_at.has_value(), "expires_at", fmt::format("cannot be set with {}", name));
+      reject(u.expires_at.has_value(), "expires_at", "cannot be set with ", name);
       u.unset_expires_at = true;
     }
     reject(u.output.has_value() && s != TaskExecutionStatus::completed, "output",
-           fmt::format("cannot be set with {}", name));
+           "cannot be set with ", name);
   }
   if (u.on_children_finished_processing_status &&
       *u.on_children_finished_processing_status != OnChildrenFinishedProcessingStatus::processing) {

@@ -1,0 +1,153 @@
+#pragma once
+
+// Option structs of the executor, the client, task definitions, enqueues and waits, and the
+// executor's stats (SPEC.md §6). Aggregates with a default on every field; validated on use.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "durable_execution/task_execution.hpp"
+
+namespace durable_execution {
+
+/** @brief Log level threshold, ordered debug < info < error. */
+enum class LogLevel { debug, info, error };
+
+/**
+ * @brief A log sink: receives every message at or above the configured level. Called from any
+ * engine thread, possibly concurrently; it must be thread-safe and must not call the executor.
+ */
+using LogSink = std::function<void(LogLevel level, std::string_view message)>;
+
+/**
+ * @brief Options of a DurableExecutor (SPEC.md §6.1), with the reference defaults.
+ *
+ * Validated at construction; an invalid value throws DurableExecutionError "Invalid options: <field>
+ * ...". Field order is API: fields are added at the end, never reordered.
+ */
+struct DurableExecutorOptions {
+  /** Added to a run's timeout to form its lease (expires_at); >= 0. */
+  std::chrono::milliseconds expire_leeway{300'000};
+  /** Base interval of the polling loops (work created by other processes); >= 1 ms. */
+  std::chrono::milliseconds background_process_intra_batch_sleep{500};
+  /** Upper bound on runs in flight in this executor (and on busy worker threads); >= 1. */
+  std::int32_t max_concurrent_task_executions = 5000;
+  /** Claim size of one ready-loop batch; >= 1. */
+  std::int32_t max_task_executions_per_batch = 100;
+  /** Parents processed per batch once their children finished; 1-100. */
+  std::int32_t process_on_children_finished_task_executions_batch_size = 100;
+  /** Finished executions marked close-ready per batch; 1-200. */
+  std::int32_t mark_finished_task_executions_as_close_status_ready_batch_size = 100;
+  /** Executions closed per batch; 1-100. */
+  std::int32_t close_finished_task_executions_batch_size = 100;
+  /** Cancellations delivered per batch; 1-200. */
+  std::int32_t cancel_needs_promise_cancellation_task_executions_batch_size = 100;
+  /** Expired executions recovered per batch and per kind; 1-200. */
+  std::int32_t retry_expired_task_executions_batch_size = 100;
+  /** Children one run may declare; 1-1000. */
+  std::int32_t max_children_per_task_execution = 1000;
+  /** Byte limit of a serialized input; 0-1 048 576. */
+  std::int64_t max_serialized_input_data_size = 1'048'576;
+  /** Byte limit of a serialized output; 1024-10 485 760. */
+  std::int64_t max_serialized_output_data_size = 1'048'576;
+  /** Retries of a failed storage call (each after a jittered back-off); 1-10. */
+  std::int32_t storage_max_retry_attempts = 1;
+  /** Messages below this level are dropped. */
+  LogLevel log_level = LogLevel::info;
+  /**
+   * Name of an spdlog logger the application registered (spdlog::register_logger); the engine
+   * logs through it. Empty: a logger of the engine's own, writing to stderr.
+   */
+  std::string logger_name;
+  /** If set, receives every message instead of spdlog (for applications without spdlog). */
+  LogSink log_sink;
+};
+
+/** @brief Options of a DurableExecutorClient: the subset of DurableExecutorOptions it uses. */
+struct DurableExecutorClientOptions {
+  std::int64_t max_serialized_input_data_size = 1'048'576;
+  std::int32_t storage_max_retry_attempts = 1;
+  LogLevel log_level = LogLevel::info;
+  std::string logger_name;
+  LogSink log_sink;
+};
+
+/**
+ * @brief The definition options of a task (SPEC.md §6.2).
+ *
+ * `id`: 1-255 characters of [A-Za-z0-9_], unique per executor. `timeout`: >= 1 ms, required.
+ * `retry`: max_attempts 0-100 (retries, so at most max_attempts + 1 runs), base_delay
+ * 0-3 600 000 ms, delay_multiplier 0.1-10, max_delay 0-86 400 000 ms and >= base_delay.
+ * `sleep_before_run`: >= 0.
+ */
+struct TaskOptions {
+  std::string id;
+  std::chrono::milliseconds timeout{0};
+  RetryOptions retry{};
+  std::chrono::milliseconds sleep_before_run{0};
+};
+
+/** @brief Per-enqueue overrides of a task's registered options (validated like TaskOptions). */
+struct EnqueueOptions {
+  std::optional<RetryOptions> retry;
+  std::optional<std::chrono::milliseconds> sleep_before_run;
+  std::optional<std::chrono::milliseconds> timeout;
+};
+
+/**
+ * @brief How wait_and_get_finished_execution waits.
+ *
+ * The handle re-reads the execution when this process finishes it (no polling delay) and
+ * otherwise every `polling_interval` (work finished by other processes). `timeout`, if set,
+ * bounds the wait: past it the call throws DurableExecutionTimedOutError. A stop request on
+ * `stop_token` throws DurableExecutionCancelledError.
+ */
+struct WaitOptions {
+  std::chrono::milliseconds polling_interval{100};
+  std::optional<std::chrono::milliseconds> timeout;
+  std::stop_token stop_token{};
+};
+
+/** @brief Calls and mean duration of one storage method (every attempt counts). */
+struct StorageCallStats {
+  std::int64_t count = 0;
+  double mean_duration_ms = 0;
+};
+
+/** @brief Count and duration of the batches one background process ran. */
+struct ProcessBatchStats {
+  std::int64_t batches = 0;
+  std::int64_t items = 0;
+  double mean_batch_duration_ms = 0;
+};
+
+/** @brief A snapshot of an executor's configuration and load (SPEC.md §6.4). */
+struct ExecutorStats {
+  std::chrono::milliseconds expire_leeway{0};
+  std::int32_t curr_concurrent_task_executions = 0;
+  std::int32_t max_concurrent_task_executions = 0;
+  std::int32_t max_task_executions_per_batch = 0;
+  std::int32_t max_children_per_task_execution = 0;
+  std::int64_t max_serialized_input_data_size = 0;
+  std::int64_t max_serialized_output_data_size = 0;
+  std::int32_t registered_tasks_count = 0;
+  bool is_shutdown = false;
+  /** Worker threads started so far (reused; never more than needed for concurrent runs). */
+  std::int32_t worker_threads = 0;
+  /** Per storage method name. */
+  std::map<std::string, StorageCallStats> storage_calls;
+  /** Per background process name (ready, children, mark, close, cancel, expire, complete). */
+  std::map<std::string, ProcessBatchStats> processes;
+  /** Storage calls per epoch second. */
+  std::map<std::int64_t, std::int64_t> storage_calls_per_second;
+};
+
+}  // namespace durable_execution

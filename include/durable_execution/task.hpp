@@ -1,0 +1,347 @@
+#pragma once
+
+// The typed front (DESIGN.md, layer 1): Task<Input, Output>, typed execution views and handles,
+// and the JSON glue that turns values into the strings the engine stores. User types plug in
+// through nlohmann's to_json/from_json, found by ADL.
+
+#include <chrono>
+#include <concepts>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "durable_execution/detail/engine.hpp"
+#include "durable_execution/errors.hpp"
+#include "durable_execution/options.hpp"
+#include "durable_execution/task_context.hpp"
+#include "durable_execution/task_execution.hpp"
+
+namespace durable_execution {
+
+/** @brief The input of a task whose run takes none, and the output of one that returns void. */
+struct Empty {
+  friend bool operator==(const Empty&, const Empty&) = default;
+};
+inline void to_json(nlohmann::json& j, const Empty& /*unused*/) { j = nullptr; }
+inline void from_json(const nlohmann::json& /*unused*/, Empty& /*unused*/) {}
+
+namespace detail {
+
+/** @brief Serializes a value as JSON; failures become "Error serializing value: ...". */
+template <class T>
+[[nodiscard]] std::string serialize_value(const T& value) {
+  try {
+    return nlohmann::json(value).dump();
+  } catch (const DurableExecutionError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw DurableExecutionError::non_retryable(std::string{"Error serializing value: "} + e.what());
+  }
+}
+
+/** @brief Parses a JSON value; failures become "Error deserializing value: ...". */
+template <class T>
+[[nodiscard]] T deserialize_value(const std::string& text) {
+  try {
+    if constexpr (std::is_same_v<T, Empty>) {
+      return Empty{};
+    } else {
+      return nlohmann::json::parse(text).template get<T>();
+    }
+  } catch (const DurableExecutionError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw DurableExecutionError::non_retryable(std::string{"Error deserializing value: "} +
+                                               e.what());
+  }
+}
+
+/** @brief Marker for "deduce from the run callable". */
+struct Deduce {};
+
+template <class T>
+struct CallableTraits : CallableTraits<decltype(&T::operator())> {};
+template <class R, class... A>
+struct CallableTraits<R (*)(A...)> {
+  using Result = R;
+  using Args = std::tuple<A...>;
+};
+template <class R, class... A>
+struct CallableTraits<R (*)(A...) noexcept> : CallableTraits<R (*)(A...)> {};
+template <class C, class R, class... A>
+struct CallableTraits<R (C::*)(A...)> : CallableTraits<R (*)(A...)> {};
+template <class C, class R, class... A>
+struct CallableTraits<R (C::*)(A...) const> : CallableTraits<R (*)(A...)> {};
+template <class C, class R, class... A>
+struct CallableTraits<R (C::*)(A...) noexcept> : CallableTraits<R (*)(A...)> {};
+template <class C, class R, class... A>
+struct CallableTraits<R (C::*)(A...) const noexcept> : CallableTraits<R (*)(A...)> {};
+
+template <class T>
+using VoidToEmpty = std::conditional_t<std::is_void_v<T>, Empty, T>;
+
+/** @brief Input and output types deduced from `run(ctx, input)`, `run(input)`, `run(ctx)` or `run()`. */
+template <class F>
+struct RunSignature {
+  using Traits = CallableTraits<std::decay_t<F>>;
+  using Args = typename Traits::Args;
+  static constexpr std::size_t arity = std::tuple_size_v<Args>;
+  template <std::size_t N>
+  using Arg = std::remove_cvref_t<std::tuple_element_t<N, Args>>;
+  static constexpr bool first_is_context = [] {
+    if constexpr (arity == 0) {
+      return false;
+    } else {
+      return std::is_same_v<Arg<0>, TaskRunContext>;
+    }
+  }();
+  using Input = decltype([] {
+    if constexpr (arity == 2) {
+      return std::type_identity<Arg<1>>{};
+    } else if constexpr (arity == 1 && !first_is_context) {
+      return std::type_identity<Arg<0>>{};
+    } else {
+      return std::type_identity<Empty>{};
+    }
+  }())::type;
+  using Output = VoidToEmpty<std::remove_cvref_t<typename Traits::Result>>;
+};
+
+/** @brief Calls a run callable in whichever of the four shapes it has. */
+template <class I, class F>
+decltype(auto) invoke_run(F& run, TaskRunContext& ctx, const I& input) {
+  if constexpr (std::is_invocable_v<F&, TaskRunContext&, const I&>) {
+    return std::invoke(run, ctx, input);
+  } else if constexpr (std::is_invocable_v<F&, const I&>) {
+    return std::invoke(run, input);
+  } else if constexpr (std::is_invocable_v<F&, TaskRunContext&>) {
+    return std::invoke(run, ctx);
+  } else {
+    static_assert(std::is_invocable_v<F&>,
+                  "run must be callable as run(ctx, input), run(input), run(ctx) or run()");
+    return std::invoke(run);
+  }
+}
+
+template <class O, class F, class I>
+O run_to_output(F& run, TaskRunContext& ctx, const I& input) {
+  using R = decltype(invoke_run<I>(run, ctx, input));
+  if constexpr (std::is_void_v<R>) {
+    invoke_run<I>(run, ctx, input);
+    return O{};
+  } else {
+    return O(invoke_run<I>(run, ctx, input));
+  }
+}
+
+}  // namespace detail
+
+/**
+ * @brief A value a caller may pass as a task's input: the input type itself, or a type that
+ * converts to it without narrowing (a string literal for std::string). Anything else does not
+ * compile.
+ */
+template <class V, class I>
+concept InputFor = std::same_as<std::remove_cvref_t<V>, I> ||
+                   (std::convertible_to<V, I> && requires(V&& v) { I{std::forward<V>(v)}; } &&
+                    !(std::is_arithmetic_v<std::remove_cvref_t<V>> && std::is_arithmetic_v<I>));
+
+/**
+ * @brief A registered task: a cheap, copyable descriptor that carries the input and output
+ * types, so that enqueueing the wrong input or reading the wrong output does not compile.
+ *
+ * @tparam Input what enqueue_task takes (after any validation step: the raw input type).
+ * @tparam Output what a completed execution's `output` holds.
+ * @note Thread safety: immutable; safe to copy and share.
+ */
+template <class Input, class Output>
+class Task {
+ public:
+  using InputType = Input;
+  using OutputType = Output;
+
+  /** @brief Wraps a descriptor; used by the executor and to name a task on a client. */
+  explicit Task(TaskDescriptor descriptor) : descriptor_(std::move(descriptor)) {}
+
+  /**
+   * @brief A typed reference to a task registered by executors elsewhere, for a
+   * DurableExecutorClient (which runs nothing). The options must match the registration.
+   */
+  [[nodiscard]] static Task reference(const TaskOptions& options) {
+    detail::validate_task_options(options);
+    return Task{TaskDescriptor{.id = options.id,
+                               .is_sleeping_task = false,
+                               .retry = options.retry,
+                               .sleep_before_run = options.sleep_before_run,
+                               .timeout = options.timeout,
+                               .are_children_sequential = false}};
+  }
+
+  [[nodiscard]] const std::string& id() const noexcept { return descriptor_.id; }
+  [[nodiscard]] const TaskDescriptor& descriptor() const noexcept { return descriptor_; }
+
+ private:
+  TaskDescriptor descriptor_;
+};
+
+/**
+ * @brief A typed view of one execution (SPEC.md §2.5): status, typed output, error, attempts
+ * and timestamps. Optional fields are unset where the status has no such value.
+ */
+template <class Output>
+struct TaskExecution {
+  std::optional<TaskExecutionSummary> root;
+  std::optional<ParentTaskExecutionSummary> parent;
+  std::string task_id;
+  std::string execution_id;
+  RetryOptions retry_options;
+  std::chrono::milliseconds sleep_before_run{0};
+  std::chrono::milliseconds timeout{0};
+  /** The serialized input (JSON). */
+  std::string input;
+  TaskExecutionStatus status = TaskExecutionStatus::ready;
+  /** Set when completed. */
+  std::optional<Output> output;
+  /** Set when errored; on `ready` the previous attempt's error. */
+  std::optional<StoredError> error;
+  std::int32_t retry_attempts = 0;
+  Timestamp created_at{};
+  Timestamp updated_at{};
+  std::optional<Timestamp> started_at;
+  std::optional<Timestamp> expires_at;
+  std::optional<Timestamp> finished_at;
+  std::optional<std::vector<TaskExecutionSummary>> children;
+  std::int32_t active_children_count = 0;
+  std::optional<TaskExecutionSummary> finalize;
+  OnChildrenFinishedProcessingStatus on_children_finished_processing_status =
+      OnChildrenFinishedProcessingStatus::idle;
+  std::optional<Timestamp> on_children_finished_processing_finished_at;
+  CloseStatus close_status = CloseStatus::idle;
+  std::optional<Timestamp> closed_at;
+
+  [[nodiscard]] bool is_finished() const noexcept {
+    return durable_execution::is_finished(status);
+  }
+
+  /** @brief Builds the view of a record; the output is parsed only when completed. */
+  [[nodiscard]] static TaskExecution from_record(const TaskExecutionRecord& r) {
+    TaskExecution v;
+    v.root = r.root;
+    v.parent = r.parent;
+    v.task_id = r.task_id;
+    v.execution_id = r.execution_id;
+    v.retry_options = r.retry_options;
+    v.sleep_before_run = r.sleep_before_run;
+    v.timeout = r.timeout;
+    v.input = r.input;
+    v.status = r.status;
+    if (r.status == TaskExecutionStatus::completed && r.output) {
+      v.output = detail::deserialize_value<Output>(*r.output);
+    }
+    v.error = r.error;
+    v.retry_attempts = r.retry_attempts;
+    v.created_at = r.created_at;
+    v.updated_at = r.updated_at;
+    v.started_at = r.started_at;
+    v.expires_at = r.expires_at;
+    v.finished_at = r.finished_at;
+    v.children = r.children;
+    v.active_children_count = r.active_children_count;
+    v.finalize = r.finalize;
+    v.on_children_finished_processing_status = r.on_children_finished_processing_status;
+    v.on_children_finished_processing_finished_at = r.on_children_finished_processing_finished_at;
+    v.close_status = r.close_status;
+    v.closed_at = r.closed_at;
+    return v;
+  }
+};
+
+/**
+ * @brief A handle on one execution: reads it, waits for it to finish, cancels it.
+ *
+ * Holds only the two ids and the engine, so it stays valid after the executor shuts down or is
+ * destroyed (it reads the storage, which must outlive it).
+ *
+ * @note Thread safety: thread-safe; copies may be used from any thread.
+ */
+template <class Output>
+class TaskExecutionHandle {
+ public:
+  TaskExecutionHandle(std::shared_ptr<detail::Engine> engine, std::string task_id,
+                      std::string execution_id)
+      : engine_(std::move(engine)),
+        task_id_(std::move(task_id)),
+        execution_id_(std::move(execution_id)) {}
+
+  [[nodiscard]] const std::string& task_id() const noexcept { return task_id_; }
+  [[nodiscard]] const std::string& execution_id() const noexcept { return execution_id_; }
+
+  /** @brief The current view. @throws DurableExecutionNotFoundError if the record is gone. */
+  [[nodiscard]] TaskExecution<Output> get_execution() const {
+    return TaskExecution<Output>::from_record(engine_->get_execution(task_id_, execution_id_));
+  }
+
+  /**
+   * @brief Blocks until the execution is finished and returns its view.
+   * @throws DurableExecutionTimedOutError past `options.timeout`;
+   *   DurableExecutionCancelledError on a stop request; DurableExecutionNotFoundError if the
+   *   record is gone.
+   */
+  [[nodiscard]] TaskExecution<Output> wait_and_get_finished_execution(
+      const WaitOptions& options = {}) const {
+    return TaskExecution<Output>::from_record(
+        engine_->wait_finished(task_id_, execution_id_, options));
+  }
+
+  /** @brief Cancels the execution (no-op if it is finished or missing). */
+  void cancel() const { engine_->cancel(execution_id_); }
+
+ private:
+  std::shared_ptr<detail::Engine> engine_;
+  std::string task_id_;
+  std::string execution_id_;
+};
+
+namespace detail {
+
+/** @brief Enqueue shared by executor and client: typed input to a string, then the engine. */
+template <class I, class O, class V>
+[[nodiscard]] TaskExecutionHandle<O> enqueue_typed(const std::shared_ptr<Engine>& engine,
+                                                   const Task<I, O>& task, V&& input,
+                                                   const EnqueueOptions& options) {
+  std::string serialized = serialize_value(static_cast<const I&>(I(std::forward<V>(input))));
+  auto id = engine->enqueue(task.descriptor(), std::move(serialized), options);
+  return TaskExecutionHandle<O>{engine, task.id(), std::move(id)};
+}
+
+/** @brief The engine-side run function of a simple task, with an optional validation step. */
+template <class Raw, class I, class O, class F>
+[[nodiscard]] RunFunction make_simple_run(std::string task_id,
+                                          std::function<I(const Raw&)> validate, F run) {
+  return [task_id = std::move(task_id), validate = std::move(validate),
+          run = std::move(run)](TaskRunContext& ctx, const std::string& text) mutable {
+    std::optional<I> input;
+    if (validate) {
+      Raw raw = deserialize_value<Raw>(text);
+      try {
+        input.emplace(validate(raw));
+      } catch (const std::exception& e) {
+        throw DurableExecutionError::non_retryable("Invalid input to task " + task_id + ": " +
+                                                   e.what());
+      }
+    } else {
+      input.emplace(deserialize_value<I>(text));
+    }
+    O output = run_to_output<O>(run, ctx, *input);
+    return RunParentResult{serialize_value(output), {}};
+  };
+}
+
+}  // namespace detail
+
+}  // namespace durable_execution

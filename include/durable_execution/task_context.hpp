@@ -1,0 +1,72 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <stop_token>
+#include <string>
+
+#include "durable_execution/errors.hpp"
+#include "durable_execution/task_execution.hpp"
+
+namespace durable_execution {
+
+/** @brief Why a run's stop token fired. */
+enum class StopReason : std::uint8_t { none, timed_out, cancelled, shutdown };
+
+/** @brief What the engine hands a run; see TaskRunContext. Not for direct use. */
+struct TaskRunContextData {
+  std::optional<TaskExecutionSummary> root;
+  std::optional<ParentTaskExecutionSummary> parent;
+  std::string task_id;
+  std::string execution_id;
+  std::int32_t attempt = 0;
+  std::optional<StoredError> prev_error;
+  std::stop_token stop_token;
+  const std::atomic<StopReason>* stop_reason = nullptr;
+};
+
+/**
+ * @brief What a run sees of its execution: ids, the attempt number (0 on the first run), the
+ * previous attempt's error, and a stop token.
+ *
+ * The stop token fires when the run times out, when its execution is cancelled (from any
+ * process), and when the executor shuts down; stop_reason() tells which. The engine records a
+ * timeout or cancellation at once and discards whatever the callable returns afterwards, so a
+ * long-running callable should poll the token and return early. On shutdown the result of the
+ * run is still recorded.
+ *
+ * @note Thread safety: owned by the worker thread running the task; valid only during the run.
+ */
+class TaskRunContext {
+ public:
+  explicit TaskRunContext(TaskRunContextData data) : data_(std::move(data)) {}
+
+  [[nodiscard]] const std::string& task_id() const noexcept { return data_.task_id; }
+  [[nodiscard]] const std::string& execution_id() const noexcept { return data_.execution_id; }
+  /** @brief The top-level execution of the tree, unset for a top-level execution. */
+  [[nodiscard]] const std::optional<TaskExecutionSummary>& root() const noexcept {
+    return data_.root;
+  }
+  /** @brief The parent execution, set on children and finalize executions. */
+  [[nodiscard]] const std::optional<ParentTaskExecutionSummary>& parent() const noexcept {
+    return data_.parent;
+  }
+  /** @brief 0 on the first run, then the number of retries so far. */
+  [[nodiscard]] std::int32_t attempt() const noexcept { return data_.attempt; }
+  /** @brief The previous attempt's error (also "Task execution expired" after a lost lease). */
+  [[nodiscard]] const std::optional<StoredError>& prev_error() const noexcept {
+    return data_.prev_error;
+  }
+  [[nodiscard]] std::stop_token stop_token() const noexcept { return data_.stop_token; }
+  [[nodiscard]] bool stop_requested() const noexcept { return data_.stop_token.stop_requested(); }
+  [[nodiscard]] StopReason stop_reason() const noexcept {
+    return data_.stop_reason != nullptr ? data_.stop_reason->load(std::memory_order_acquire)
+                                        : StopReason::none;
+  }
+
+ private:
+  TaskRunContextData data_;
+};
+
+}  // namespace durable_execution
