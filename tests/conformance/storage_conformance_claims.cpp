@@ -1,0 +1,603 @@
+// Storage conformance, part 2: the bulk claim, expiry and decrement methods (SPEC.md §4.1,
+// §4.3 Part B "Claims and expiries", "decrement"). Rows are keyed at past, now and future;
+// a limit-2 call must take past, then now.
+
+#include <algorithm>
+
+#include "durable_execution/errors.hpp"
+#include "storage_conformance.hpp"
+
+using durable_execution::CloseStatus;
+using durable_execution::ErrorType;
+using durable_execution::OnChildrenFinishedProcessingStatus;
+using durable_execution::StoredError;
+using durable_execution::TaskExecutionRecord;
+using durable_execution::TaskExecutionStatus;
+using durable_execution::TaskExecutionUpdate;
+using std::chrono::milliseconds;
+
+namespace {
+
+std::vector<std::string> ids_of(const std::vector<TaskExecutionRecord>& records) {
+  std::vector<std::string> ids;
+  ids.reserve(records.size());
+  for (const auto& r : records) ids.push_back(r.execution_id);
+  return ids;
+}
+
+}  // namespace
+
+// ---- start-at claim (T3) --------------------------------------------------------------------
+
+TEST_P(StorageConformance, ClaimByStatusAndStartAtTakesOldestStartAtFirst) {
+  const auto past = now_ - milliseconds{5000};
+  const auto future = now_ + milliseconds{5000};
+  auto r_past = new_record();
+  r_past.start_at = past;
+  r_past.timeout = milliseconds{1000};
+  auto r_future = new_record();
+  r_future.start_at = future;
+  auto r_now = new_record();
+  r_now.start_at = now_;
+  r_now.timeout = milliseconds{3000};
+  auto r_running = new_record();
+  r_running.status = TaskExecutionStatus::running;
+  r_running.start_at = past;
+  auto r_completed = new_record();
+  r_completed.status = TaskExecutionStatus::completed;
+  r_completed.is_finished = true;
+  r_completed.start_at = past;
+  // Inserted out of start_at order so that insertion order cannot produce the right answer.
+  insert({r_future, r_now, r_running, r_completed, r_past});
+
+  const auto t = now_ + milliseconds{1000};
+  const auto base = t + milliseconds{10'000};
+  const auto claim = normalized(t, {.executor_id = "test-executor",
+                                    .status = TaskExecutionStatus::running,
+                                    .started_at = t});
+  auto claimed = storage().update_by_status_and_start_at_less_than_and_return(
+      {.status = TaskExecutionStatus::ready,
+       .start_at_less_than = future + milliseconds{1000},
+       .update = claim,
+       .update_expires_at_with_started_at = base,
+       .limit = 2});
+  ASSERT_EQ(ids_of(claimed), (std::vector{r_past.execution_id, r_now.execution_id}));
+  for (const auto& r : claimed) {
+    EXPECT_EQ(r.status, TaskExecutionStatus::running);
+    EXPECT_EQ(r.executor_id, "test-executor");
+    EXPECT_EQ(r.started_at, t);
+    EXPECT_EQ(r.updated_at, t);
+    EXPECT_EQ(r, fetch(r.execution_id));  // returned rows are the stored rows after the update
+  }
+  // expires_at = base + the row's own timeout.
+  EXPECT_EQ(claimed[0].expires_at, base + milliseconds{1000});
+  EXPECT_EQ(claimed[1].expires_at, base + milliseconds{3000});
+
+  EXPECT_EQ(fetch(r_future.execution_id), r_future);
+  EXPECT_EQ(fetch(r_running.execution_id), r_running);
+  EXPECT_EQ(fetch(r_completed.execution_id), r_completed);
+
+  // A status nothing has selects nothing.
+  EXPECT_TRUE(storage()
+                  .update_by_status_and_start_at_less_than_and_return(
+                      {.status = TaskExecutionStatus::failed,
+                       .start_at_less_than = future + milliseconds{1000},
+                       .update = normalized(t, {}),
+                       .update_expires_at_with_started_at = base,
+                       .limit = 10})
+                  .empty());
+
+  // The bound is strict: start_at == bound is not selected.
+  EXPECT_TRUE(storage()
+                  .update_by_status_and_start_at_less_than_and_return(
+                      {.status = TaskExecutionStatus::ready,
+                       .start_at_less_than = future,
+                       .update = claim,
+                       .update_expires_at_with_started_at = base,
+                       .limit = 10})
+                  .empty());
+  auto last = storage().update_by_status_and_start_at_less_than_and_return(
+      {.status = TaskExecutionStatus::ready,
+       .start_at_less_than = future + milliseconds{1},
+       .update = claim,
+       .update_expires_at_with_started_at = base,
+       .limit = 10});
+  EXPECT_EQ(ids_of(last), std::vector{r_future.execution_id});
+}
+
+// ---- processing claim (T15) -----------------------------------------------------------------
+
+TEST_P(StorageConformance, ClaimParentsWithZeroActiveChildrenOldestUpdatedAtFirst) {
+  const auto past = now_ - milliseconds{1000};
+  const auto future = now_ + milliseconds{1000};
+  auto waiting = [&](Timestamp updated_at, std::int32_t active) {
+    auto r = new_record();
+    r.status = TaskExecutionStatus::waiting_for_children;
+    r.active_children_count = active;
+    r.updated_at = updated_at;
+    return r;
+  };
+  const auto r_past = waiting(past, 0);
+  const auto r_future = waiting(future, 0);
+  const auto r_now = waiting(now_, 0);
+  const auto r_busy = waiting(past, 2);      // non-zero count: excluded
+  const auto r_negative = waiting(past, -1); // only exactly zero counts
+  auto r_processing = waiting(past, 0);      // other processing status: excluded
+  r_processing.on_children_finished_processing_status =
+      OnChildrenFinishedProcessingStatus::processing;
+  auto r_completed = waiting(past, 0);  // other status: excluded
+  r_completed.status = TaskExecutionStatus::completed;
+  r_completed.is_finished = true;
+  insert({r_future, r_busy, r_now, r_negative, r_processing, r_completed, r_past});
+
+  const auto t = now_ + milliseconds{2000};
+  auto claimed =
+      storage()
+          .update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(
+              {.status = TaskExecutionStatus::waiting_for_children,
+               .on_children_finished_processing_status = OnChildrenFinishedProcessingStatus::idle,
+               .update = normalized(
+                   t, {.on_children_finished_processing_status =
+                           OnChildrenFinishedProcessingStatus::processing,
+                       .on_children_finished_processing_expires_at = t + milliseconds{10'000}}),
+               .limit = 2});
+  ASSERT_EQ(ids_of(claimed), (std::vector{r_past.execution_id, r_now.execution_id}));
+  for (const auto& r : claimed) {
+    EXPECT_EQ(r.on_children_finished_processing_status,
+              OnChildrenFinishedProcessingStatus::processing);
+    EXPECT_EQ(r.on_children_finished_processing_expires_at, t + milliseconds{10'000});
+    EXPECT_EQ(r.updated_at, t);
+    EXPECT_EQ(r, fetch(r.execution_id));
+  }
+  for (const auto& r : {r_future, r_busy, r_negative, r_processing, r_completed}) {
+    EXPECT_EQ(fetch(r.execution_id), r);
+  }
+}
+
+// ---- close claim (T19) ----------------------------------------------------------------------
+
+TEST_P(StorageConformance, ClaimByCloseStatusOldestUpdatedAtFirst) {
+  const auto past = now_ - milliseconds{1000};
+  const auto future = now_ + milliseconds{1000};
+  auto closable = [&](CloseStatus status, Timestamp updated_at) {
+    auto r = new_record();
+    r.status = TaskExecutionStatus::completed;
+    r.is_finished = true;
+    r.close_status = status;
+    r.updated_at = updated_at;
+    return r;
+  };
+  const auto r_past = closable(CloseStatus::ready, past);
+  const auto r_future = closable(CloseStatus::ready, future);
+  const auto r_now = closable(CloseStatus::ready, now_);
+  auto r_closing = closable(CloseStatus::closing, past - milliseconds{1});
+  r_closing.close_expires_at = future;
+  const auto r_closed = closable(CloseStatus::closed, past - milliseconds{1});
+  const auto r_idle = closable(CloseStatus::idle, past - milliseconds{1});
+  insert({r_closing, r_future, r_closed, r_now, r_idle, r_past});
+
+  const auto t = now_ + milliseconds{2000};
+  auto claimed = storage().update_by_close_status_and_return(
+      {.close_status = CloseStatus::ready,
+       .update = normalized(t, {.close_status = CloseStatus::closing,
+                                .close_expires_at = t + milliseconds{10'000}}),
+       .limit = 2});
+  ASSERT_EQ(ids_of(claimed), (std::vector{r_past.execution_id, r_now.execution_id}));
+  for (const auto& r : claimed) {
+    EXPECT_EQ(r.close_status, CloseStatus::closing);
+    EXPECT_EQ(r.close_expires_at, t + milliseconds{10'000});
+    EXPECT_EQ(r.updated_at, t);
+    EXPECT_EQ(r, fetch(r.execution_id));
+  }
+  for (const auto& r : {r_future, r_closing, r_closed, r_idle}) {
+    EXPECT_EQ(fetch(r.execution_id), r);
+  }
+}
+
+// ---- expiries (T13, T14, T22 and the processing expiry) -------------------------------------
+
+TEST_P(StorageConformance, ExpireNonSleepingRunningRowsByExpiresAt) {
+  const auto past = now_ - milliseconds{5000};
+  const auto future = now_ + milliseconds{5000};
+  auto running = [&](Timestamp expires_at) {
+    auto r = new_record();
+    r.status = TaskExecutionStatus::running;
+    r.executor_id = "executor";
+    r.started_at = now_ - milliseconds{6000};
+    r.expires_at = expires_at;
+    r.retry_attempts = 1;
+    return r;
+  };
+  const auto r_past = running(past);
+  const auto r_future = running(future);
+  const auto r_now = running(now_);
+  auto r_completed = new_record();  // no expires_at: never matches
+  r_completed.status = TaskExecutionStatus::completed;
+  r_completed.is_finished = true;
+  const auto r_sleeping = new_sleeping_record("sleep_" + r_past.execution_id);
+  auto r_sleeping_past = r_sleeping;  // the other sleeping flag: excluded
+  r_sleeping_past.expires_at = past;
+  insert({r_future, r_sleeping_past, r_now, r_completed, r_past});
+
+  const auto t = future + milliseconds{1};
+  const StoredError expired{ErrorType::generic, false, true, "Task execution expired"};
+  const auto expire =
+      normalized(t, {.status = TaskExecutionStatus::ready, .error = expired, .start_at = t});
+  // Bound above all three; the limit decides: ascending expires_at, so past, then now.
+  EXPECT_EQ(storage().update_by_is_sleeping_task_and_expires_at_less_than(
+                {.is_sleeping_task = false,
+                 .expires_at_less_than = future + milliseconds{1},
+                 .update = expire,
+                 .limit = 2}),
+            2);
+  for (const auto& r : fetch_all({r_past.execution_id, r_now.execution_id})) {
+    EXPECT_EQ(r.status, TaskExecutionStatus::ready);
+    EXPECT_EQ(r.error, expired);
+    EXPECT_EQ(r.start_at, t);
+    EXPECT_EQ(r.retry_attempts, 1);  // expiry consumes no retry
+    EXPECT_FALSE(r.executor_id.has_value());
+    EXPECT_FALSE(r.expires_at.has_value());
+    EXPECT_EQ(r.updated_at, t);
+  }
+  EXPECT_EQ(fetch(r_future.execution_id), r_future);
+  EXPECT_EQ(fetch(r_completed.execution_id), r_completed);
+  EXPECT_EQ(fetch(r_sleeping_past.execution_id), r_sleeping_past);
+
+  // Strict bound: expires_at == bound does not match.
+  EXPECT_EQ(storage().update_by_is_sleeping_task_and_expires_at_less_than(
+                {.is_sleeping_task = false,
+                 .expires_at_less_than = future,
+                 .update = expire,
+                 .limit = 10}),
+            0);
+  EXPECT_EQ(fetch(r_future.execution_id), r_future);
+
+  // T13: the sleeping flag selects only the sleeping row.
+  const StoredError timed_out{ErrorType::timed_out, true, false, "Task execution timed out"};
+  EXPECT_EQ(storage().update_by_is_sleeping_task_and_expires_at_less_than(
+                {.is_sleeping_task = true,
+                 .expires_at_less_than = t,
+                 .update = normalized(t, {.status = TaskExecutionStatus::timed_out,
+                                          .error = timed_out,
+                                          .start_at = t}),
+                 .limit = 10}),
+            1);
+  const auto slept = fetch(r_sleeping_past.execution_id);
+  EXPECT_EQ(slept.status, TaskExecutionStatus::timed_out);
+  EXPECT_TRUE(slept.is_finished);
+  EXPECT_EQ(slept.finished_at, t);
+  EXPECT_EQ(slept.error, timed_out);
+  EXPECT_FALSE(slept.expires_at.has_value());
+  EXPECT_EQ(fetch(r_future.execution_id), r_future);
+}
+
+TEST_P(StorageConformance, ExpireProcessingByExpiresAt) {
+  const auto past = now_ - milliseconds{5000};
+  const auto future = now_ + milliseconds{5000};
+  auto processing = [&](std::optional<Timestamp> expires_at) {
+    auto r = new_record();
+    r.status = TaskExecutionStatus::waiting_for_children;
+    r.on_children_finished_processing_status = OnChildrenFinishedProcessingStatus::processing;
+    r.on_children_finished_processing_expires_at = expires_at;
+    return r;
+  };
+  const auto r_past = processing(past);
+  const auto r_future = processing(future);
+  const auto r_now = processing(now_);
+  auto r_processed = processing(std::nullopt);
+  r_processed.on_children_finished_processing_status =
+      OnChildrenFinishedProcessingStatus::processed;
+  r_processed.updated_at = past - milliseconds{10'000};
+  insert({r_processed, r_future, r_now, r_past});
+
+  const auto t = future + milliseconds{1};
+  EXPECT_EQ(storage().update_by_on_children_finished_processing_expires_at_less_than(
+                {.on_children_finished_processing_expires_at_less_than = future + milliseconds{1},
+                 .update = normalized(t, {.on_children_finished_processing_status =
+                                              OnChildrenFinishedProcessingStatus::idle}),
+                 .limit = 2}),
+            2);
+  for (const auto& r : fetch_all({r_past.execution_id, r_now.execution_id})) {
+    EXPECT_EQ(r.on_children_finished_processing_status, OnChildrenFinishedProcessingStatus::idle);
+    EXPECT_FALSE(r.on_children_finished_processing_expires_at.has_value());
+    EXPECT_EQ(r.updated_at, t);
+  }
+  EXPECT_EQ(fetch(r_future.execution_id), r_future);
+  EXPECT_EQ(fetch(r_processed.execution_id), r_processed);
+  EXPECT_EQ(storage().update_by_on_children_finished_processing_expires_at_less_than(
+                {.on_children_finished_processing_expires_at_less_than = future,
+                 .update = normalized(t, {.on_children_finished_processing_status =
+                                              OnChildrenFinishedProcessingStatus::idle}),
+                 .limit = 10}),
+            0);
+}
+
+TEST_P(StorageConformance, ExpireClosingByCloseExpiresAt) {
+  const auto past = now_ - milliseconds{5000};
+  const auto future = now_ + milliseconds{5000};
+  auto closing = [&](std::optional<Timestamp> expires_at) {
+    auto r = new_record();
+    r.status = TaskExecutionStatus::completed;
+    r.is_finished = true;
+    r.close_status = CloseStatus::closing;
+    r.close_expires_at = expires_at;
+    return r;
+  };
+  const auto r_past = closing(past);
+  const auto r_future = closing(future);
+  const auto r_now = closing(now_);
+  auto r_ready = closing(std::nullopt);
+  r_ready.close_status = CloseStatus::ready;
+  r_ready.updated_at = past - milliseconds{10'000};
+  insert({r_ready, r_future, r_now, r_past});
+
+  const auto t = future + milliseconds{1};
+  EXPECT_EQ(storage().update_by_close_expires_at_less_than(
+                {.close_expires_at_less_than = future + milliseconds{1},
+                 .update = normalized(t, {.close_status = CloseStatus::ready}),
+                 .limit = 2}),
+            2);
+  for (const auto& r : fetch_all({r_past.execution_id, r_now.execution_id})) {
+    EXPECT_EQ(r.close_status, CloseStatus::ready);
+    EXPECT_FALSE(r.close_expires_at.has_value());
+    EXPECT_EQ(r.updated_at, t);
+  }
+  EXPECT_EQ(fetch(r_future.execution_id), r_future);
+  EXPECT_EQ(fetch(r_ready.execution_id), r_ready);
+  EXPECT_EQ(storage().update_by_close_expires_at_less_than(
+                {.close_expires_at_less_than = future,
+                 .update = normalized(t, {.close_status = CloseStatus::ready}),
+                 .limit = 10}),
+            0);
+}
+
+// ---- cancellation claim (T23) ---------------------------------------------------------------
+
+TEST_P(StorageConformance, ClaimByExecutorIdAndNeedsPromiseCancellation) {
+  const auto past = now_ - milliseconds{1000};
+  const auto future = now_ + milliseconds{1000};
+  auto flagged = [&](const std::string& executor, bool flag, Timestamp updated_at) {
+    auto r = new_record();
+    r.status = TaskExecutionStatus::cancelled;
+    r.is_finished = true;
+    r.executor_id = executor;
+    r.needs_promise_cancellation = flag;
+    r.updated_at = updated_at;
+    return r;
+  };
+  const auto r_past = flagged("executor1", true, past);
+  const auto r_other = flagged("executor2", true, past - milliseconds{1});  // other executor
+  const auto r_future = flagged("executor1", true, future);
+  const auto r_now = flagged("executor1", true, now_);
+  const auto r_unflagged = flagged("executor1", false, past - milliseconds{1});  // flag false
+  auto r_unowned = flagged("executor1", true, past - milliseconds{1});  // no executor id
+  r_unowned.executor_id.reset();
+  insert({r_future, r_other, r_now, r_unflagged, r_unowned, r_past});
+
+  const auto t = now_ + milliseconds{2000};
+  auto claimed = storage().update_by_executor_id_and_needs_promise_cancellation_and_return(
+      {.executor_id = "executor1",
+       .needs_promise_cancellation = true,
+       .update = normalized(t, {.needs_promise_cancellation = false}),
+       .limit = 2});
+  ASSERT_EQ(ids_of(claimed), (std::vector{r_past.execution_id, r_now.execution_id}));
+  for (const auto& r : claimed) {
+    EXPECT_FALSE(r.needs_promise_cancellation);
+    EXPECT_EQ(r.executor_id, "executor1");
+    EXPECT_EQ(r.updated_at, t);
+    EXPECT_EQ(r, fetch(r.execution_id));
+  }
+  for (const auto& r : {r_other, r_future, r_unflagged, r_unowned}) {
+    EXPECT_EQ(fetch(r.execution_id), r);
+  }
+}
+
+// ---- limits ---------------------------------------------------------------------------------
+
+TEST_P(StorageConformance, NonPositiveLimitSelectsNothing) {
+  const auto past = now_ - milliseconds{1000};
+  const auto parent = new_record();
+  auto ready = new_record();
+  ready.start_at = past;
+  auto waiting = new_record();
+  waiting.status = TaskExecutionStatus::waiting_for_children;
+  auto close_ready = new_record();
+  close_ready.status = TaskExecutionStatus::completed;
+  close_ready.is_finished = true;
+  close_ready.close_status = CloseStatus::ready;
+  auto expired = new_record();
+  expired.status = TaskExecutionStatus::running;
+  expired.expires_at = past;
+  auto sleeping = new_sleeping_record("sleep_" + expired.execution_id);
+  sleeping.expires_at = past;
+  auto processing = new_record();
+  processing.status = TaskExecutionStatus::waiting_for_children;
+  processing.on_children_finished_processing_status =
+      OnChildrenFinishedProcessingStatus::processing;
+  processing.on_children_finished_processing_expires_at = past;
+  auto closing = new_record();
+  closing.status = TaskExecutionStatus::completed;
+  closing.is_finished = true;
+  closing.close_status = CloseStatus::closing;
+  closing.close_expires_at = past;
+  auto flagged = new_record();
+  flagged.executor_id = "executor1";
+  flagged.needs_promise_cancellation = true;
+  auto finished_child = new_child_record(parent, 0);
+  finished_child.status = TaskExecutionStatus::failed;
+  finished_child.is_finished = true;
+  const std::vector all{parent,  ready,   waiting, close_ready, expired,
+                        sleeping, processing, closing, flagged, finished_child};
+  insert(all);
+
+  const auto t = now_ + milliseconds{2000};
+  for (const std::int64_t limit : {std::int64_t{0}, std::int64_t{-1}}) {
+    SCOPED_TRACE(limit);
+    EXPECT_TRUE(storage()
+                    .update_by_status_and_start_at_less_than_and_return(
+                        {.status = TaskExecutionStatus::ready,
+                         .start_at_less_than = t,
+                         .update = normalized(t, {.status = TaskExecutionStatus::running}),
+                         .update_expires_at_with_started_at = t,
+                         .limit = limit})
+                    .empty());
+    EXPECT_TRUE(
+        storage()
+            .update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(
+                {.status = TaskExecutionStatus::waiting_for_children,
+                 .on_children_finished_processing_status = OnChildrenFinishedProcessingStatus::idle,
+                 .update = normalized(t, {.on_children_finished_processing_status =
+                                              OnChildrenFinishedProcessingStatus::processing}),
+                 .limit = limit})
+            .empty());
+    EXPECT_TRUE(storage()
+                    .update_by_close_status_and_return(
+                        {.close_status = CloseStatus::ready,
+                         .update = normalized(t, {.close_status = CloseStatus::closing}),
+                         .limit = limit})
+                    .empty());
+    for (const bool is_sleeping : {false, true}) {
+      EXPECT_EQ(storage().update_by_is_sleeping_task_and_expires_at_less_than(
+                    {.is_sleeping_task = is_sleeping,
+                     .expires_at_less_than = t,
+                     .update = normalized(t, {.status = TaskExecutionStatus::timed_out}),
+                     .limit = limit}),
+                0);
+    }
+    EXPECT_EQ(storage().update_by_on_children_finished_processing_expires_at_less_than(
+                  {.on_children_finished_processing_expires_at_less_than = t,
+                   .update = normalized(t, {.on_children_finished_processing_status =
+                                                OnChildrenFinishedProcessingStatus::idle}),
+                   .limit = limit}),
+              0);
+    EXPECT_EQ(storage().update_by_close_expires_at_less_than(
+                  {.close_expires_at_less_than = t,
+                   .update = normalized(t, {.close_status = CloseStatus::ready}),
+                   .limit = limit}),
+              0);
+    EXPECT_TRUE(storage()
+                    .update_by_executor_id_and_needs_promise_cancellation_and_return(
+                        {.executor_id = "executor1",
+                         .needs_promise_cancellation = true,
+                         .update = normalized(t, {.needs_promise_cancellation = false}),
+                         .limit = limit})
+                    .empty());
+    EXPECT_EQ(
+        storage().update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(
+            {.is_finished = true,
+             .close_status = CloseStatus::idle,
+             .update = normalized(t, {.close_status = CloseStatus::ready}),
+             .limit = limit}),
+        0);
+  }
+  for (const auto& r : all) EXPECT_EQ(fetch(r.execution_id), r);
+}
+
+// ---- decrement (T18) ------------------------------------------------------------------------
+
+TEST_P(StorageConformance, DecrementParentActiveChildrenCount) {
+  const auto past = now_ - milliseconds{1000};
+  const auto future = now_ + milliseconds{1000};
+  auto parent1 = new_record();
+  parent1.status = TaskExecutionStatus::waiting_for_children;
+  parent1.active_children_count = 3;
+  auto parent2 = new_record();
+  parent2.status = TaskExecutionStatus::waiting_for_children;
+  parent2.active_children_count = 2;
+  auto child = [&](const TaskExecutionRecord& parent, std::int32_t index,
+                   TaskExecutionStatus status, Timestamp updated_at) {
+    auto r = new_child_record(parent, index);
+    r.status = status;
+    r.is_finished = durable_execution::is_finished(status);
+    r.updated_at = updated_at;
+    return r;
+  };
+  const auto c0 = child(parent1, 0, TaskExecutionStatus::completed, past);
+  const auto c1 = child(parent1, 1, TaskExecutionStatus::waiting_for_children, past);
+  const auto c2 = child(parent2, 0, TaskExecutionStatus::completed, future);
+  const auto c3 = child(parent2, 1, TaskExecutionStatus::failed, now_);
+  auto c4 = child(parent1, 2, TaskExecutionStatus::completed, past);  // already marked
+  c4.close_status = CloseStatus::ready;
+  insert({parent1, parent2, c2, c1, c3, c4, c0});
+
+  const auto t = now_ + milliseconds{2000};
+  const auto mark = normalized(t, {.close_status = CloseStatus::ready});
+  const durable_execution::UpdateAndDecrementParentActiveChildrenCountRequest request{
+      .is_finished = true, .close_status = CloseStatus::idle, .update = mark, .limit = 2};
+
+  // 3/2 → 2/1: the two oldest finished idle children (c0 of parent1, c3 of parent2).
+  EXPECT_EQ(
+      storage().update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(
+          request),
+      2);
+  for (const auto& r : fetch_all({c0.execution_id, c3.execution_id})) {
+    EXPECT_EQ(r.close_status, CloseStatus::ready);
+    EXPECT_EQ(r.updated_at, t);
+  }
+  EXPECT_EQ(fetch(c1.execution_id), c1);
+  EXPECT_EQ(fetch(c2.execution_id), c2);
+  EXPECT_EQ(fetch(c4.execution_id), c4);
+  EXPECT_EQ(fetch(parent1.execution_id).active_children_count, 2);
+  EXPECT_EQ(fetch(parent2.execution_id).active_children_count, 1);
+
+  // 2/1 → 2/0.
+  auto larger = request;
+  larger.limit = 10;
+  EXPECT_EQ(
+      storage().update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(
+          larger),
+      1);
+  EXPECT_EQ(fetch(c2.execution_id).close_status, CloseStatus::ready);
+  EXPECT_EQ(fetch(c1.execution_id), c1);
+  EXPECT_EQ(fetch(parent1.execution_id).active_children_count, 2);
+  EXPECT_EQ(fetch(parent2.execution_id).active_children_count, 0);
+
+  // Nothing left.
+  EXPECT_EQ(
+      storage().update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(
+          larger),
+      0);
+  EXPECT_EQ(fetch(parent1.execution_id).active_children_count, 2);
+  EXPECT_EQ(fetch(parent2.execution_id).active_children_count, 0);
+  // The parents' other fields are untouched (the SQL stores may bump updated_at).
+  auto p1 = fetch(parent1.execution_id);
+  p1.updated_at = parent1.updated_at;
+  p1.active_children_count = parent1.active_children_count;
+  EXPECT_EQ(p1, parent1);
+}
+
+TEST_P(StorageConformance, DecrementCountsSeveralChildrenOfOneParentAndIgnoresTopLevelRows) {
+  auto parent = new_record();
+  parent.status = TaskExecutionStatus::waiting_for_children;
+  parent.active_children_count = 3;
+  std::vector<TaskExecutionRecord> rows{parent};
+  for (std::int32_t i = 0; i < 3; ++i) {
+    auto c = new_child_record(parent, i);
+    c.status = TaskExecutionStatus::completed;
+    c.is_finished = true;
+    rows.push_back(c);
+  }
+  auto top_level = new_record();  // finished, no parent: marked, decrements nothing
+  top_level.status = TaskExecutionStatus::failed;
+  top_level.is_finished = true;
+  rows.push_back(top_level);
+  auto orphan = new_child_record(new_record(), 0);  // its parent is not stored
+  orphan.status = TaskExecutionStatus::cancelled;
+  orphan.is_finished = true;
+  rows.push_back(orphan);
+  insert(rows);
+
+  const auto t = now_ + milliseconds{10};
+  EXPECT_EQ(
+      storage().update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(
+          {.is_finished = true,
+           .close_status = CloseStatus::idle,
+           .update = normalized(t, {.close_status = CloseStatus::ready}),
+           .limit = 100}),
+      5);
+  EXPECT_EQ(fetch(parent.execution_id).active_children_count, 0);
+  EXPECT_EQ(fetch(parent.execution_id).close_status, CloseStatus::idle);
+  EXPECT_EQ(fetch(top_level.execution_id).close_status, CloseStatus::ready);
+  EXPECT_EQ(fetch(orphan.execution_id).close_status, CloseStatus::ready);
+  EXPECT_FALSE(find(orphan.parent->execution_id).has_value());
+}
