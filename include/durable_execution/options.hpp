@@ -66,9 +66,9 @@ struct DurableExecutorOptions {
    * Name of an spdlog logger the application registered (spdlog::register_logger); the engine
    * logs through it. Empty: a logger of the engine's own, writing to stderr.
    */
-  std::string logger_name;
+  std::string logger_name{};
   /** If set, receives every message instead of spdlog (for applications without spdlog). */
-  LogSink log_sink;
+  LogSink log_sink{};
 };
 
 /** @brief Options of a DurableExecutorClient: the subset of DurableExecutorOptions it uses. */
@@ -76,8 +76,8 @@ struct DurableExecutorClientOptions {
   std::int64_t max_serialized_input_data_size = 1'048'576;
   std::int32_t storage_max_retry_attempts = 1;
   LogLevel log_level = LogLevel::info;
-  std::string logger_name;
-  LogSink log_sink;
+  std::string logger_name{};
+  LogSink log_sink{};
 };
 
 /**
@@ -89,7 +89,7 @@ struct DurableExecutorClientOptions {
  * `sleep_before_run`: >= 0.
  */
 struct TaskOptions {
-  std::string id;
+  std::string id{};
   std::chrono::milliseconds timeout{0};
   RetryOptions retry{};
   std::chrono::milliseconds sleep_before_run{0};
@@ -97,9 +97,9 @@ struct TaskOptions {
 
 /** @brief Per-enqueue overrides of a task's registered options (validated like TaskOptions). */
 struct EnqueueOptions {
-  std::optional<RetryOptions> retry;
-  std::optional<std::chrono::milliseconds> sleep_before_run;
-  std::optional<std::chrono::milliseconds> timeout;
+  std::optional<RetryOptions> retry{};
+  std::optional<std::chrono::milliseconds> sleep_before_run{};
+  std::optional<std::chrono::milliseconds> timeout{};
 };
 
 /**
@@ -112,7 +112,7 @@ struct EnqueueOptions {
  */
 struct WaitOptions {
   std::chrono::milliseconds polling_interval{100};
-  std::optional<std::chrono::milliseconds> timeout;
+  std::optional<std::chrono::milliseconds> timeout{};
   std::stop_token stop_token{};
 };
 
@@ -143,11 +143,11 @@ struct ExecutorStats {
   /** Worker threads started so far (reused; never more than needed for concurrent runs). */
   std::int32_t worker_threads = 0;
   /** Per storage method name. */
-  std::map<std::string, StorageCallStats> storage_calls;
+  std::map<std::string, StorageCallStats> storage_calls{};
   /** Per background process name (ready, children, mark, close, cancel, expire, complete). */
-  std::map<std::string, ProcessBatchStats> processes;
+  std::map<std::string, ProcessBatchStats> processes{};
   /** Storage calls per epoch second. */
-  std::map<std::int64_t, std::int64_t> storage_calls_per_second;
+  std::map<std::int64_t, std::int64_t> storage_calls_per_second{};
 };
 
 }  // namespace durable_execution

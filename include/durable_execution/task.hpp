@@ -195,34 +195,34 @@ class Task {
  */
 template <class Output>
 struct TaskExecution {
-  std::optional<TaskExecutionSummary> root;
-  std::optional<ParentTaskExecutionSummary> parent;
-  std::string task_id;
-  std::string execution_id;
-  RetryOptions retry_options;
+  std::optional<TaskExecutionSummary> root{};
+  std::optional<ParentTaskExecutionSummary> parent{};
+  std::string task_id{};
+  std::string execution_id{};
+  RetryOptions retry_options{};
   std::chrono::milliseconds sleep_before_run{0};
   std::chrono::milliseconds timeout{0};
   /** The serialized input (JSON). */
-  std::string input;
+  std::string input{};
   TaskExecutionStatus status = TaskExecutionStatus::ready;
   /** Set when completed. */
-  std::optional<Output> output;
+  std::optional<Output> output{};
   /** Set when errored; on `ready` the previous attempt's error. */
-  std::optional<StoredError> error;
+  std::optional<StoredError> error{};
   std::int32_t retry_attempts = 0;
   Timestamp created_at{};
   Timestamp updated_at{};
-  std::optional<Timestamp> started_at;
-  std::optional<Timestamp> expires_at;
-  std::optional<Timestamp> finished_at;
-  std::optional<std::vector<TaskExecutionSummary>> children;
+  std::optional<Timestamp> started_at{};
+  std::optional<Timestamp> expires_at{};
+  std::optional<Timestamp> finished_at{};
+  std::optional<std::vector<TaskExecutionSummary>> children{};
   std::int32_t active_children_count = 0;
-  std::optional<TaskExecutionSummary> finalize;
+  std::optional<TaskExecutionSummary> finalize{};
   OnChildrenFinishedProcessingStatus on_children_finished_processing_status =
       OnChildrenFinishedProcessingStatus::idle;
-  std::optional<Timestamp> on_children_finished_processing_finished_at;
+  std::optional<Timestamp> on_children_finished_processing_finished_at{};
   CloseStatus close_status = CloseStatus::idle;
-  std::optional<Timestamp> closed_at;
+  std::optional<Timestamp> closed_at{};
 
   [[nodiscard]] bool is_finished() const noexcept {
     return durable_execution::is_finished(status);
@@ -302,9 +302,9 @@ class TaskExecutionHandle {
   void cancel() const { engine_->cancel(execution_id_); }
 
  private:
-  std::shared_ptr<detail::Engine> engine_;
-  std::string task_id_;
-  std::string execution_id_;
+  std::shared_ptr<detail::Engine> engine_{};
+  std::string task_id_{};
+  std::string execution_id_{};
 };
 
 namespace detail {

@@ -16,13 +16,13 @@ enum class StopReason : std::uint8_t { none, timed_out, cancelled, shutdown };
 
 /** @brief What the engine hands a run; see TaskRunContext. Not for direct use. */
 struct TaskRunContextData {
-  std::optional<TaskExecutionSummary> root;
-  std::optional<ParentTaskExecutionSummary> parent;
-  std::string task_id;
-  std::string execution_id;
+  std::optional<TaskExecutionSummary> root{};
+  std::optional<ParentTaskExecutionSummary> parent{};
+  std::string task_id{};
+  std::string execution_id{};
   std::int32_t attempt = 0;
-  std::optional<StoredError> prev_error;
-  std::stop_token stop_token;
+  std::optional<StoredError> prev_error{};
+  std::stop_token stop_token{};
   const std::atomic<StopReason>* stop_reason = nullptr;
 };
 

@@ -24,7 +24,7 @@ namespace durable_execution {
  * its id, kind and effective default options (SPEC.md §1.2).
  */
 struct TaskDescriptor {
-  std::string id;
+  std::string id{};
   bool is_sleeping_task = false;
   RetryOptions retry{};
   std::chrono::milliseconds sleep_before_run{0};
@@ -38,17 +38,17 @@ namespace detail {
 
 /** @brief One child declared by a parent run. */
 struct ChildSpec {
-  std::string task_id;
+  std::string task_id{};
   /** Serialized input (for a sleeping child: its unique id, verbatim). */
-  std::string input;
+  std::string input{};
   /** Per-child overrides laid over the child task's registered options. */
-  EnqueueOptions options;
+  EnqueueOptions options{};
 };
 
 /** @brief What a run returns: its serialized output and the children it declares. */
 struct RunParentResult {
-  std::string output;
-  std::vector<ChildSpec> children;
+  std::string output{};
+  std::vector<ChildSpec> children{};
 };
 
 /**
@@ -66,16 +66,16 @@ using FinalizeFunction = std::function<std::string(const std::string& parent_res
 
 /** @brief A task as the engine registers it. */
 struct TaskDefinition {
-  TaskOptions options;
+  TaskOptions options{};
   bool is_sleeping_task = false;
   bool are_children_sequential = false;
   /** Parent tasks output `{output, children}` when they have no finalize; simple tasks their
    * run output itself. */
   bool is_parent = false;
-  RunFunction run;
-  FinalizeFunction finalize_function;
+  RunFunction run{};
+  FinalizeFunction finalize_function{};
   /** Id of a registered finalize task (mutually exclusive with finalize_function). */
-  std::optional<std::string> finalize_task_id;
+  std::optional<std::string> finalize_task_id{};
 };
 
 /**
@@ -126,7 +126,7 @@ class DURABLE_EXECUTION_EXPORT Engine {
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<Impl> impl_{};
 };
 
 /** @brief Validates task options; throws DurableExecutionError naming the field. */

@@ -1,0 +1,13 @@
+#pragma once
+
+// Umbrella header: every public header of the core library.
+
+#include "durable_execution/durable_executor.hpp"
+#include "durable_execution/durable_executor_client.hpp"
+#include "durable_execution/errors.hpp"
+#include "durable_execution/in_memory_storage.hpp"
+#include "durable_execution/options.hpp"
+#include "durable_execution/storage.hpp"
+#include "durable_execution/task.hpp"
+#include "durable_execution/task_context.hpp"
+#include "durable_execution/task_execution.hpp"

@@ -1,0 +1,16 @@
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "durable_execution/options.hpp"
+
+namespace durable_execution::detail {
+
+void validate_executor_options(const DurableExecutorOptions& options);
+void validate_task_id(const std::string& id);
+void validate_retry_options(const std::string& task_id, const RetryOptions& retry);
+void validate_sleep_before_run(const std::string& task_id, std::chrono::milliseconds sleep);
+void validate_timeout(const std::string& task_id, std::chrono::milliseconds timeout);
+
+}  // namespace durable_execution::detail
