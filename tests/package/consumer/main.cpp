@@ -1,9 +1,10 @@
-// Runs one execution through an installed durable_execution: insert, claim, complete, read back,
-// on every storage the install provides. Exits non-zero with a message on the first mismatch.
+// Uses an installed durable_execution as an application would, on every storage the install
+// provides: the storage calls of one execution (insert, claim, complete, read back), then one
+// task run by an executor. Exits non-zero with a message on the first mismatch.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <durable_execution/in_memory_storage.hpp>
+#include <durable_execution/durable_execution.hpp>
 #include <durable_execution/version.hpp>
 #include <exception>
 #include <filesystem>
@@ -56,24 +57,46 @@ void run_one_execution(de::TaskExecutionsStorage& storage) {
   check(found[0]->output == std::string{R"("HELLO")"}, "the output is stored");
 }
 
+// One task through the executor: register, start, enqueue, wait (bounded), read the typed output.
+void run_one_task(de::TaskExecutionsStorage& storage) {
+  de::DurableExecutor executor{storage};
+  auto shout = executor.task({.id = "shout", .timeout = std::chrono::seconds{5}},
+                             [](const std::string& text) { return text + "!"; });
+  executor.start();
+  de::TaskExecutionHandle<std::string> handle = executor.enqueue_task(shout, std::string{"hello"});
+  const auto done = handle.wait_and_get_finished_execution({.timeout = std::chrono::seconds{30}});
+  check(done.status == de::TaskExecutionStatus::completed, "the task completes");
+  check(done.output == std::string{"hello!"}, "the task's output is returned");
+  executor.shutdown();
+}
+
 }  // namespace
 
 int main() {
   try {
     check(std::string{DURABLE_EXECUTION_VERSION}.size() >= 5, "version.hpp is installed");
 
-    de::InMemoryTaskExecutionsStorage in_memory;
-    run_one_execution(in_memory);
+    {
+      de::InMemoryTaskExecutionsStorage storage;
+      run_one_execution(storage);
+    }
+    {
+      de::InMemoryTaskExecutionsStorage storage;
+      run_one_task(storage);
+    }
 
 #ifdef DE_CONSUMER_WITH_SQLITE
-    const auto path = std::filesystem::temp_directory_path() /
-                      ("de_consumer_" + de::generate_execution_id() + ".db");
-    {
-      de::SqliteTaskExecutionsStorage sqlite{path.string()};
-      run_one_execution(sqlite);
-    }
-    for (const char* suffix : {"", "-wal", "-shm"}) {
-      std::filesystem::remove(path.string() + suffix);
+    for (const auto run : {&run_one_execution, &run_one_task}) {
+      const std::string path = (std::filesystem::temp_directory_path() /
+                                ("de_consumer_" + de::generate_execution_id() + ".db"))
+                                   .string();
+      {
+        de::SqliteTaskExecutionsStorage storage{path};
+        run(storage);
+      }
+      for (const char* suffix : {"", "-wal", "-shm"}) {
+        std::filesystem::remove(path + suffix);
+      }
     }
 #endif
   } catch (const std::exception& e) {
