@@ -1,0 +1,102 @@
+// generate_execution_id: "te_" + 24 characters of the 56-letter alphabet, time-ordered, unique.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <future>
+#include <latch>
+#include <string_view>
+#include <thread>
+#include <unordered_set>
+
+#include "durable_execution/task_execution.hpp"
+
+namespace de = durable_execution;
+
+namespace {
+
+constexpr std::string_view kAlphabet = "0123456789ABCDEFGHJKMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxyz";
+
+bool well_formed(const std::string& id) {
+  if (id.size() != 27 || id.compare(0, 3, "te_") != 0) return false;
+  return std::all_of(id.begin() + 3, id.end(),
+                     [](char c) { return kAlphabet.find(c) != std::string_view::npos; });
+}
+
+// The first 8 characters after "te_" encode the creation time in milliseconds, base 56.
+std::int64_t decode_time(const std::string& id) {
+  std::int64_t ms = 0;
+  for (std::size_t i = 3; i < 11; ++i) {
+    ms = ms * 56 + static_cast<std::int64_t>(kAlphabet.find(id[i]));
+  }
+  return ms;
+}
+
+// Waits (bounded) until the millisecond clock has moved past `t`.
+void wait_past(de::Timestamp t) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{5};
+  while (de::now_timestamp() <= t) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "clock did not advance";
+    std::this_thread::sleep_for(std::chrono::microseconds{200});
+  }
+}
+
+}  // namespace
+
+TEST(ExecutionId, AlphabetHas56LettersWithoutLookalikes) {
+  EXPECT_EQ(kAlphabet.size(), 56U);
+  for (const char c : std::string_view{"ILOilo"}) {
+    EXPECT_EQ(kAlphabet.find(c), std::string_view::npos) << c;
+  }
+}
+
+TEST(ExecutionId, Format) {
+  for (int i = 0; i < 1000; ++i) {
+    const auto id = de::generate_execution_id();
+    ASSERT_TRUE(well_formed(id)) << id;
+  }
+}
+
+TEST(ExecutionId, PrefixEncodesCreationTime) {
+  const auto before = de::to_unix_ms(de::now_timestamp());
+  const auto id = de::generate_execution_id();
+  const auto after = de::to_unix_ms(de::now_timestamp());
+  EXPECT_GE(decode_time(id), before);
+  EXPECT_LE(decode_time(id), after);
+}
+
+TEST(ExecutionId, LaterIdsSortAfterEarlierOnesAcrossMilliseconds) {
+  for (int round = 0; round < 20; ++round) {
+    const auto t = de::now_timestamp();
+    const auto first = de::generate_execution_id();
+    wait_past(t);
+    const auto second = de::generate_execution_id();
+    EXPECT_LT(first, second) << "round " << round;
+  }
+}
+
+TEST(ExecutionId, UniqueAcrossThreads) {
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 25'000;
+  std::latch start{kThreads};
+  std::vector<std::future<std::vector<std::string>>> futures;
+  for (int t = 0; t < kThreads; ++t) {
+    futures.push_back(std::async(std::launch::async, [&start] {
+      start.arrive_and_wait();
+      std::vector<std::string> ids;
+      ids.reserve(kPerThread);
+      for (int i = 0; i < kPerThread; ++i) ids.push_back(de::generate_execution_id());
+      return ids;
+    }));
+  }
+  std::unordered_set<std::string> all;
+  all.reserve(kThreads * kPerThread);
+  for (auto& f : futures) {
+    ASSERT_EQ(f.wait_for(std::chrono::seconds{60}), std::future_status::ready);
+    for (auto& id : f.get()) {
+      ASSERT_TRUE(well_formed(id)) << id;
+      all.insert(std::move(id));
+    }
+  }
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(kThreads * kPerThread));
+}
