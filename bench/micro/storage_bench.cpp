@@ -1,0 +1,152 @@
+// storage_bench: the in-memory store's cost to run one execution through the engine's hot path
+// (insert a ready execution, claim it with the start-at claim, complete it with a status-guarded
+// update), with 1,000 and with 1,000,000 executions already stored. The history is finished and
+// closed records, as a long-running deployment accumulates them; a store whose claim or update
+// scans rows would slow down with it, an indexed one stays flat.
+//
+// Each iteration is one execution. Every kBatch iterations the timer is paused to verify the
+// batch (each execution claimed once and completed) and to delete it, so the store stays at its
+// nominal size however many iterations the library chooses.
+
+#include <benchmark/benchmark.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "durable_execution/in_memory_storage.hpp"
+#include "durable_execution/task_execution.hpp"
+
+namespace de = durable_execution;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr std::size_t kBatch = 1000;
+
+de::TaskExecutionRecord finished_record(de::Timestamp now, std::int64_t i) {
+  auto r = de::make_task_execution_record(
+      now - milliseconds{10'000'000 - i},
+      {.task_id = "history_task_" + std::to_string(i % 100),
+       .execution_id = de::generate_execution_id(),
+       .retry_options = {.max_attempts = 3},
+       .timeout = milliseconds{30'000},
+       .input = R"({"n":)" + std::to_string(i) + "}"});
+  r.status = de::TaskExecutionStatus::completed;
+  r.is_finished = true;
+  r.output = R"({"ok":true})";
+  r.started_at = r.start_at;
+  r.finished_at = r.start_at + milliseconds{5};
+  r.children = std::vector<de::TaskExecutionSummary>{};
+  r.close_status = de::CloseStatus::closed;
+  r.closed_at = r.start_at + milliseconds{6};
+  r.updated_at = r.start_at + milliseconds{6};
+  return r;
+}
+
+// One pre-filled store per history size, built once however often the benchmark body runs.
+de::InMemoryTaskExecutionsStorage& store_with_history(std::int64_t history) {
+  static std::map<std::int64_t, std::unique_ptr<de::InMemoryTaskExecutionsStorage>> stores;
+  auto& slot = stores[history];
+  if (!slot) {
+    slot = std::make_unique<de::InMemoryTaskExecutionsStorage>();
+    const auto now = de::now_timestamp();
+    std::vector<de::TaskExecutionRecord> chunk;
+    for (std::int64_t i = 0; i < history; ++i) {
+      chunk.push_back(finished_record(now, i));
+      if (chunk.size() == 10'000 || i + 1 == history) {
+        slot->insert_many(chunk);
+        chunk.clear();
+      }
+    }
+  }
+  return *slot;
+}
+
+void BM_ClaimAndComplete(benchmark::State& state) {
+  const auto history = state.range(0);
+  auto& storage = store_with_history(history);
+  if (static_cast<std::int64_t>(storage.size()) != history) {
+    state.SkipWithError("store does not hold the expected history");
+    return;
+  }
+
+  std::vector<std::vector<de::TaskExecutionRecord>> batch(kBatch);
+  std::vector<std::string> ids(kBatch);
+  de::UpdateByStatusAndStartAtLessThanRequest claim;
+  std::vector<de::UpdateByIdRequest> complete(1);
+  std::size_t next = kBatch;  // forces a batch preparation before the first iteration
+  std::int64_t claimed_total = 0;
+
+  // Verifies and removes the finished batch, then prepares the next one (untimed).
+  auto prepare = [&](std::size_t used) -> bool {
+    for (std::size_t i = 0; i < used; ++i) {
+      auto got = storage.get_many_by_id({{ids[i], {.status = de::TaskExecutionStatus::completed}}});
+      if (!got[0]) return false;
+      storage.delete_by_id({ids[i]});
+    }
+    const auto now = de::now_timestamp();
+    for (std::size_t i = 0; i < kBatch; ++i) {
+      ids[i] = de::generate_execution_id();
+      batch[i] = {de::make_task_execution_record(
+          now, {.task_id = "bench_task",
+                .execution_id = ids[i],
+                .retry_options = {.max_attempts = 3},
+                .timeout = milliseconds{30'000},
+                .input = R"({"n":1})"})};
+    }
+    const auto later = now + milliseconds{1};
+    claim = {.status = de::TaskExecutionStatus::ready,
+             .start_at_less_than = later,
+             .update = de::normalize_update(later, {.executor_id = "de_bench",
+                                                    .status = de::TaskExecutionStatus::running,
+                                                    .started_at = later}),
+             .update_expires_at_with_started_at = later + milliseconds{300'000},
+             .limit = 1};
+    complete[0].filters = {.status = de::TaskExecutionStatus::running};
+    complete[0].update = de::normalize_update(
+        later, {.status = de::TaskExecutionStatus::completed,
+                .output = R"({"ok":true})",
+                .children = std::vector<de::TaskExecutionSummary>{}});
+    return true;
+  };
+
+  for (auto _ : state) {
+    if (next == kBatch) {
+      state.PauseTiming();
+      const bool ok = prepare(claimed_total > 0 ? kBatch : 0);
+      next = 0;
+      state.ResumeTiming();
+      if (!ok) {
+        state.SkipWithError("an execution was not completed");
+        break;
+      }
+    }
+    storage.insert_many(batch[next]);
+    auto claimed = storage.update_by_status_and_start_at_less_than_and_return(claim);
+    if (claimed.size() != 1 || claimed[0].execution_id != ids[next]) {
+      state.SkipWithError("the claim did not return the inserted execution");
+      break;
+    }
+    complete[0].execution_id = std::move(claimed[0].execution_id);
+    storage.update_many_by_id(complete);
+    benchmark::DoNotOptimize(complete);
+    ++claimed_total;
+    ++next;
+  }
+
+  // Leave the store at its nominal size for the next run of this body.
+  for (std::size_t i = 0; i < next && i < ids.size(); ++i) storage.delete_by_id({ids[i]});
+  state.counters["history"] = static_cast<double>(history);
+  state.counters["executions"] =
+      benchmark::Counter(static_cast<double>(claimed_total), benchmark::Counter::kIsRate);
+}
+
+}  // namespace
+
+BENCHMARK(BM_ClaimAndComplete)
+    ->ArgName("history")
+    ->Arg(1'000)
+    ->Arg(1'000'000)
+    ->Unit(benchmark::kMicrosecond);
