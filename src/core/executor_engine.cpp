@@ -172,6 +172,12 @@ struct Engine::Impl {
   std::int32_t pool_idle = 0;
   bool pool_stop = false;
   bool pool_check_scheduled = false;
+  std::uint64_t pool_taken = 0;
+  /** Workers inside a task function now (blocked or computing, as opposed to engine work). */
+  std::atomic<std::int64_t> in_user_code{0};
+  std::uint64_t pool_taken_at_check = 0;
+  /** Set when the dispatcher stopped claiming because every slot was taken. */
+  std::atomic<bool> dispatcher_at_capacity{false};
 
   // ---- completions (group commit) -----------------------------------------------------------
   std::mutex completion_mutex;
@@ -290,9 +296,20 @@ struct Engine::Impl {
     std::lock_guard lock(pool_mutex);
     pool_check_scheduled = false;
     if (pool_queue.empty() || pool_stop) return;
-    if (SteadyClock::now() - pool_queue.front().queued >= kPoolStallThreshold) {
-      pool_add_workers(pool_queue.size());
+    // No run left the queue since the last check although it waited: every worker is blocked
+    // in a long task, so the queued runs get workers of their own. While workers make progress
+    // (quick tasks), no thread is added.
+    // Growth doubles the busy workers per check (2, 4, 8, ...), so a burst of blocking tasks gets
+    // its threads within milliseconds, while a CPU-starved pool of quick tasks (its workers
+    // preempted, not blocked) adds few.
+    const auto busy = static_cast<std::int64_t>(pool_threads.size()) - pool_idle;
+    const bool blocked = in_user_code.load(std::memory_order_relaxed) >= busy;
+    if (pool_taken == pool_taken_at_check && blocked &&
+        SteadyClock::now() - pool_queue.front().queued >= kPoolStallThreshold) {
+      pool_add_workers(std::min<std::size_t>(pool_queue.size(),
+                                             static_cast<std::size_t>(std::max<std::int64_t>(busy, 1))));
     }
+    pool_taken_at_check = pool_taken;
     schedule_pool_check_locked();
   }
 
@@ -307,6 +324,7 @@ struct Engine::Impl {
       if (pool_queue.empty()) return;
       auto job = std::move(pool_queue.front());
       pool_queue.pop_front();
+      ++pool_taken;
       lock.unlock();
       execute(job.run);
       job.run.reset();
@@ -352,13 +370,31 @@ struct Engine::Impl {
 
   /** The run left this executor's hands: free its slot and record the outcome. */
   void finish_run(const std::shared_ptr<Run>& run, Completion completion) {
+    std::size_t running = 0;
     {
       std::lock_guard lock(runs_mutex);
       ++pending_completions;
       in_flight.erase(run->record.execution_id);
+      running = in_flight.size();
     }
-    wake_dispatcher();
+    slot_freed(running);
     submit_completion(std::move(completion));
+  }
+
+  /**
+   * Wakes a dispatcher that stopped at capacity once enough slots are free for a worthwhile
+   * claim (half a batch, or everything idle), not once per finished run.
+   */
+  void slot_freed(std::size_t running) {
+    if (!dispatcher_at_capacity.load(std::memory_order_acquire)) return;
+    const auto max = static_cast<std::size_t>(options.max_concurrent_task_executions);
+    const auto batch = std::min<std::size_t>(
+        static_cast<std::size_t>(options.max_task_executions_per_batch), max);
+    const auto free = max - std::min(running, max);
+    if (free >= std::max<std::size_t>(1, batch / 2) || running == 0) {
+      dispatcher_at_capacity.store(false, std::memory_order_release);
+      wake_dispatcher();
+    }
   }
 
   /** Runs the task function and turns its result or error into the result write (§3.2-§3.4). */
@@ -380,6 +416,11 @@ struct Engine::Impl {
           .stop_token = run.stop.get_token(),
           .stop_reason = &run.reason,
       }};
+      in_user_code.fetch_add(1, std::memory_order_relaxed);
+      struct Leave {
+        std::atomic<std::int64_t>& n;
+        ~Leave() { n.fetch_sub(1, std::memory_order_relaxed); }
+      } leave{in_user_code};
       RunParentResult result = def->run(ctx, rec.input);
       return success_completion(rec, *def, std::move(result));
     } catch (...) {
@@ -631,7 +672,16 @@ struct Engine::Impl {
                    static_cast<std::int64_t>(in_flight.size());
     }
     full_batch = false;
-    if (free_slots <= 0) return 0;
+    if (free_slots <= 0) {
+      dispatcher_at_capacity.store(true, std::memory_order_release);
+      // A run may have finished between the count and the flag: re-check once.
+      std::lock_guard lock(runs_mutex);
+      if (static_cast<std::int64_t>(in_flight.size()) < options.max_concurrent_task_executions) {
+        dispatcher_at_capacity.store(false, std::memory_order_release);
+        full_batch = true;  // claim again at once
+      }
+      return 0;
+    }
     const auto limit = std::min<std::int64_t>(options.max_task_executions_per_batch, free_slots);
     const auto start = SteadyClock::now();
     const auto now = now_timestamp();
@@ -1052,6 +1102,11 @@ struct Engine::Impl {
     return static_cast<std::int64_t>(rows.size());
   }
 
+  std::size_t running_count() const {
+    std::lock_guard lock(runs_mutex);
+    return in_flight.size();
+  }
+
   /** Stops a local run whose execution was cancelled; its late result is discarded. */
   void cancel_local(const std::string& execution_id) {
     std::shared_ptr<Run> run;
@@ -1067,7 +1122,7 @@ struct Engine::Impl {
     run->reason.store(StopReason::cancelled, std::memory_order_release);
     run->stop.request_stop();
     runs_cv.notify_all();
-    wake_dispatcher();
+    slot_freed(running_count());
   }
 
   std::int64_t expire_step() {
