@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <condition_variable>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -159,25 +160,35 @@ CREATE TABLE {t} (
   updated_at INTEGER NOT NULL
 ))sql";
 
-// SPEC.md §4.2. Each is "<suffix>|<columns>|<unique?>".
+// SPEC.md §4.2. Indexes on columns that are NULL for most rows are partial (`IS NOT NULL`):
+// a row only pays for the indexes its state needs (a fresh top-level row touches 5 of 11), and
+// SQLite still uses them, because every query compares those columns (`= ?` or `< ?`), which
+// implies NOT NULL.
 struct IndexDef {
   std::string_view suffix;
   std::string_view columns;
   bool unique;
+  std::string_view where;
 };
 constexpr std::array<IndexDef, 11> kIndexesV1{{
-    {"execution_id", "execution_id", true},
-    {"sleeping_task_unique_id", "sleeping_task_unique_id", true},
-    {"status_start_at", "status, start_at", false},
+    {"execution_id", "execution_id", true, ""},
+    {"sleeping_task_unique_id", "sleeping_task_unique_id", true,
+     "sleeping_task_unique_id IS NOT NULL"},
+    {"status_start_at", "status, start_at", false, ""},
     {"status_ocfp_status_acc_updated_at",
-     "status, on_children_finished_processing_status, active_children_count, updated_at", false},
-    {"close_status_updated_at", "close_status, updated_at", false},
-    {"is_sleeping_task_expires_at", "is_sleeping_task, expires_at", false},
-    {"ocfp_expires_at", "on_children_finished_processing_expires_at", false},
-    {"close_expires_at", "close_expires_at", false},
-    {"executor_id_npc_updated_at", "executor_id, needs_promise_cancellation, updated_at", false},
-    {"parent_execution_id_is_finished", "parent_execution_id, is_finished", false},
-    {"is_finished_close_status_updated_at", "is_finished, close_status, updated_at", false},
+     "status, on_children_finished_processing_status, active_children_count, updated_at", false,
+     ""},
+    {"close_status_updated_at", "close_status, updated_at", false, ""},
+    {"is_sleeping_task_expires_at", "is_sleeping_task, expires_at", false,
+     "expires_at IS NOT NULL"},
+    {"ocfp_expires_at", "on_children_finished_processing_expires_at", false,
+     "on_children_finished_processing_expires_at IS NOT NULL"},
+    {"close_expires_at", "close_expires_at", false, "close_expires_at IS NOT NULL"},
+    {"executor_id_npc_updated_at", "executor_id, needs_promise_cancellation, updated_at", false,
+     "executor_id IS NOT NULL"},
+    {"parent_execution_id_is_finished", "parent_execution_id, is_finished", false,
+     "parent_execution_id IS NOT NULL"},
+    {"is_finished_close_status_updated_at", "is_finished, close_status, updated_at", false, ""},
 }};
 
 constexpr std::string_view kSchemaTable = "durable_execution_schema";
@@ -535,148 +546,15 @@ DurableExecutionError translate(const SQLite::Exception& e, const std::string& p
   return DurableExecutionError(message, ErrorType::generic, is_busy(code), false);
 }
 
-}  // namespace
 
-// ---- Impl ------------------------------------------------------------------------------------
+// ---- connections -----------------------------------------------------------------------------
 
-struct SqliteTaskExecutionsStorage::Impl {
-  std::string path;
-  SqliteStorageOptions options;
-  std::string table;         // validated name
-  std::string quoted_table;  // "name", used in every statement
-  std::string select_list;   // id, col1, ... colN
-
-  mutable std::mutex mutex;  // guards db and statements: one connection, used by one thread
-  std::unique_ptr<SQLite::Database> db;
+/** One SQLite connection and its prepared statements; used by one thread at a time. */
+struct Connection {
+  std::unique_ptr<SQLite::Database> db;  // declared first: statements are finalized before close
   std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>> statements;
-  std::minstd_rand jitter{std::random_device{}()};
 
-  Impl(std::string p, SqliteStorageOptions o) : path(std::move(p)), options(std::move(o)) {
-    if (!is_valid_table_name(options.table_name)) {
-      throw DurableExecutionError(
-          "Invalid SQLite table name '" + options.table_name +
-              "': it must match [A-Za-z_][A-Za-z0-9_]{0,62} and must not start with sqlite_",
-          ErrorType::generic, false, false);
-    }
-    if (options.busy_timeout.count() < 0 || options.max_busy_retries < 0) {
-      throw DurableExecutionError("Invalid SQLite storage options: busy_timeout and "
-                                  "max_busy_retries must not be negative");
-    }
-    table = options.table_name;
-    quoted_table = "\"" + table + "\"";
-    select_list = "id";
-    for (auto c : kColumns) {
-      select_list += ", ";
-      select_list += c;
-    }
-    open();
-  }
-
-  // Every SQLite failure at open time becomes a DurableExecutionError naming the file.
-  void open() {
-    try {
-      const auto timeout = static_cast<int>(std::min<std::int64_t>(
-          options.busy_timeout.count(), std::numeric_limits<int>::max()));
-      db = std::make_unique<SQLite::Database>(
-          path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_URI | SQLite::OPEN_NOMUTEX,
-          timeout);
-      with_busy_retries("open", [&] {
-        // journal_mode needs no transaction; it reads the header, so a non-database fails here.
-        auto mode = db->execAndGet("PRAGMA journal_mode=WAL").getString();
-        (void)mode;  // a VFS without WAL support keeps its mode; locking still works
-      });
-      const char* sync = options.synchronous == SqliteSynchronous::off      ? "OFF"
-                         : options.synchronous == SqliteSynchronous::normal ? "NORMAL"
-                                                                            : "FULL";
-      db->exec(std::string{"PRAGMA synchronous="} + sync);
-      db->exec("PRAGMA cache_size=-" + std::to_string(std::max<std::int64_t>(options.cache_size_kib, 64)));
-      db->exec("PRAGMA temp_store=MEMORY");
-      with_busy_retries("schema migration", [&] { migrate(); });
-    } catch (const SQLite::Exception& e) {
-      db.reset();
-      throw translate(e, path, "open");
-    } catch (...) {
-      db.reset();
-      throw;
-    }
-  }
-
-  // Runs in one BEGIN IMMEDIATE transaction, so two processes opening a new file do not race.
-  void migrate() {
-    db->exec("BEGIN IMMEDIATE");
-    try {
-      db->exec(std::string{"CREATE TABLE IF NOT EXISTS "} + std::string{kSchemaTable} +
-               " (table_name TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID");
-      std::optional<std::int64_t> version;
-      {
-        SQLite::Statement q(*db, std::string{"SELECT version FROM "} + std::string{kSchemaTable} +
-                                     " WHERE table_name = ?");
-        q.bind(1, table);
-        if (q.executeStep()) version = q.getColumn(0).getInt64();
-      }
-      if (version && *version > SqliteTaskExecutionsStorage::schema_version) {
-        throw DurableExecutionError(
-            "SQLite table " + table + " in " + path + " has schema version " +
-                std::to_string(*version) + ", newer than the version this library supports (" +
-                std::to_string(SqliteTaskExecutionsStorage::schema_version) +
-                "); upgrade durable_execution to open it",
-            ErrorType::generic, false, false);
-      }
-      if (!version) {
-        if (db->tableExists(table)) {
-          adopt_existing_table();
-        } else {
-          db->exec(replace_all(std::string{kCreateTableV1}, "{t}", quoted_table));
-        }
-        create_indexes_v1();
-        set_version(1);
-        version = 1;
-      }
-      // Future migrations: while (*version < schema_version) { apply step *version + 1; ++*version; }
-      db->exec("COMMIT");
-    } catch (...) {
-      db->tryExec("ROLLBACK");
-      throw;
-    }
-  }
-
-  // A table of that name without a version row, e.g. one created by the reference engine's
-  // drizzle schema (same columns): adopt it if every column we use is there, refuse otherwise.
-  void adopt_existing_table() {
-    std::vector<std::string> present;
-    SQLite::Statement q(*db, "SELECT name FROM pragma_table_info(?)");
-    q.bind(1, table);
-    while (q.executeStep()) present.push_back(q.getColumn(0).getString());
-    for (auto c : kColumns) {
-      if (std::find(present.begin(), present.end(), c) == present.end()) {
-        throw DurableExecutionError("SQLite table " + table + " in " + path +
-                                        " exists but is not a task executions table (missing "
-                                        "column " + std::string{c} + ")",
-                                    ErrorType::generic, false, false);
-      }
-    }
-  }
-
-  void create_indexes_v1() {
-    for (const auto& ix : kIndexesV1) {
-      db->exec(std::string{"CREATE "} + (ix.unique ? "UNIQUE " : "") + "INDEX IF NOT EXISTS \"ix_" +
-               table + "_" + std::string{ix.suffix} + "\" ON " + quoted_table + " (" +
-               std::string{ix.columns} + ")");
-    }
-  }
-
-  void set_version(std::int64_t version) {
-    SQLite::Statement q(*db, std::string{"INSERT INTO "} + std::string{kSchemaTable} +
-                                 " (table_name, version) VALUES (?, ?) ON CONFLICT (table_name) "
-                                 "DO UPDATE SET version = excluded.version");
-    q.bind(1, table);
-    q.bind(2, static_cast<int64_t>(version));
-    q.exec();
-  }
-
-  // ---- statements and transactions -----------------------------------------------------------
-
-  /** A cached prepared statement, reset and with cleared bindings. Caller holds the mutex. */
+  /** A cached prepared statement, reset and with cleared bindings. */
   SQLite::Statement& statement(const std::string& sql) {
     auto it = statements.find(sql);
     if (it == statements.end()) {
@@ -691,26 +569,183 @@ struct SqliteTaskExecutionsStorage::Impl {
   void reset_statements() noexcept {
     for (auto& [sql, stmt] : statements) (void)stmt->tryReset();
   }
+};
+
+}  // namespace
+
+// ---- Impl ------------------------------------------------------------------------------------
+
+struct SqliteTaskExecutionsStorage::Impl {
+  std::string path;
+  SqliteStorageOptions options;
+  std::string table;         // validated name
+  std::string quoted_table;  // "name", used in every statement
+  std::string select_list;   // id, col1, ... colN
+
+  // Writes go through the one writer connection (SQLite allows one writer per file anyway);
+  // reads use a small pool so they never queue behind a write that waits for another process.
+  mutable std::mutex writer_mutex;
+  Connection writer;
+  mutable std::mutex readers_mutex;
+  std::condition_variable readers_cv;
+  std::vector<std::unique_ptr<Connection>> readers;
+  std::vector<Connection*> free_readers;
+
+  Impl(std::string p, SqliteStorageOptions o) : path(std::move(p)), options(std::move(o)) {
+    if (!is_valid_table_name(options.table_name)) {
+      throw DurableExecutionError(
+          "Invalid SQLite table name '" + options.table_name +
+              "': it must match [A-Za-z_][A-Za-z0-9_]{0,62} and must not start with sqlite_",
+          ErrorType::generic, false, false);
+    }
+    if (options.busy_timeout.count() < 0 || options.max_busy_retries < 0 ||
+        options.read_connections < 0) {
+      throw DurableExecutionError(
+          "Invalid SQLite storage options: busy_timeout, max_busy_retries and read_connections "
+          "must not be negative");
+    }
+    table = options.table_name;
+    quoted_table = "\"" + table + "\"";
+    select_list = "id";
+    for (auto c : kColumns) {
+      select_list += ", ";
+      select_list += c;
+    }
+    // Every SQLite failure at open time becomes a DurableExecutionError naming the file.
+    try {
+      open_connection(writer);
+      with_busy_retries("schema migration", [&] { migrate(); });
+      for (std::int32_t i = 0; i < options.read_connections; ++i) {
+        auto reader = std::make_unique<Connection>();
+        open_connection(*reader);
+        reader->db->exec("PRAGMA query_only=1");  // a reader never writes, by construction
+        free_readers.push_back(reader.get());
+        readers.push_back(std::move(reader));
+      }
+    } catch (const SQLite::Exception& e) {
+      throw translate(e, path, "open");
+    }
+  }
+
+  void open_connection(Connection& c) {
+    const auto timeout = static_cast<int>(
+        std::min<std::int64_t>(options.busy_timeout.count(), std::numeric_limits<int>::max()));
+    // NOMUTEX: each connection is used by one thread at a time (guarded by our own mutexes).
+    c.db = std::make_unique<SQLite::Database>(
+        path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_URI | SQLite::OPEN_NOMUTEX,
+        timeout);
+    with_busy_retries("open", [&] {
+      // journal_mode reads the header, so a file that is not a database fails here. A VFS
+      // without WAL support keeps its journal mode; locking is still correct then.
+      (void)c.db->execAndGet("PRAGMA journal_mode=WAL").getString();
+    });
+    const char* sync = options.synchronous == SqliteSynchronous::off      ? "OFF"
+                       : options.synchronous == SqliteSynchronous::normal ? "NORMAL"
+                                                                          : "FULL";
+    c.db->exec(std::string{"PRAGMA synchronous="} + sync);
+    c.db->exec("PRAGMA cache_size=-" +
+               std::to_string(std::max<std::int64_t>(options.cache_size_kib, 64)));
+    c.db->exec("PRAGMA temp_store=MEMORY");
+  }
+
+  // Runs in one BEGIN IMMEDIATE transaction, so two processes opening a new file do not race.
+  void migrate() {
+    auto& db = *writer.db;
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      db.exec(std::string{"CREATE TABLE IF NOT EXISTS "} + std::string{kSchemaTable} +
+              " (table_name TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID");
+      std::optional<std::int64_t> version;
+      {
+        SQLite::Statement q(db, std::string{"SELECT version FROM "} + std::string{kSchemaTable} +
+                                    " WHERE table_name = ?");
+        q.bind(1, table);
+        if (q.executeStep()) version = q.getColumn(0).getInt64();
+      }
+      if (version && *version > SqliteTaskExecutionsStorage::schema_version) {
+        throw DurableExecutionError(
+            "SQLite table " + table + " in " + path + " has schema version " +
+                std::to_string(*version) + ", newer than the version this library supports (" +
+                std::to_string(SqliteTaskExecutionsStorage::schema_version) +
+                "); upgrade durable_execution to open it",
+            ErrorType::generic, false, false);
+      }
+      if (!version) {
+        if (db.tableExists(table)) {
+          adopt_existing_table();
+        } else {
+          db.exec(replace_all(std::string{kCreateTableV1}, "{t}", quoted_table));
+        }
+        create_indexes_v1();
+        set_version(1);
+        version = 1;
+      }
+      // Later versions add steps here: while (*version < schema_version) apply(++*version);
+      // each step runs in this same transaction, so a failed migration leaves the file as it was.
+      db.exec("COMMIT");
+    } catch (...) {
+      db.tryExec("ROLLBACK");
+      throw;
+    }
+  }
+
+  // A table of that name without a version row, e.g. one created by the reference engine's
+  // drizzle schema (same columns): adopt it if every column we use is there, refuse otherwise.
+  void adopt_existing_table() {
+    std::vector<std::string> present;
+    SQLite::Statement q(*writer.db, "SELECT name FROM pragma_table_info(?)");
+    q.bind(1, table);
+    while (q.executeStep()) present.push_back(q.getColumn(0).getString());
+    for (auto c : kColumns) {
+      if (std::find(present.begin(), present.end(), c) == present.end()) {
+        throw DurableExecutionError("SQLite table " + table + " in " + path +
+                                        " exists but is not a task executions table (missing "
+                                        "column " +
+                                        std::string{c} + ")",
+                                    ErrorType::generic, false, false);
+      }
+    }
+  }
+
+  void create_indexes_v1() {
+    for (const auto& ix : kIndexesV1) {
+      writer.db->exec(std::string{"CREATE "} + (ix.unique ? "UNIQUE " : "") +
+                      "INDEX IF NOT EXISTS \"ix_" + table + "_" + std::string{ix.suffix} +
+                      "\" ON " + quoted_table + " (" + std::string{ix.columns} + ")" +
+                      (ix.where.empty() ? std::string{} : " WHERE " + std::string{ix.where}));
+    }
+  }
+
+  void set_version(std::int64_t version) {
+    SQLite::Statement q(*writer.db,
+                        std::string{"INSERT INTO "} + std::string{kSchemaTable} +
+                            " (table_name, version) VALUES (?, ?) ON CONFLICT (table_name) "
+                            "DO UPDATE SET version = excluded.version");
+    q.bind(1, table);
+    q.bind(2, static_cast<int64_t>(version));
+    q.exec();
+  }
+
+  // ---- transactions --------------------------------------------------------------------------
 
   template <class F>
   void with_busy_retries(std::string_view operation, F&& body) {
+    thread_local std::minstd_rand jitter{std::random_device{}()};
     auto delay = std::chrono::microseconds{1000};
     for (std::int32_t attempt = 0;; ++attempt) {
       try {
         body();
         return;
       } catch (const SQLite::Exception& e) {
-        if (!is_busy(e.getExtendedErrorCode()) || attempt >= options.max_busy_retries) {
-          if (is_busy(e.getExtendedErrorCode())) {
-            throw DurableExecutionError("SQLite storage (" + path + ") " + std::string{operation} +
-                                            " failed: database stayed busy after " +
-                                            std::to_string(attempt + 1) + " attempts: " + e.what(),
-                                        ErrorType::generic, true, false);
-          }
-          throw;
+        if (!is_busy(e.getExtendedErrorCode())) throw;
+        if (attempt >= options.max_busy_retries) {
+          throw DurableExecutionError("SQLite storage (" + path + ") " + std::string{operation} +
+                                          " failed: database stayed busy after " +
+                                          std::to_string(attempt + 1) + " attempts: " + e.what(),
+                                      ErrorType::generic, true, false);
         }
       }
-      // Jittered exponential back-off so competing processes do not retry in lock step.
+      // Jittered exponential back-off, so competing processes do not retry in lock step.
       std::uniform_int_distribution<std::int64_t> dist(delay.count() / 2, delay.count());
       std::this_thread::sleep_for(std::chrono::microseconds{dist(jitter)});
       delay = std::min(delay * 2, std::chrono::microseconds{100'000});
@@ -718,33 +753,60 @@ struct SqliteTaskExecutionsStorage::Impl {
   }
 
   /**
-   * Runs `body` in one transaction under the mutex (IMMEDIATE for writes, so the write lock is
-   * taken up front and a busy database is waited for at BEGIN, never half-way). Retries busy
-   * failures; translates SQLite errors.
+   * Runs `body(connection)` in one transaction: on the writer with BEGIN IMMEDIATE (the write
+   * lock is taken up front, so a busy database is waited for at BEGIN, never half-way and never
+   * with a stale read snapshot), or on a pooled reader with a deferred BEGIN (one consistent
+   * snapshot for all the reads of the call). Retries busy failures; translates SQLite errors.
    */
   template <class F>
   auto transaction(bool write, std::string_view operation, F&& body) {
-    std::lock_guard lock(mutex);
+    if (!write && !readers.empty()) {
+      Connection* reader = nullptr;
+      {
+        std::unique_lock lock(readers_mutex);
+        readers_cv.wait(lock, [&] { return !free_readers.empty(); });
+        reader = free_readers.back();
+        free_readers.pop_back();
+      }
+      struct Release {
+        Impl& impl;
+        Connection* c;
+        ~Release() {
+          {
+            std::lock_guard lock(impl.readers_mutex);
+            impl.free_readers.push_back(c);
+          }
+          impl.readers_cv.notify_one();
+        }
+      } release{*this, reader};
+      return run_transaction(*reader, "BEGIN", operation, body);
+    }
+    std::lock_guard lock(writer_mutex);
+    return run_transaction(writer, write ? "BEGIN IMMEDIATE" : "BEGIN", operation, body);
+  }
+
+  template <class F>
+  auto run_transaction(Connection& c, const char* begin, std::string_view operation, F& body) {
     // Update shapes are bounded by the engine's call sites; the cap only guards misuse. Cleared
-    // here, between transactions, so no statement reference is ever invalidated mid-call.
-    if (statements.size() >= 512) statements.clear();
-    using Result = decltype(body());
+    // here, between transactions, so no statement reference is invalidated mid-call.
+    if (c.statements.size() >= 512) c.statements.clear();
+    using Result = decltype(body(c));
     std::optional<std::conditional_t<std::is_void_v<Result>, int, Result>> result;
     try {
       with_busy_retries(operation, [&] {
-        db->exec(write ? "BEGIN IMMEDIATE" : "BEGIN");
+        c.db->exec(begin);
         try {
           if constexpr (std::is_void_v<Result>) {
-            body();
+            body(c);
             result = 0;
           } else {
-            result = body();
+            result = body(c);
           }
-          reset_statements();  // release read cursors before COMMIT
-          db->exec("COMMIT");
+          c.reset_statements();  // release read cursors before COMMIT
+          c.db->exec("COMMIT");
         } catch (...) {
-          reset_statements();
-          db->tryExec("ROLLBACK");
+          c.reset_statements();
+          c.db->tryExec("ROLLBACK");
           result.reset();
           throw;
         }
@@ -767,7 +829,7 @@ struct SqliteTaskExecutionsStorage::Impl {
     return out;
   }
 
-  void insert_rows(const std::vector<TaskExecutionRecord>& rows) {
+  void insert_rows(Connection& c, const std::vector<TaskExecutionRecord>& rows) const {
     if (rows.empty()) return;
     std::string sql = "INSERT INTO " + quoted_table + " (";
     std::string params;
@@ -780,20 +842,17 @@ struct SqliteTaskExecutionsStorage::Impl {
       params += "?";
     }
     sql += ") VALUES (" + params + ")";
-    auto& stmt = statement(sql);
+    auto& stmt = c.statement(sql);
     for (std::size_t i = 0; i < rows.size(); ++i) {
-      if (i > 0) {
-        stmt.reset();
-        stmt.clearBindings();
-      }
+      if (i > 0) stmt.reset();  // every parameter is rebound below
       bind_all(stmt, record_values(rows[i]));
       stmt.exec();
     }
   }
 
   /** Guarded update of one row by execution id; returns whether a row changed. */
-  bool update_by_id(const std::string& execution_id, const GetByIdFilters& filters,
-                    const TaskExecutionUpdate& update) {
+  bool update_by_id(Connection& c, const std::string& execution_id, const GetByIdFilters& filters,
+                    const TaskExecutionUpdate& update) const {
     auto set = make_set_clause(update);
     std::string where = "execution_id = ?";
     std::vector<SqlValue> values = std::move(set.values);
@@ -810,7 +869,7 @@ struct SqliteTaskExecutionsStorage::Impl {
       where += " AND is_finished = ?";
       values.emplace_back(b(*filters.is_finished));
     }
-    auto& stmt = statement("UPDATE " + quoted_table + " SET " + set.sql + " WHERE " + where);
+    auto& stmt = c.statement("UPDATE " + quoted_table + " SET " + set.sql + " WHERE " + where);
     bind_all(stmt, values);
     return stmt.exec() > 0;
   }
@@ -820,13 +879,13 @@ struct SqliteTaskExecutionsStorage::Impl {
    * update to each by rowid, and returns them with the update applied, in selection order.
    */
   std::vector<TaskExecutionRecord> select_and_update(
-      std::string_view where, const std::vector<SqlValue>& where_values, std::string_view order_by,
-      std::int64_t limit, const TaskExecutionUpdate& update,
-      std::optional<Timestamp> expires_at_base = std::nullopt) {
+      Connection& c, std::string_view where, const std::vector<SqlValue>& where_values,
+      std::string_view order_by, std::int64_t limit, const TaskExecutionUpdate& update,
+      std::optional<Timestamp> expires_at_base = std::nullopt) const {
     std::vector<std::pair<std::int64_t, TaskExecutionRecord>> rows;
     {
-      auto& select = statement(select_where(where) + " ORDER BY " + std::string{order_by} +
-                               " LIMIT ?");
+      auto& select =
+          c.statement(select_where(where) + " ORDER BY " + std::string{order_by} + " LIMIT ?");
       bind_all(select, where_values);
       select.bind(static_cast<int>(where_values.size()) + 1, static_cast<int64_t>(limit));
       while (select.executeStep()) {
@@ -836,7 +895,7 @@ struct SqliteTaskExecutionsStorage::Impl {
     }
     if (rows.empty()) return {};
     auto set = make_set_clause(update, expires_at_base);
-    auto& upd = statement("UPDATE " + quoted_table + " SET " + set.sql + " WHERE id = ?");
+    auto& upd = c.statement("UPDATE " + quoted_table + " SET " + set.sql + " WHERE id = ?");
     std::vector<TaskExecutionRecord> out;
     out.reserve(rows.size());
     for (auto& [id, record] : rows) {
@@ -844,6 +903,7 @@ struct SqliteTaskExecutionsStorage::Impl {
       bind_all(upd, set.values);
       upd.bind(static_cast<int>(set.values.size()) + 1, static_cast<int64_t>(id));
       upd.exec();
+      // The returned row is the stored row: the same update, applied by the same rules.
       apply_update(record, update);
       if (expires_at_base) record.expires_at = *expires_at_base + record.timeout;
       out.push_back(std::move(record));
@@ -852,14 +912,15 @@ struct SqliteTaskExecutionsStorage::Impl {
   }
 
   /** One UPDATE of the rows selected by an indexed, ordered, limited subquery; returns count. */
-  std::int64_t update_selected(std::string_view where, const std::vector<SqlValue>& where_values,
+  std::int64_t update_selected(Connection& c, std::string_view where,
+                               const std::vector<SqlValue>& where_values,
                                std::string_view order_by, std::int64_t limit,
-                               const TaskExecutionUpdate& update) {
+                               const TaskExecutionUpdate& update) const {
     auto set = make_set_clause(update);
-    auto& stmt = statement("UPDATE " + quoted_table + " SET " + set.sql +
-                           " WHERE id IN (SELECT id FROM " + quoted_table + " WHERE " +
-                           std::string{where} + " ORDER BY " + std::string{order_by} +
-                           " LIMIT ?)");
+    auto& stmt = c.statement("UPDATE " + quoted_table + " SET " + set.sql +
+                             " WHERE id IN (SELECT id FROM " + quoted_table + " WHERE " +
+                             std::string{where} + " ORDER BY " + std::string{order_by} +
+                             " LIMIT ?)");
     bind_all(stmt, set.values);
     bind_all(stmt, where_values, static_cast<int>(set.values.size()) + 1);
     stmt.bind(static_cast<int>(set.values.size() + where_values.size()) + 1,
@@ -882,28 +943,40 @@ const std::string& SqliteTaskExecutionsStorage::table_name() const noexcept {
 }
 
 std::vector<std::string> SqliteTaskExecutionsStorage::prepared_statement_sql() const {
-  std::lock_guard lock(impl_->mutex);
   std::vector<std::string> out;
-  out.reserve(impl_->statements.size());
-  for (const auto& [sql, stmt] : impl_->statements) out.push_back(sql);
+  {
+    std::lock_guard lock(impl_->writer_mutex);
+    for (const auto& [sql, stmt] : impl_->writer.statements) out.push_back(sql);
+  }
+  {
+    // Only idle readers: a reader in use belongs to its thread until released.
+    std::unique_lock lock(impl_->readers_mutex);
+    impl_->readers_cv.wait(lock,
+                           [&] { return impl_->free_readers.size() == impl_->readers.size(); });
+    for (const auto& reader : impl_->readers) {
+      for (const auto& [sql, stmt] : reader->statements) out.push_back(sql);
+    }
+  }
   std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 
 void SqliteTaskExecutionsStorage::insert_many(const std::vector<TaskExecutionRecord>& executions) {
   if (executions.empty()) return;
-  impl_->transaction(true, "insert_many", [&] { impl_->insert_rows(executions); });
+  impl_->transaction(true, "insert_many",
+                     [&](Connection& c) { impl_->insert_rows(c, executions); });
 }
 
 std::vector<std::optional<TaskExecutionRecord>> SqliteTaskExecutionsStorage::get_many_by_id(
     const std::vector<GetByIdRequest>& requests) {
   if (requests.empty()) return {};
-  return impl_->transaction(false, "get_many_by_id", [&] {
+  const auto sql = impl_->select_where("execution_id = ?");
+  return impl_->transaction(false, "get_many_by_id", [&](Connection& c) {
     std::vector<std::optional<TaskExecutionRecord>> out;
     out.reserve(requests.size());
-    auto sql = impl_->select_where("execution_id = ?");
     for (const auto& req : requests) {
-      auto& stmt = impl_->statement(sql);
+      auto& stmt = c.statement(sql);
       stmt.bind(1, req.execution_id);
       std::optional<TaskExecutionRecord> found;
       if (stmt.executeStep()) {
@@ -920,12 +993,12 @@ std::vector<std::optional<TaskExecutionRecord>>
 SqliteTaskExecutionsStorage::get_many_by_sleeping_task_unique_id(
     const std::vector<GetBySleepingTaskUniqueIdRequest>& requests) {
   if (requests.empty()) return {};
-  return impl_->transaction(false, "get_many_by_sleeping_task_unique_id", [&] {
+  const auto sql = impl_->select_where("sleeping_task_unique_id = ?");
+  return impl_->transaction(false, "get_many_by_sleeping_task_unique_id", [&](Connection& c) {
     std::vector<std::optional<TaskExecutionRecord>> out;
     out.reserve(requests.size());
-    auto sql = impl_->select_where("sleeping_task_unique_id = ?");
     for (const auto& req : requests) {
-      auto& stmt = impl_->statement(sql);
+      auto& stmt = c.statement(sql);
       stmt.bind(1, req.sleeping_task_unique_id);
       std::optional<TaskExecutionRecord> found;
       if (stmt.executeStep()) found = read_record(stmt, impl_->table);
@@ -937,56 +1010,60 @@ SqliteTaskExecutionsStorage::get_many_by_sleeping_task_unique_id(
 
 void SqliteTaskExecutionsStorage::update_many_by_id(const std::vector<UpdateByIdRequest>& requests) {
   if (requests.empty()) return;
-  impl_->transaction(true, "update_many_by_id", [&] {
-    for (const auto& req : requests) (void)impl_->update_by_id(req.execution_id, req.filters, req.update);
+  impl_->transaction(true, "update_many_by_id", [&](Connection& c) {
+    for (const auto& req : requests) {
+      (void)impl_->update_by_id(c, req.execution_id, req.filters, req.update);
+    }
   });
 }
 
 void SqliteTaskExecutionsStorage::update_many_by_id_and_insert_children_if_updated(
     const std::vector<UpdateByIdAndInsertChildrenRequest>& requests) {
   if (requests.empty()) return;
-  impl_->transaction(true, "update_many_by_id_and_insert_children_if_updated", [&] {
-    for (const auto& req : requests) {
-      if (impl_->update_by_id(req.execution_id, req.filters, req.update)) {
-        impl_->insert_rows(req.children_to_insert_if_updated);
-      }
-    }
-  });
+  impl_->transaction(true, "update_many_by_id_and_insert_children_if_updated",
+                     [&](Connection& c) {
+                       for (const auto& req : requests) {
+                         if (impl_->update_by_id(c, req.execution_id, req.filters, req.update)) {
+                           impl_->insert_rows(c, req.children_to_insert_if_updated);
+                         }
+                       }
+                     });
 }
 
 std::vector<TaskExecutionRecord>
 SqliteTaskExecutionsStorage::update_by_status_and_start_at_less_than_and_return(
     const UpdateByStatusAndStartAtLessThanRequest& request) {
   if (request.limit <= 0) return {};
-  return impl_->transaction(true, "update_by_status_and_start_at_less_than_and_return", [&] {
-    return impl_->select_and_update(
-        "status = ? AND start_at < ?",
-        {std::string{to_string(request.status)}, ms(request.start_at_less_than)}, "start_at",
-        request.limit, request.update, request.update_expires_at_with_started_at);
-  });
+  return impl_->transaction(
+      true, "update_by_status_and_start_at_less_than_and_return", [&](Connection& c) {
+        return impl_->select_and_update(
+            c, "status = ? AND start_at < ?",
+            {std::string{to_string(request.status)}, ms(request.start_at_less_than)}, "start_at",
+            request.limit, request.update, request.update_expires_at_with_started_at);
+      });
 }
 
 std::vector<TaskExecutionRecord> SqliteTaskExecutionsStorage::
     update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(
         const UpdateByStatusAndOnChildrenFinishedProcessingStatusRequest& request) {
   if (request.limit <= 0) return {};
-  return impl_->transaction(true, "update_by_status_and_on_children_finished_processing_status",
-                            [&] {
-                              return impl_->select_and_update(
-                                  "status = ? AND on_children_finished_processing_status = ? AND "
-                                  "active_children_count = 0",
-                                  {std::string{to_string(request.status)},
-                                   std::string{to_string(
-                                       request.on_children_finished_processing_status)}},
-                                  "updated_at", request.limit, request.update);
-                            });
+  return impl_->transaction(
+      true, "update_by_status_and_on_children_finished_processing_status", [&](Connection& c) {
+        return impl_->select_and_update(
+            c,
+            "status = ? AND on_children_finished_processing_status = ? AND "
+            "active_children_count = 0",
+            {std::string{to_string(request.status)},
+             std::string{to_string(request.on_children_finished_processing_status)}},
+            "updated_at", request.limit, request.update);
+      });
 }
 
 std::vector<TaskExecutionRecord> SqliteTaskExecutionsStorage::update_by_close_status_and_return(
     const UpdateByCloseStatusRequest& request) {
   if (request.limit <= 0) return {};
-  return impl_->transaction(true, "update_by_close_status_and_return", [&] {
-    return impl_->select_and_update("close_status = ?",
+  return impl_->transaction(true, "update_by_close_status_and_return", [&](Connection& c) {
+    return impl_->select_and_update(c, "close_status = ?",
                                     {std::string{to_string(request.close_status)}}, "updated_at",
                                     request.limit, request.update);
   });
@@ -995,11 +1072,13 @@ std::vector<TaskExecutionRecord> SqliteTaskExecutionsStorage::update_by_close_st
 std::int64_t SqliteTaskExecutionsStorage::update_by_is_sleeping_task_and_expires_at_less_than(
     const UpdateByIsSleepingTaskAndExpiresAtLessThanRequest& request) {
   if (request.limit <= 0) return 0;
-  return impl_->transaction(true, "update_by_is_sleeping_task_and_expires_at_less_than", [&] {
-    return impl_->update_selected("is_sleeping_task = ? AND expires_at < ?",
-                                  {b(request.is_sleeping_task), ms(request.expires_at_less_than)},
-                                  "expires_at", request.limit, request.update);
-  });
+  return impl_->transaction(
+      true, "update_by_is_sleeping_task_and_expires_at_less_than", [&](Connection& c) {
+        return impl_->update_selected(
+            c, "is_sleeping_task = ? AND expires_at < ?",
+            {b(request.is_sleeping_task), ms(request.expires_at_less_than)}, "expires_at",
+            request.limit, request.update);
+      });
 }
 
 std::int64_t
@@ -1007,9 +1086,9 @@ SqliteTaskExecutionsStorage::update_by_on_children_finished_processing_expires_a
     const UpdateByOnChildrenFinishedProcessingExpiresAtLessThanRequest& request) {
   if (request.limit <= 0) return 0;
   return impl_->transaction(
-      true, "update_by_on_children_finished_processing_expires_at_less_than", [&] {
+      true, "update_by_on_children_finished_processing_expires_at_less_than", [&](Connection& c) {
         return impl_->update_selected(
-            "on_children_finished_processing_expires_at < ?",
+            c, "on_children_finished_processing_expires_at < ?",
             {ms(request.on_children_finished_processing_expires_at_less_than)},
             "on_children_finished_processing_expires_at", request.limit, request.update);
       });
@@ -1018,9 +1097,10 @@ SqliteTaskExecutionsStorage::update_by_on_children_finished_processing_expires_a
 std::int64_t SqliteTaskExecutionsStorage::update_by_close_expires_at_less_than(
     const UpdateByCloseExpiresAtLessThanRequest& request) {
   if (request.limit <= 0) return 0;
-  return impl_->transaction(true, "update_by_close_expires_at_less_than", [&] {
-    return impl_->update_selected("close_expires_at < ?", {ms(request.close_expires_at_less_than)},
-                                  "close_expires_at", request.limit, request.update);
+  return impl_->transaction(true, "update_by_close_expires_at_less_than", [&](Connection& c) {
+    return impl_->update_selected(c, "close_expires_at < ?",
+                                  {ms(request.close_expires_at_less_than)}, "close_expires_at",
+                                  request.limit, request.update);
   });
 }
 
@@ -1029,10 +1109,12 @@ SqliteTaskExecutionsStorage::update_by_executor_id_and_needs_promise_cancellatio
     const UpdateByExecutorIdAndNeedsPromiseCancellationRequest& request) {
   if (request.limit <= 0) return {};
   return impl_->transaction(
-      true, "update_by_executor_id_and_needs_promise_cancellation_and_return", [&] {
-        return impl_->select_and_update("executor_id = ? AND needs_promise_cancellation = ?",
-                                        {request.executor_id, b(request.needs_promise_cancellation)},
-                                        "updated_at", request.limit, request.update);
+      true, "update_by_executor_id_and_needs_promise_cancellation_and_return",
+      [&](Connection& c) {
+        return impl_->select_and_update(
+            c, "executor_id = ? AND needs_promise_cancellation = ?",
+            {request.executor_id, b(request.needs_promise_cancellation)}, "updated_at",
+            request.limit, request.update);
       });
 }
 
@@ -1040,12 +1122,12 @@ std::vector<std::vector<TaskExecutionRecord>>
 SqliteTaskExecutionsStorage::get_many_by_parent_execution_id(
     const std::vector<GetByParentExecutionIdRequest>& requests) {
   if (requests.empty()) return {};
-  return impl_->transaction(false, "get_many_by_parent_execution_id", [&] {
+  const auto sql = impl_->select_where("parent_execution_id = ?");
+  return impl_->transaction(false, "get_many_by_parent_execution_id", [&](Connection& c) {
     std::vector<std::vector<TaskExecutionRecord>> out;
     out.reserve(requests.size());
-    auto sql = impl_->select_where("parent_execution_id = ?");
     for (const auto& req : requests) {
-      auto& stmt = impl_->statement(sql);
+      auto& stmt = c.statement(sql);
       stmt.bind(1, req.parent_execution_id);
       out.push_back(impl_->read_all(stmt));
     }
@@ -1056,80 +1138,84 @@ SqliteTaskExecutionsStorage::get_many_by_parent_execution_id(
 void SqliteTaskExecutionsStorage::update_many_by_parent_execution_id_and_is_finished(
     const std::vector<UpdateByParentExecutionIdAndIsFinishedRequest>& requests) {
   if (requests.empty()) return;
-  impl_->transaction(true, "update_many_by_parent_execution_id_and_is_finished", [&] {
-    for (const auto& req : requests) {
-      auto set = make_set_clause(req.update);
-      auto& stmt = impl_->statement("UPDATE " + impl_->quoted_table + " SET " + set.sql +
-                                    " WHERE parent_execution_id = ? AND is_finished = ?");
-      bind_all(stmt, set.values);
-      const int next = static_cast<int>(set.values.size()) + 1;
-      stmt.bind(next, req.parent_execution_id);
-      stmt.bind(next + 1, static_cast<int64_t>(b(req.is_finished)));
-      stmt.exec();
-    }
-  });
+  impl_->transaction(true, "update_many_by_parent_execution_id_and_is_finished",
+                     [&](Connection& c) {
+                       for (const auto& req : requests) {
+                         auto set = make_set_clause(req.update);
+                         auto& stmt = c.statement(
+                             "UPDATE " + impl_->quoted_table + " SET " + set.sql +
+                             " WHERE parent_execution_id = ? AND is_finished = ?");
+                         bind_all(stmt, set.values);
+                         const int next = static_cast<int>(set.values.size()) + 1;
+                         stmt.bind(next, req.parent_execution_id);
+                         stmt.bind(next + 1, static_cast<int64_t>(b(req.is_finished)));
+                         stmt.exec();
+                       }
+                     });
 }
 
 std::int64_t SqliteTaskExecutionsStorage::
     update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(
         const UpdateAndDecrementParentActiveChildrenCountRequest& request) {
   if (request.limit <= 0) return 0;
-  return impl_->transaction(true, "update_and_decrement_parent_active_children_count", [&] {
-    auto& im = *impl_;
-    std::vector<std::int64_t> ids;
-    std::map<std::string, std::int64_t> decrements;  // sorted: a fixed parent update order
-    {
-      auto& select = im.statement("SELECT id, parent_execution_id FROM " + im.quoted_table +
-                                  " WHERE is_finished = ? AND close_status = ? ORDER BY "
-                                  "updated_at LIMIT ?");
-      select.bind(1, static_cast<int64_t>(b(request.is_finished)));
-      select.bind(2, std::string{to_string(request.close_status)});
-      select.bind(3, static_cast<int64_t>(request.limit));
-      while (select.executeStep()) {
-        ids.push_back(select.getColumn(0).getInt64());
-        auto parent = select.getColumn(1);
-        if (parent.getType() == SQLite::TEXT) {
-          auto parent_id = parent.getString();
-          if (!parent_id.empty()) ++decrements[parent_id];
+  const auto& im = *impl_;
+  return impl_->transaction(
+      true, "update_and_decrement_parent_active_children_count", [&](Connection& c) {
+        std::vector<std::int64_t> ids;
+        std::map<std::string, std::int64_t> decrements;  // sorted: a fixed parent update order
+        {
+          auto& select = c.statement("SELECT id, parent_execution_id FROM " + im.quoted_table +
+                                     " WHERE is_finished = ? AND close_status = ? ORDER BY "
+                                     "updated_at LIMIT ?");
+          select.bind(1, static_cast<int64_t>(b(request.is_finished)));
+          select.bind(2, std::string{to_string(request.close_status)});
+          select.bind(3, static_cast<int64_t>(request.limit));
+          while (select.executeStep()) {
+            ids.push_back(select.getColumn(0).getInt64());
+            auto parent = select.getColumn(1);
+            if (parent.getType() == SQLite::TEXT) {
+              auto parent_id = parent.getString();
+              if (!parent_id.empty()) ++decrements[parent_id];
+            }
+          }
+          select.reset();
         }
-      }
-      select.reset();
-    }
-    if (ids.empty()) return std::int64_t{0};
-    auto set = make_set_clause(request.update);
-    auto& upd = im.statement("UPDATE " + im.quoted_table + " SET " + set.sql + " WHERE id = ?");
-    for (auto id : ids) {
-      upd.reset();
-      bind_all(upd, set.values);
-      upd.bind(static_cast<int>(set.values.size()) + 1, static_cast<int64_t>(id));
-      upd.exec();
-    }
-    // The SQL stores of the reference engine also bump the parent's updated_at (SPEC.md §3.11).
-    auto& dec = im.statement("UPDATE " + im.quoted_table +
-                             " SET active_children_count = active_children_count - ?, "
-                             "updated_at = ? WHERE execution_id = ?");
-    for (const auto& [parent_id, count] : decrements) {
-      dec.reset();
-      dec.bind(1, static_cast<int64_t>(count));
-      dec.bind(2, static_cast<int64_t>(ms(request.update.updated_at)));
-      dec.bind(3, parent_id);
-      dec.exec();
-    }
-    return static_cast<std::int64_t>(ids.size());
-  });
+        if (ids.empty()) return std::int64_t{0};
+        auto set = make_set_clause(request.update);
+        auto& upd =
+            c.statement("UPDATE " + im.quoted_table + " SET " + set.sql + " WHERE id = ?");
+        for (auto id : ids) {
+          upd.reset();
+          bind_all(upd, set.values);
+          upd.bind(static_cast<int>(set.values.size()) + 1, static_cast<int64_t>(id));
+          upd.exec();
+        }
+        // Like the reference engine's SQL stores, this also bumps the parent's updated_at.
+        auto& dec = c.statement("UPDATE " + im.quoted_table +
+                                " SET active_children_count = active_children_count - ?, "
+                                "updated_at = ? WHERE execution_id = ?");
+        for (const auto& [parent_id, count] : decrements) {
+          dec.reset();
+          dec.bind(1, static_cast<int64_t>(count));
+          dec.bind(2, static_cast<int64_t>(ms(request.update.updated_at)));
+          dec.bind(3, parent_id);
+          dec.exec();
+        }
+        return static_cast<std::int64_t>(ids.size());
+      });
 }
 
 void SqliteTaskExecutionsStorage::delete_by_id(const DeleteByIdRequest& request) {
-  impl_->transaction(true, "delete_by_id", [&] {
-    auto& stmt = impl_->statement("DELETE FROM " + impl_->quoted_table + " WHERE execution_id = ?");
+  impl_->transaction(true, "delete_by_id", [&](Connection& c) {
+    auto& stmt = c.statement("DELETE FROM " + impl_->quoted_table + " WHERE execution_id = ?");
     stmt.bind(1, request.execution_id);
     stmt.exec();
   });
 }
 
 void SqliteTaskExecutionsStorage::delete_all() {
-  impl_->transaction(true, "delete_all", [&] {
-    impl_->statement("DELETE FROM " + impl_->quoted_table).exec();
+  impl_->transaction(true, "delete_all", [&](Connection& c) {
+    c.statement("DELETE FROM " + impl_->quoted_table).exec();
   });
 }
 

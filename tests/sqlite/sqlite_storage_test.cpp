@@ -4,12 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "durable_execution/errors.hpp"
@@ -416,4 +418,29 @@ TEST_F(SqliteFileTest, ClaimReturnsRowsInStartAtOrderWithExpiryFromEachTimeout) 
     ASSERT_TRUE(stored.has_value());
     EXPECT_EQ(*stored, claimed[i]) << "returned row must equal the stored row";
   }
+}
+
+TEST_F(SqliteFileTest, LookupsDoNotWaitBehindAWriteThatWaitsForTheLock) {
+  de::SqliteTaskExecutionsStorage storage{path_, {.busy_timeout = 3000ms, .max_busy_retries = 0}};
+  auto existing = ready_record();
+  storage.insert_many({existing});
+  auto blocker = raw(path_);
+  blocker.exec("BEGIN IMMEDIATE");  // another process holds the write lock
+
+  std::atomic<bool> writer_done{false};
+  std::jthread writer([&] {
+    try {
+      storage.insert_many({ready_record()});  // waits in the busy handler, holding the writer
+    } catch (const de::DurableExecutionError&) {
+    }
+    writer_done = true;
+  });
+  std::this_thread::sleep_for(50ms);  // let the writer reach the busy wait (not needed for pass)
+  const auto start = std::chrono::steady_clock::now();
+  auto found = get(storage, existing.execution_id);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(found.has_value());
+  EXPECT_LT(took, 1000ms) << "a lookup waited for the blocked writer";
+  EXPECT_FALSE(writer_done.load()) << "the writer should still be waiting for the lock";
+  blocker.exec("ROLLBACK");
 }

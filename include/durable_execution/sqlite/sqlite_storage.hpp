@@ -42,10 +42,19 @@ struct SqliteStorageOptions {
    * DurableExecutionError is thrown.
    */
   std::int32_t max_busy_retries = 8;
-  /** Durability of a commit; see SqliteSynchronous. */
-  SqliteSynchronous synchronous = SqliteSynchronous::full;
+  /**
+   * Durability of a commit; see SqliteSynchronous. `normal` (the default) loses nothing when a
+   * process crashes; choose `full` to also survive power loss, at one fsync per commit.
+   */
+  SqliteSynchronous synchronous = SqliteSynchronous::normal;
   /** Page cache size per connection, in KiB (`PRAGMA cache_size=-N`). */
   std::int64_t cache_size_kib = 8192;
+  /**
+   * Extra read-only connections for the lookup methods (`get_many_*`), so reads never wait
+   * behind a write (for example one waiting for another process's lock). 0 runs reads on the
+   * writer connection.
+   */
+  std::int32_t read_connections = 2;
 };
 
 /**
@@ -70,7 +79,8 @@ struct SqliteStorageOptions {
  *
  * @note Thread safety: thread-safe; every method is atomic. Several processes may open the same
  *   file (not over a network file system: SQLite's locking needs a local one). Methods may be
- *   called concurrently from any threads; they are serialized on one connection per storage.
+ *   called concurrently from any threads: writes are serialized on one writer connection per
+ *   storage, lookups run in parallel on a small pool of read connections (WAL snapshots).
  */
 class DURABLE_EXECUTION_EXPORT SqliteTaskExecutionsStorage final : public TaskExecutionsStorage {
  public:
