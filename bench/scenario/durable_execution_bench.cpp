@@ -3,8 +3,9 @@
 // values, never rename them).
 //
 //   durable_execution_bench --scenario throughput --storage memory --tasks 10000 [--json]
-//     Enqueues N no-op tasks, starts the executor, waits until all are finished. wall_ms covers
-//     enqueue + run; latency is enqueue-to-finish per task (created_at -> finished_at, ms).
+//     Enqueues N no-op tasks, starts the executor, waits until all are finished. wall_ms and
+//     tasks_per_s cover the run phase (start() to the last finish); the enqueue phase is printed
+//     as enqueue_ms. Latency is enqueue-to-finish per task (created_at -> finished_at, whole ms).
 //   durable_execution_bench --scenario latency --storage memory --tasks 200 [--json]
 //     One task at a time on an idle executor: enqueue, wait for it to finish (steady clock).
 
@@ -134,12 +135,13 @@ Result throughput(de::TaskExecutionsStorage& storage, int n) {
     latencies.push_back(static_cast<double>((*e.finished_at - e.created_at).count()));
   }
   Result r;
-  r.wall_ms = std::chrono::duration<double, std::milli>(t2 - t0).count();
+  // Wall time is the run phase, start() to the last execution recorded as finished; the
+  // enqueue phase before it is reported separately (enqueue_ms).
+  r.wall_ms = std::chrono::duration<double, std::milli>(t2 - t1).count();
   r.tasks_per_s = static_cast<double>(n) / (r.wall_ms / 1000.0);
   r.p50_ms = percentile(latencies, 0.50);
   r.p99_ms = percentile(latencies, 0.99);
   r.extra["enqueue_ms"] = std::chrono::duration<double, std::milli>(t1 - t0).count();
-  r.extra["run_ms"] = std::chrono::duration<double, std::milli>(t2 - t1).count();
   const auto stats = executor.stats();
   r.extra["worker_threads"] = stats.worker_threads;
   if (std::getenv("DE_BENCH_VERBOSE") != nullptr) {

@@ -428,8 +428,17 @@ struct Engine::Impl {
     }
   }
 
+  /**
+   * The guarded result write of a run without children. A top-level execution that finishes
+   * here has nothing for the close path to do (no parent to notify or decrement, no descendants
+   * to cancel), so it is closed in the same write: two fewer storage round trips per task.
+   */
   static UpdateByIdRequest running_update(const TaskExecutionRecord& rec,
                                           TaskExecutionUpdate update, Timestamp now) {
+    if (!rec.parent && update.status && is_finished(*update.status)) {
+      update.close_status = CloseStatus::closed;
+      update.closed_at = now;
+    }
     return UpdateByIdRequest{rec.execution_id, GetByIdFilters{.status = Status::running},
                              normalize_update(now, std::move(update))};
   }
@@ -657,7 +666,11 @@ struct Engine::Impl {
     }
     runs_cv.notify_all();
     notify_finished();
-    wake_background();
+    const bool close_path = std::any_of(batch.begin(), batch.end(), [](const Completion& c) {
+      return c.update_with_children.has_value() ||
+             (c.update && c.update->update.close_status != CloseStatus::closed);
+    });
+    if (close_path) wake_background();
   }
 
   // =========================================================================================
