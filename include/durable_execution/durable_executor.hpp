@@ -10,12 +10,45 @@
 #include "durable_execution/detail/engine.hpp"
 #include "durable_execution/export.hpp"
 #include "durable_execution/options.hpp"
+#include "durable_execution/parent_task.hpp"
 #include "durable_execution/storage.hpp"
 #include "durable_execution/task.hpp"
 
 namespace durable_execution {
 
 class DurableExecutor;
+
+namespace detail {
+
+template <class R>
+struct ParentRunOutputOf;
+template <class O>
+struct ParentRunOutputOf<ParentRunResult<O>> {
+  using type = O;
+};
+
+template <class T>
+struct IsTask : std::false_type {};
+template <class I, class O>
+struct IsTask<Task<I, O>> : std::true_type {};
+
+/** @brief True when each task's output type is the next one's input type. */
+template <class... Ts>
+struct ChainsTypes : std::true_type {};
+template <class I1, class O1, class I2, class O2, class... Rest>
+struct ChainsTypes<Task<I1, O1>, Task<I2, O2>, Rest...>
+    : std::bool_constant<std::is_same_v<O1, I2> && ChainsTypes<Task<I2, O2>, Rest...>::value> {};
+
+template <class... Ts>
+struct LastOf;
+template <class T>
+struct LastOf<T> {
+  using type = T;
+};
+template <class T, class... Ts>
+struct LastOf<T, Ts...> : LastOf<Ts...> {};
+
+}  // namespace detail
 
 /**
  * @brief The result of DurableExecutor::validate_input(fn): defines tasks whose input is first
@@ -136,6 +169,146 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
     return TaskExecutionHandle<O>{engine_, task.id(), execution_id};
   }
 
+  /**
+   * @brief Registers a parent task: `run_parent(ctx, input)` returns a ParentRunResult<O> — its
+   * output and the children (built with child()) that run in parallel. The parent completes once
+   * every child finished, with output ParentTaskOutput<O> (the run's output and each child's
+   * result, in declaration order; failed children do not fail it).
+   */
+  template <class I = detail::Deduce, class F>
+  [[nodiscard]] auto parent_task(const TaskOptions& options, F run_parent) {
+    using Sig = detail::RunSignature<F>;
+    using In = std::conditional_t<std::is_same_v<I, detail::Deduce>, typename Sig::Input, I>;
+    using O = typename detail::ParentRunOutputOf<
+        std::remove_cvref_t<typename Sig::Traits::Result>>::type;
+    auto def = make_parent_definition<In, O>(options, std::move(run_parent));
+    return Task<In, ParentTaskOutput<O>>{engine_->register_task(std::move(def))};
+  }
+
+  /**
+   * @brief A parent task with a finalize step, which sees ParentTaskOutput<O> and decides the
+   * parent's outcome. `finalize` is either a function `(const ParentTaskOutput<O>&) -> R`, run on
+   * the engine's background thread with no timeout and no retries (a throw makes the parent
+   * `finalize_failed`), or a registered Task<ParentTaskOutput<O>, R> that runs as a child (its
+   * failure makes the parent `finalize_failed`). The parent's output type is R.
+   */
+  template <class I = detail::Deduce, class F, class Fin>
+  [[nodiscard]] auto parent_task(const TaskOptions& options, F run_parent, Fin finalize) {
+    using Sig = detail::RunSignature<F>;
+    using In = std::conditional_t<std::is_same_v<I, detail::Deduce>, typename Sig::Input, I>;
+    using O = typename detail::ParentRunOutputOf<
+        std::remove_cvref_t<typename Sig::Traits::Result>>::type;
+    auto def = make_parent_definition<In, O>(options, std::move(run_parent));
+    if constexpr (detail::IsTask<Fin>::value) {
+      static_assert(std::is_same_v<typename Fin::InputType, ParentTaskOutput<O>>,
+                    "a finalize task must take the parent's ParentTaskOutput<O>");
+      def.finalize_task_id = finalize.id();
+      return Task<In, typename Fin::OutputType>{engine_->register_task(std::move(def))};
+    } else {
+      using R = detail::VoidToEmpty<std::remove_cvref_t<
+          std::invoke_result_t<Fin&, const ParentTaskOutput<O>&>>>;
+      def.finalize_function = [fin = std::move(finalize)](const std::string& text) mutable {
+        auto parent_output = detail::deserialize_value<ParentTaskOutput<O>>(text);
+        if constexpr (std::is_void_v<std::invoke_result_t<Fin&, const ParentTaskOutput<O>&>>) {
+          fin(parent_output);
+          return detail::serialize_value(Empty{});
+        } else {
+          return detail::serialize_value(R(fin(parent_output)));
+        }
+      };
+      return Task<In, R>{engine_->register_task(std::move(def))};
+    }
+  }
+
+  /**
+   * @brief A chain t1 → t2 → ... → tn run one at a time, each output being the next input
+   * (checked at compile time). Its output is tn's; if step k fails the chain ends
+   * `finalize_failed` with "Task at index k failed: <message>" and later steps never run.
+   */
+  template <class I1, class O1, class... Rest>
+  [[nodiscard]] auto sequential_tasks(const std::string& id, const Task<I1, O1>& first,
+                                      const Rest&... rest) {
+    static_assert((detail::IsTask<Rest>::value && ...), "sequential_tasks takes tasks");
+    static_assert(detail::ChainsTypes<Task<I1, O1>, Rest...>::value,
+                  "each task's output type must be the next task's input type");
+    using Last = typename detail::LastOf<Task<I1, O1>, Rest...>::type;
+    std::vector<std::string> ids{first.id(), rest.id()...};
+    detail::TaskDefinition def;
+    def.options = TaskOptions{.id = id, .timeout = std::chrono::milliseconds{30'000}};
+    def.is_parent = true;
+    def.are_children_sequential = true;
+    def.run = [ids](TaskRunContext&, const std::string& input) {
+      detail::RunParentResult r{"null", {}};
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        r.children.push_back(detail::ChildSpec{ids[i], i == 0 ? input : "null", {}});
+      }
+      return r;
+    };
+    def.finalize_function = detail::sequential_finalize(ids.size());
+    return Task<I1, typename Last::OutputType>{engine_->register_task(std::move(def))};
+  }
+
+  /**
+   * @brief Polls `poll` until it reports done, at most `max_attempts` times, sleeping
+   * `sleep(attempt)` before each poll (unset: the poll task's own sleep_before_run). Output:
+   * PollingResult<O>, `{is_success = false}` when no poll succeeded; a poll error makes it
+   * `finalize_failed` with "Poll task <id> failed: <message>". Registers `<id>`, `<id>_inner`
+   * and `<id>_inner_finalize`.
+   */
+  template <class I, class O>
+  [[nodiscard]] Task<I, PollingResult<O>> polling_task(
+      const std::string& id, const Task<I, PollResult<O>>& poll, std::int32_t max_attempts,
+      std::function<std::chrono::milliseconds(std::int32_t attempt)> sleep = {}) {
+    engine_->register_polling_task(id, poll.id(), max_attempts, std::move(sleep));
+    return Task<I, PollingResult<O>>{engine_->find_descriptor(id)};
+  }
+
+  /** @brief As above, with the same sleep before every poll. */
+  template <class I, class O>
+  [[nodiscard]] Task<I, PollingResult<O>> polling_task(const std::string& id,
+                                                       const Task<I, PollResult<O>>& poll,
+                                                       std::int32_t max_attempts,
+                                                       std::chrono::milliseconds sleep) {
+    return polling_task(id, poll, max_attempts,
+                        [sleep](std::int32_t /*attempt*/) { return sleep; });
+  }
+
+  /**
+   * @brief A sleeping task: no function; its input is a unique id string. An execution stays
+   * `running` until woken by that id (wakeup_sleeping_task_execution) or until its timeout,
+   * when it becomes `timed_out`. Its output type is O.
+   */
+  template <class O>
+  [[nodiscard]] Task<std::string, O> sleeping_task(const SleepingTaskOptions& options) {
+    detail::TaskDefinition def;
+    def.options = TaskOptions{.id = options.id, .timeout = options.timeout};
+    def.is_sleeping_task = true;
+    return Task<std::string, O>{engine_->register_task(std::move(def))};
+  }
+
+  /**
+   * @brief Completes the sleeping execution with `unique_id` with `output` and returns its view;
+   * an already finished execution is returned unchanged.
+   * @throws DurableExecutionNotFoundError for an unknown unique id or one of another task.
+   */
+  template <class O, class V>
+    requires InputFor<V, O>
+  TaskExecution<O> wakeup_sleeping_task_execution(const Task<std::string, O>& task,
+                                                  const std::string& unique_id, V&& output) {
+    return TaskExecution<O>::from_record(engine_->wakeup_sleeping(
+        task.descriptor(), unique_id, TaskExecutionStatus::completed,
+        detail::serialize_value(static_cast<const O&>(O(std::forward<V>(output))))));
+  }
+
+  /** @brief Fails the sleeping execution with `unique_id` (non-retryable, `message`). */
+  template <class O>
+  TaskExecution<O> fail_sleeping_task_execution(const Task<std::string, O>& task,
+                                                const std::string& unique_id,
+                                                const std::string& message) {
+    return TaskExecution<O>::from_record(engine_->wakeup_sleeping(
+        task.descriptor(), unique_id, TaskExecutionStatus::failed, message));
+  }
+
   /** @brief Starts the worker pool, the timer and the background processes. Idempotent.
    * @throws DurableExecutionError after shutdown. */
   void start();
@@ -167,6 +340,26 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
     def.options = options;
     def.run = detail::make_simple_run<Raw, I, O>(options.id, std::move(validate), std::move(run));
     return Task<Raw, O>{engine_->register_task(std::move(def))};
+  }
+
+  template <class In, class O, class F>
+  static detail::TaskDefinition make_parent_definition(const TaskOptions& options, F run_parent) {
+    detail::TaskDefinition def;
+    def.options = options;
+    def.is_parent = true;
+    def.run = [run = std::move(run_parent)](TaskRunContext& ctx,
+                                            const std::string& text) mutable {
+      const In input = detail::deserialize_value<In>(text);
+      ParentRunResult<O> result = detail::invoke_run<In>(run, ctx, input);
+      detail::RunParentResult out{detail::serialize_value(result.output), {}};
+      out.children.reserve(result.children.size());
+      for (auto& c : result.children) {
+        out.children.push_back(
+            detail::ChildSpec{std::move(c.task_id), std::move(c.input), std::move(c.options)});
+      }
+      return out;
+    };
+    return def;
   }
 
   std::shared_ptr<detail::Engine> engine_;

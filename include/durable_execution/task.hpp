@@ -309,12 +309,27 @@ class TaskExecutionHandle {
 
 namespace detail {
 
+/** @brief The input string the engine stores: JSON, or a sleeping task's unique id verbatim. */
+template <class I, class O, class V>
+[[nodiscard]] std::string serialize_task_input(const Task<I, O>& task, V&& value) {
+  if (task.descriptor().is_sleeping_task) {
+    if constexpr (std::is_convertible_v<V, std::string>) {
+      return std::string(std::forward<V>(value));
+    } else {
+      throw DurableExecutionError::non_retryable(
+          "Input must be a unique id string for sleeping task " + task.id());
+    }
+  } else {
+    return serialize_value(static_cast<const I&>(I(std::forward<V>(value))));
+  }
+}
+
 /** @brief Enqueue shared by executor and client: typed input to a string, then the engine. */
 template <class I, class O, class V>
 [[nodiscard]] TaskExecutionHandle<O> enqueue_typed(const std::shared_ptr<Engine>& engine,
                                                    const Task<I, O>& task, V&& input,
                                                    const EnqueueOptions& options) {
-  std::string serialized = serialize_value(static_cast<const I&>(I(std::forward<V>(input))));
+  std::string serialized = serialize_task_input(task, std::forward<V>(input));
   auto id = engine->enqueue(task.descriptor(), std::move(serialized), options);
   return TaskExecutionHandle<O>{engine, task.id(), std::move(id)};
 }

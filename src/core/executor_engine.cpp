@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
@@ -629,9 +630,15 @@ struct Engine::Impl {
     const auto start = SteadyClock::now();
     std::vector<UpdateByIdRequest> updates;
     std::vector<UpdateByIdAndInsertChildrenRequest> with_children;
+    std::set<Timestamp> with_children_starts;
     for (auto& c : batch) {
       if (c.update) updates.push_back(std::move(*c.update));
-      if (c.update_with_children) with_children.push_back(std::move(*c.update_with_children));
+      if (c.update_with_children) {
+        for (const auto& child : c.update_with_children->children_to_insert_if_updated) {
+          if (!child.is_sleeping_task) with_children_starts.insert(child.start_at);
+        }
+        with_children.push_back(std::move(*c.update_with_children));
+      }
     }
     for (std::int32_t attempt = 0;; ++attempt) {
       try {
@@ -660,6 +667,8 @@ struct Engine::Impl {
     for (const auto& c : batch) {
       if (c.wake_at) schedule_dispatch_at(*c.wake_at);
     }
+    // Children inserted by these writes are ready work of this executor: claim them now.
+    for (const auto& r : with_children_starts) schedule_dispatch_at(r);
     {
       std::lock_guard lock(runs_mutex);
       pending_completions -= static_cast<std::int64_t>(batch.size());
@@ -919,12 +928,17 @@ struct Engine::Impl {
       caller.call(StorageMethod::update_many_by_id,
                   [&](TaskExecutionsStorage& s) { s.update_many_by_id(reqs); });
     } else {
+      std::set<Timestamp> starts;
+      for (const auto& child : children) {
+        if (!child.is_sleeping_task) starts.insert(child.start_at);
+      }
       std::vector<UpdateByIdAndInsertChildrenRequest> reqs{UpdateByIdAndInsertChildrenRequest{
           parent.execution_id, guard, normalize_update(now, std::move(u)), std::move(children)}};
       caller.call(StorageMethod::update_many_by_id_and_insert_children_if_updated,
                   [&](TaskExecutionsStorage& s) {
                     s.update_many_by_id_and_insert_children_if_updated(reqs);
                   });
+      for (const auto& t : starts) schedule_dispatch_at(t);
     }
   }
 
@@ -1095,7 +1109,6 @@ struct Engine::Impl {
     std::vector<TaskExecutionRecord> inserts;
     inserts.push_back(std::move(child));
     write_parent_outcome(parent, std::move(u), std::move(inserts));
-    wake_dispatcher();
   }
 
   std::int64_t cancel_step() {
@@ -1334,6 +1347,14 @@ TaskDescriptor Engine::register_task(TaskDefinition def) {
   }
   s.logger.debug(fmt::format("Added task {}", descriptor.id));
   return descriptor;
+}
+
+TaskDescriptor Engine::find_descriptor(const std::string& task_id) const {
+  auto def = impl_->find_task(task_id);
+  if (!def) throw DurableExecutionNotFoundError(fmt::format("Task {} not found", task_id));
+  return TaskDescriptor{def->options.id, def->is_sleeping_task, def->options.retry,
+                        def->options.sleep_before_run, def->options.timeout,
+                        def->are_children_sequential};
 }
 
 void Engine::register_descriptor(const TaskDescriptor& d) {

@@ -117,6 +117,17 @@ class DURABLE_EXECUTION_EXPORT Engine {
                                                     TaskExecutionStatus status,
                                                     std::string payload);
 
+  /** @brief The descriptor of a registered task. @throws DurableExecutionNotFoundError. */
+  [[nodiscard]] TaskDescriptor find_descriptor(const std::string& task_id) const;
+
+  /**
+   * @brief Registers the three tasks of a polling task (SPEC.md §3.9): `<id>_inner_finalize`,
+   * `<id>_inner` and `<id>`. @throws DurableExecutionError for max_attempts <= 0.
+   */
+  void register_polling_task(const std::string& id, const std::string& poll_task_id,
+                             std::int32_t max_attempts,
+                             std::function<std::chrono::milliseconds(std::int32_t)> sleep);
+
   void start();
   void shutdown() noexcept;
   [[nodiscard]] bool is_shutdown() const noexcept;
@@ -128,6 +139,12 @@ class DURABLE_EXECUTION_EXPORT Engine {
   struct Impl;
   std::unique_ptr<Impl> impl_{};
 };
+
+/**
+ * @brief The finalize function of a sequential chain of `count` tasks: the last step's output,
+ * or a non-retryable "Task at index n-1 failed: <message>".
+ */
+[[nodiscard]] DURABLE_EXECUTION_EXPORT FinalizeFunction sequential_finalize(std::size_t count);
 
 /** @brief Validates task options; throws DurableExecutionError naming the field. */
 DURABLE_EXECUTION_EXPORT void validate_task_options(const TaskOptions& options);

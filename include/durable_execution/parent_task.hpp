@@ -1,0 +1,176 @@
+#pragma once
+
+// Typed pieces of workflows (SPEC.md §1.2, §3.7-§3.10): children declared by a parent run, the
+// children's results a parent or its finalize step sees, and the results of polling tasks.
+
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "durable_execution/task.hpp"
+
+namespace durable_execution {
+
+/** @brief One child declared by a parent run; build it with child(). */
+struct ChildTask {
+  std::string task_id{};
+  /** Serialized input (a sleeping child's unique id, verbatim). */
+  std::string input{};
+  EnqueueOptions options{};
+};
+
+
+/**
+ * @brief Declares a child of a parent run: `child(task, input)`, type-checked like enqueue_task;
+ * `options` override the child task's registered options for this execution.
+ */
+template <class I, class O, class V>
+  requires InputFor<V, I>
+[[nodiscard]] ChildTask child(const Task<I, O>& task, V&& input, EnqueueOptions options = {}) {
+  return ChildTask{task.id(), detail::serialize_task_input(task, std::forward<V>(input)),
+                   std::move(options)};
+}
+
+/** @brief A child without input. */
+template <class O>
+[[nodiscard]] ChildTask child(const Task<Empty, O>& task, EnqueueOptions options = {}) {
+  return ChildTask{task.id(), "null", std::move(options)};
+}
+
+/** @brief What a parent run returns: its own output and the children to run. */
+template <class O>
+struct ParentRunResult {
+  O output{};
+  std::vector<ChildTask> children{};
+};
+
+/**
+ * @brief The result of one child, as its parent's output or finalize step sees it: `output` is
+ * set when the child completed, `error` otherwise. Children may have different output types, so
+ * the output stays JSON; read it with output_as<T>().
+ */
+struct ChildExecutionResult {
+  std::string task_id{};
+  std::string execution_id{};
+  TaskExecutionStatus status = TaskExecutionStatus::completed;
+  std::optional<nlohmann::json> output{};
+  std::optional<StoredError> error{};
+
+  [[nodiscard]] bool is_completed() const noexcept {
+    return status == TaskExecutionStatus::completed;
+  }
+  /** @throws DurableExecutionError if the child did not complete or its output is not a T. */
+  template <class T>
+  [[nodiscard]] T output_as() const {
+    if (!output) {
+      throw DurableExecutionError::non_retryable("Child task " + task_id + " has no output");
+    }
+    try {
+      return output->get<T>();
+    } catch (const std::exception& e) {
+      throw DurableExecutionError::non_retryable(std::string{"Error deserializing value: "} +
+                                                 e.what());
+    }
+  }
+};
+
+inline void to_json(nlohmann::json& j, const ChildExecutionResult& c) {
+  j = nlohmann::json{{"taskId", c.task_id},
+                     {"executionId", c.execution_id},
+                     {"status", to_string(c.status)}};
+  if (c.output) j["output"] = *c.output;
+  if (c.error) j["error"] = *c.error;
+}
+inline void from_json(const nlohmann::json& j, ChildExecutionResult& c) {
+  c.task_id = j.at("taskId").get<std::string>();
+  c.execution_id = j.at("executionId").get<std::string>();
+  c.status = parse_task_execution_status(j.at("status").get<std::string>());
+  if (j.contains("output")) {
+    c.output = j.at("output");
+  } else {
+    c.output.reset();
+  }
+  if (j.contains("error")) {
+    c.error = j.at("error").get<StoredError>();
+  } else {
+    c.error.reset();
+  }
+}
+
+/**
+ * @brief The output of a parent task without finalize, and the input of a finalize step: the
+ * parent run's output and one result per child, in declaration order. Failed children do not
+ * fail the parent ("all settled"); a finalize step decides.
+ */
+template <class O>
+struct ParentTaskOutput {
+  O output{};
+  std::vector<ChildExecutionResult> children{};
+};
+
+template <class O>
+void to_json(nlohmann::json& j, const ParentTaskOutput<O>& p) {
+  j = nlohmann::json{{"output", p.output}, {"children", p.children}};
+}
+template <class O>
+void from_json(const nlohmann::json& j, ParentTaskOutput<O>& p) {
+  if constexpr (!std::is_same_v<O, Empty>) {
+    p.output = j.at("output").get<O>();
+  }
+  p.children = j.at("children").get<std::vector<ChildExecutionResult>>();
+}
+
+/** @brief What a poll function returns: done with an output, or not yet. */
+template <class O>
+struct PollResult {
+  bool is_done = false;
+  std::optional<O> output{};
+};
+
+template <class O>
+void to_json(nlohmann::json& j, const PollResult<O>& p) {
+  j = nlohmann::json{{"isDone", p.is_done}};
+  if (p.is_done && p.output) j["output"] = *p.output;
+}
+template <class O>
+void from_json(const nlohmann::json& j, PollResult<O>& p) {
+  p.is_done = j.at("isDone").get<bool>();
+  if (p.is_done && j.contains("output")) {
+    p.output = j.at("output").get<O>();
+  } else {
+    p.output.reset();
+  }
+}
+
+/** @brief The output of a polling task: success with the poll's output, or none after the
+ * last attempt. */
+template <class O>
+struct PollingResult {
+  bool is_success = false;
+  std::optional<O> output{};
+};
+
+template <class O>
+void to_json(nlohmann::json& j, const PollingResult<O>& p) {
+  j = nlohmann::json{{"isSuccess", p.is_success}};
+  if (p.is_success && p.output) j["output"] = *p.output;
+}
+template <class O>
+void from_json(const nlohmann::json& j, PollingResult<O>& p) {
+  p.is_success = j.at("isSuccess").get<bool>();
+  if (p.is_success && j.contains("output")) {
+    p.output = j.at("output").get<O>();
+  } else {
+    p.output.reset();
+  }
+}
+
+/** @brief Options of a sleeping task: only an id and a timeout (SPEC.md §6.2). */
+struct SleepingTaskOptions {
+  std::string id{};
+  std::chrono::milliseconds timeout{0};
+};
+
+}  // namespace durable_execution
