@@ -3,12 +3,14 @@
 // is bounded, so a deadlocking store fails the test instead of hanging it.
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <future>
 #include <latch>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "durable_execution/errors.hpp"
 #include "storage_conformance.hpp"
@@ -274,4 +276,89 @@ TEST_P(StorageConformance, ConcurrentCompleteAndCancelNeverMix) {
       EXPECT_EQ(got.executor_id, "executor");
     }
   }
+}
+
+TEST_P(StorageConformance, ConcurrentInsertsOfOneUniqueIdHaveExactlyOneWinner) {
+  constexpr int kThreads = 8;
+  const auto unique_id = "unique_" + durable_execution::generate_execution_id();
+  std::vector<TaskExecutionRecord> candidates;
+  for (int i = 0; i < kThreads; ++i) candidates.push_back(new_sleeping_record(unique_id));
+
+  auto inserted = run_concurrently(kThreads, [&](int i) {
+    try {
+      with_storage_retries([&] { insert({candidates[static_cast<std::size_t>(i)]}); });
+      return true;
+    } catch (const durable_execution::DurableExecutionError&) {
+      return false;
+    }
+  });
+
+  const auto winners = std::count(inserted.begin(), inserted.end(), true);
+  ASSERT_EQ(winners, 1);
+  const auto winner = static_cast<std::size_t>(
+      std::find(inserted.begin(), inserted.end(), true) - inserted.begin());
+  const auto by_unique = storage().get_many_by_sleeping_task_unique_id({{unique_id}});
+  ASSERT_TRUE(by_unique.at(0).has_value());
+  EXPECT_EQ(*by_unique[0], candidates[winner]);
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    EXPECT_EQ(find(candidates[i].execution_id).has_value(), i == winner);
+  }
+}
+
+TEST_P(StorageConformance, ConcurrentInsertsAndClaimsHandEachRowToExactlyOneClaimer) {
+  // Producers insert ready rows while consumers claim them: every row is claimed exactly once,
+  // so the claim index never misses or repeats a row inserted concurrently.
+  constexpr int kProducers = 2;
+  constexpr int kConsumers = 3;
+  constexpr int kRowsPerProducer = 100;
+  constexpr std::size_t kPerInsert = 5;
+  std::atomic<int> producers_done{0};
+  const auto t = now_ + milliseconds{10};
+
+  auto results = run_concurrently(kProducers + kConsumers, [&](int i) {
+    std::vector<std::string> ids;  // producers: inserted ids; consumers: claimed ids
+    if (i < kProducers) {
+      std::vector<TaskExecutionRecord> chunk;
+      for (int k = 0; k < kRowsPerProducer; ++k) {
+        chunk.push_back(new_record());
+        ids.push_back(chunk.back().execution_id);
+        if (chunk.size() == kPerInsert) {
+          with_storage_retries([&] { insert(chunk); });
+          chunk.clear();
+        }
+      }
+      if (!chunk.empty()) with_storage_retries([&] { insert(chunk); });
+      producers_done.fetch_add(1);
+      return ids;
+    }
+    const auto update = normalized(t, {.executor_id = "executor-" + std::to_string(i),
+                                       .status = TaskExecutionStatus::running,
+                                       .started_at = t});
+    for (;;) {
+      // Read the flag before claiming: an empty claim after all producers finished is final.
+      const bool producers_finished = producers_done.load() == kProducers;
+      auto batch = with_storage_retries([&] {
+        return storage().update_by_status_and_start_at_less_than_and_return(
+            {.status = TaskExecutionStatus::ready,
+             .start_at_less_than = t,
+             .update = update,
+             .update_expires_at_with_started_at = t,
+             .limit = 4});
+      });
+      for (const auto& r : batch) ids.push_back(r.execution_id);
+      if (batch.empty()) {
+        if (producers_finished) return ids;
+        std::this_thread::yield();
+      }
+    }
+  });
+
+  std::multiset<std::string> inserted;
+  std::multiset<std::string> claimed;
+  for (int i = 0; i < kProducers + kConsumers; ++i) {
+    auto& target = i < kProducers ? inserted : claimed;
+    for (auto& id : results[static_cast<std::size_t>(i)]) target.insert(std::move(id));
+  }
+  EXPECT_EQ(inserted.size(), static_cast<std::size_t>(kProducers * kRowsPerProducer));
+  EXPECT_EQ(claimed, inserted);
 }
