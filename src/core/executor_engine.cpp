@@ -158,6 +158,7 @@ struct Engine::Impl {
   std::condition_variable bg_cv;
   bool bg_wake = false;
   bool bg_cancel_now = false;
+  bool bg_expire_now = false;
   std::thread background;
 
   // ---- timer and pool -----------------------------------------------------------------------
@@ -221,6 +222,20 @@ struct Engine::Impl {
       ++finished_seq;
     }
     finished_cv.notify_all();
+  }
+
+  /** A local sleeping execution times out at `expires_at`: run the expiry step then. */
+  void schedule_expiry_at(Timestamp expires_at) {
+    if (!timer) return;
+    const auto delay = std::max(expires_at - now_timestamp(), milliseconds{0});
+    timer->schedule(SteadyClock::now() + delay + milliseconds{2}, [this] {
+      {
+        std::lock_guard lock(bg_mutex);
+        bg_wake = true;
+        bg_expire_now = true;
+      }
+      bg_cv.notify_one();
+    });
   }
 
   void schedule_dispatch_at(Timestamp start_at) {
@@ -636,6 +651,7 @@ struct Engine::Impl {
       if (c.update_with_children) {
         for (const auto& child : c.update_with_children->children_to_insert_if_updated) {
           if (!child.is_sleeping_task) with_children_starts.insert(child.start_at);
+          if (child.is_sleeping_task && child.expires_at) schedule_expiry_at(*child.expires_at);
         }
         with_children.push_back(std::move(*c.update_with_children));
       }
@@ -931,6 +947,7 @@ struct Engine::Impl {
       std::set<Timestamp> starts;
       for (const auto& child : children) {
         if (!child.is_sleeping_task) starts.insert(child.start_at);
+        if (child.is_sleeping_task && child.expires_at) schedule_expiry_at(*child.expires_at);
       }
       std::vector<UpdateByIdAndInsertChildrenRequest> reqs{UpdateByIdAndInsertChildrenRequest{
           parent.execution_id, guard, normalize_update(now, std::move(u)), std::move(children)}};
@@ -1222,11 +1239,14 @@ struct Engine::Impl {
     std::int32_t expire_errors = 0;
     while (!stop_loops.load()) {
       bool cancel_now = false;
+      bool expire_now = false;
       {
         std::lock_guard lock(bg_mutex);
         bg_wake = false;
         cancel_now = bg_cancel_now;
         bg_cancel_now = false;
+        expire_now = bg_expire_now;
+        bg_expire_now = false;
       }
       std::int64_t work = 0;
       work += step("mark", stats_mark, mark_errors, [this] { return mark_step(); });
@@ -1238,7 +1258,7 @@ struct Engine::Impl {
         work += step("cancel", stats_cancel, cancel_errors, [this] { return cancel_step(); });
         next_cancel = now + jittered(base * 2);
       }
-      if (now >= next_expire) {
+      if (expire_now || now >= next_expire) {
         const auto n = step("expire", stats_expire, expire_errors, [this] { return expire_step(); });
         work += n;
         const bool busy = n >= options.retry_expired_task_executions_batch_size / 2;
@@ -1410,7 +1430,13 @@ std::string Engine::enqueue(const TaskDescriptor& task, std::string input,
   auto id = records.front().execution_id;
   s.caller.call(StorageMethod::insert_many,
                 [&](TaskExecutionsStorage& st) { st.insert_many(records); });
-  if (s.mode == Mode::executor && !def->is_sleeping_task) s.schedule_dispatch_at(start_at);
+  if (s.mode == Mode::executor) {
+    if (def->is_sleeping_task) {
+      if (records.front().expires_at) s.schedule_expiry_at(*records.front().expires_at);
+    } else {
+      s.schedule_dispatch_at(start_at);
+    }
+  }
   if (s.logger.enabled(LogLevel::debug)) {
     s.logger.debug(fmt::format("Enqueued task {} as execution {}", task.id, id));
   }
