@@ -237,7 +237,11 @@ void bind_all(SQLite::Statement& stmt, const std::vector<SqlValue>& values, int 
 
 std::int64_t b(bool v) { return v ? 1 : 0; }
 std::int64_t ms(Timestamp t) { return to_unix_ms(t); }
-std::string json_text(const auto& value) { return nlohmann::json(value).dump(); }
+// Invalid UTF-8 (say, in an error message taken from a foreign exception) is replaced, not
+// thrown: a record must always be storable.
+std::string json_text(const auto& value) {
+  return nlohmann::json(value).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 template <class T, class F>
 SqlValue opt(const std::optional<T>& value, F&& convert) {
@@ -543,7 +547,11 @@ DurableExecutionError translate(const SQLite::Exception& e, const std::string& p
             " failed: duplicate execution id or sleeping task unique id (" + e.what() + ")",
         ErrorType::generic, false, false);
   }
-  return DurableExecutionError(message, ErrorType::generic, is_busy(code), false);
+  // Busy/locked clear when the other writer commits; a full disk or an I/O error may clear too
+  // (the engine retries with back-off). Corruption, misuse and constraint errors do not.
+  const int primary = code & 0xff;
+  const bool retryable = is_busy(code) || primary == SQLITE_FULL || primary == SQLITE_IOERR;
+  return DurableExecutionError(message, ErrorType::generic, retryable, false);
 }
 
 
@@ -813,6 +821,14 @@ struct SqliteTaskExecutionsStorage::Impl {
       });
     } catch (const SQLite::Exception& e) {
       throw translate(e, path, operation);
+    } catch (const DurableExecutionError&) {
+      throw;
+    } catch (const std::exception& e) {
+      // Anything else (say, bad_alloc while mapping rows) still reaches the caller as the
+      // documented error type, after the rollback above.
+      throw DurableExecutionError("SQLite storage (" + path + ") " + std::string{operation} +
+                                      " failed: " + e.what(),
+                                  ErrorType::generic, false, true);
     }
     if constexpr (!std::is_void_v<Result>) return std::move(*result);
   }

@@ -444,3 +444,18 @@ TEST_F(SqliteFileTest, LookupsDoNotWaitBehindAWriteThatWaitsForTheLock) {
   EXPECT_FALSE(writer_done.load()) << "the writer should still be waiting for the lock";
   blocker.exec("ROLLBACK");
 }
+
+TEST_F(SqliteFileTest, InvalidUtf8InJsonFieldsIsStoredNotThrown) {
+  de::SqliteTaskExecutionsStorage storage{path_};
+  auto record = ready_record();
+  record.status = de::TaskExecutionStatus::failed;
+  record.is_finished = true;
+  record.error = de::StoredError{de::ErrorType::generic, true, false, "bad \xff byte"};
+  record.output = std::string{"raw \xfe bytes stay \x00 as they are", 31};
+  storage.insert_many({record});
+  auto read = get(storage, record.execution_id);
+  ASSERT_TRUE(read.has_value());
+  ASSERT_TRUE(read->error.has_value());
+  EXPECT_EQ(read->error->message, "bad \xEF\xBF\xBD byte");  // U+FFFD replacement character
+  EXPECT_EQ(read->output, record.output) << "TEXT columns keep their exact bytes";
+}
