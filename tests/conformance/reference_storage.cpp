@@ -14,8 +14,8 @@ using Lock = std::lock_guard<std::mutex>;
 
 // Selects rows matching `pred`, stable-sorted by `key` (insertion order breaks ties), up to limit.
 template <class Pred, class Key>
-std::vector<TaskExecutionRecord*> select(std::vector<TaskExecutionRecord>& rows, Pred pred,
-                                         Key key, std::int64_t limit) {
+std::vector<TaskExecutionRecord*> select(std::vector<TaskExecutionRecord>& rows, Pred pred, Key key,
+                                         std::int64_t limit) {
   std::vector<TaskExecutionRecord*> out;
   if (limit <= 0) return out;
   for (auto& r : rows) {
@@ -117,7 +117,8 @@ void ReferenceStorage::update_many_by_id_and_insert_children_if_updated(
   }
 }
 
-std::vector<TaskExecutionRecord> ReferenceStorage::update_by_status_and_start_at_less_than_and_return(
+std::vector<TaskExecutionRecord>
+ReferenceStorage::update_by_status_and_start_at_less_than_and_return(
     const UpdateByStatusAndStartAtLessThanRequest& request) {
   Lock lock{mutex_};
   std::vector<TaskExecutionRecord> out;
@@ -190,8 +191,7 @@ std::int64_t ReferenceStorage::update_by_on_children_finished_processing_expires
         return less_than(x.on_children_finished_processing_expires_at,
                          request.on_children_finished_processing_expires_at_less_than);
       },
-      [](const auto& x) { return *x.on_children_finished_processing_expires_at; },
-      request.limit);
+      [](const auto& x) { return *x.on_children_finished_processing_expires_at; }, request.limit);
   for (auto* r : rows) apply_update(*r, request.update);
   return static_cast<std::int64_t>(rows.size());
 }
@@ -201,7 +201,9 @@ std::int64_t ReferenceStorage::update_by_close_expires_at_less_than(
   Lock lock{mutex_};
   auto rows = select(
       rows_,
-      [&](const auto& x) { return less_than(x.close_expires_at, request.close_expires_at_less_than); },
+      [&](const auto& x) {
+        return less_than(x.close_expires_at, request.close_expires_at_less_than);
+      },
       [](const auto& x) { return *x.close_expires_at; }, request.limit);
   for (auto* r : rows) apply_update(*r, request.update);
   return static_cast<std::int64_t>(rows.size());

@@ -79,8 +79,8 @@ StorageConformance::Record StorageConformance::new_child_record(const Record& pa
                                                                 bool is_finalize) const {
   auto r = new_record();
   r.root = TaskExecutionSummary{parent.task_id, parent.execution_id};
-  r.parent = ParentTaskExecutionSummary{parent.task_id, parent.execution_id, index, false,
-                                        is_finalize};
+  r.parent =
+      ParentTaskExecutionSummary{parent.task_id, parent.execution_id, index, false, is_finalize};
   return r;
 }
 
@@ -246,9 +246,8 @@ TEST_P(StorageConformance, InsertRoundTripsEveryField) {
   const auto full = fully_populated_record();
   auto plain = new_record();
   plain.root = TaskExecutionSummary{new_task_id(), durable_execution::generate_execution_id()};
-  plain.parent = ParentTaskExecutionSummary{new_task_id(),
-                                            durable_execution::generate_execution_id(), 0,
-                                            false, false};
+  plain.parent = ParentTaskExecutionSummary{
+      new_task_id(), durable_execution::generate_execution_id(), 0, false, false};
   insert({full, plain});
   EXPECT_EQ(fetch(full.execution_id), full);
   EXPECT_EQ(fetch(plain.execution_id), plain);
@@ -605,8 +604,8 @@ TEST_P(StorageConformance, UpdateByIdWithNonMatchingFilterChangesNothing) {
     insert({row});
     storage().update_many_by_id(
         {{row.execution_id, f,
-          normalized(now_ + milliseconds{5}, {.executor_id = "executor",
-                                              .status = TaskExecutionStatus::running})}});
+          normalized(now_ + milliseconds{5},
+                     {.executor_id = "executor", .status = TaskExecutionStatus::running})}});
     EXPECT_EQ(fetch(row.execution_id), row);
   }
 }
@@ -616,7 +615,8 @@ TEST_P(StorageConformance, UpdateByIdAppliesEachRequestsOwnGuard) {
   const auto b = new_record();
   insert({a, b});
   const auto t = now_ + milliseconds{5};
-  const auto run = normalized(t, {.executor_id = "executor", .status = TaskExecutionStatus::running});
+  const auto run =
+      normalized(t, {.executor_id = "executor", .status = TaskExecutionStatus::running});
   storage().update_many_by_id({{a.execution_id, {.status = TaskExecutionStatus::running}, run},
                                {b.execution_id, {.status = TaskExecutionStatus::ready}, run}});
   EXPECT_EQ(fetch(a.execution_id), a);
@@ -638,12 +638,11 @@ TEST_P(StorageConformance, NormalizedCompletionClearsRunFields) {
   insert({row});
 
   const auto t = now_ + milliseconds{20};
-  storage().update_many_by_id(
-      {{row.execution_id,
-        {.status = TaskExecutionStatus::running},
-        normalized(t, {.status = TaskExecutionStatus::completed,
-                       .output = "result",
-                       .children = std::vector<TaskExecutionSummary>{}})}});
+  storage().update_many_by_id({{row.execution_id,
+                                {.status = TaskExecutionStatus::running},
+                                normalized(t, {.status = TaskExecutionStatus::completed,
+                                               .output = "result",
+                                               .children = std::vector<TaskExecutionSummary>{}})}});
   const auto got = fetch(row.execution_id);
   EXPECT_EQ(got.status, TaskExecutionStatus::completed);
   EXPECT_TRUE(got.is_finished);
@@ -667,7 +666,9 @@ TEST_P(StorageConformance, UpdateOfUnknownIdIsANoOp) {
       {{"te_unknown", {}, normalized(t, {.status = TaskExecutionStatus::running})}}));
   const auto child = new_child_record(row, 0);
   EXPECT_NO_THROW(storage().update_many_by_id_and_insert_children_if_updated(
-      {{"te_unknown", {}, normalized(t, {.status = TaskExecutionStatus::waiting_for_children}),
+      {{"te_unknown",
+        {},
+        normalized(t, {.status = TaskExecutionStatus::waiting_for_children}),
         {child}}}));
   EXPECT_FALSE(find(child.execution_id).has_value());
   EXPECT_FALSE(find("te_unknown").has_value());
@@ -683,12 +684,14 @@ TEST_P(StorageConformance, UpdateViolatingTheNormalizerThrowsAndLeavesTheStoreUn
   insert({row});
   const auto t = now_ + milliseconds{5};
   EXPECT_THROW(storage().update_many_by_id(
-                   {{row.execution_id, {},
+                   {{row.execution_id,
+                     {},
                      normalized(t, {.status = TaskExecutionStatus::completed,
                                     .run_output = "run output of a finished run"})}}),
                DurableExecutionError);
   EXPECT_THROW(storage().update_many_by_id(
-                   {{row.execution_id, {},
+                   {{row.execution_id,
+                     {},
                      normalized(t, {.status = TaskExecutionStatus::failed, .output = "x"})}}),
                DurableExecutionError);
   EXPECT_EQ(fetch(row.execution_id), row);
@@ -731,7 +734,8 @@ TEST_P(StorageConformance, UpdateAndInsertChildrenWithNonMatchingFilterChangesAn
     insert({parent});
     const auto child = new_child_record(parent, 0);
     storage().update_many_by_id_and_insert_children_if_updated(
-        {{parent.execution_id, f,
+        {{parent.execution_id,
+          f,
           normalized(now_ + milliseconds{5},
                      {.status = TaskExecutionStatus::waiting_for_children,
                       .children = std::vector<TaskExecutionSummary>{summary_of(child)},
@@ -752,8 +756,8 @@ TEST_P(StorageConformance, UpdateAndInsertChildrenIsAtomicPerRequest) {
   const auto c2 = new_child_record(p2, 0);
   const auto c3 = new_child_record(p3, 0);
   const auto t = now_ + milliseconds{5};
-  const auto wait = normalized(t, {.status = TaskExecutionStatus::waiting_for_children,
-                                   .active_children_count = 1});
+  const auto wait = normalized(
+      t, {.status = TaskExecutionStatus::waiting_for_children, .active_children_count = 1});
   storage().update_many_by_id_and_insert_children_if_updated(
       {{p1.execution_id, {.status = TaskExecutionStatus::ready}, wait, {c1}},
        {p2.execution_id, {.status = TaskExecutionStatus::running}, wait, {c2}},
@@ -776,14 +780,14 @@ TEST_P(StorageConformance, UpdateAndInsertChildrenRollsBackTheUpdateWhenTheInser
   const auto fresh_child = new_child_record(parent, 0);
   auto duplicate_child = new_child_record(parent, 1);
   duplicate_child.execution_id = existing.execution_id;
-  EXPECT_THROW(storage().update_many_by_id_and_insert_children_if_updated(
-                   {{parent.execution_id,
-                     {},
-                     normalized(now_ + milliseconds{5},
-                                {.status = TaskExecutionStatus::waiting_for_children,
-                                 .active_children_count = 2}),
-                     {fresh_child, duplicate_child}}}),
-               DurableExecutionError);
+  EXPECT_THROW(
+      storage().update_many_by_id_and_insert_children_if_updated(
+          {{parent.execution_id,
+            {},
+            normalized(now_ + milliseconds{5}, {.status = TaskExecutionStatus::waiting_for_children,
+                                                .active_children_count = 2}),
+            {fresh_child, duplicate_child}}}),
+      DurableExecutionError);
   EXPECT_EQ(fetch(parent.execution_id), parent);
   EXPECT_EQ(fetch(existing.execution_id), existing);
   EXPECT_FALSE(find(fresh_child.execution_id).has_value());
@@ -800,8 +804,8 @@ TEST_P(StorageConformance, GetByParentReturnsAllChildrenIncludingTheFinalizeChil
   const auto child2 = new_child_record(parent2, 0);
   const auto childless = new_record();
   const auto grandchild = new_child_record(children1[0], 0);
-  insert({parent1, parent2, children1[0], children1[1], children1[2], child2, childless,
-          grandchild});
+  insert(
+      {parent1, parent2, children1[0], children1[1], children1[2], child2, childless, grandchild});
 
   auto found = storage().get_many_by_parent_execution_id({{parent1.execution_id}});
   ASSERT_EQ(found.size(), 1U);
@@ -879,8 +883,8 @@ TEST_P(StorageConformance, UpdateByParentAndIsFinished) {
   const auto t2 = t1 + milliseconds{10};
   storage().update_many_by_parent_execution_id_and_is_finished(
       {{parent.execution_id, true, normalized(t2, {.close_status = CloseStatus::ready})}});
-  for (const auto& r : fetch_all({ready_child.execution_id, completed_child.execution_id,
-                                  running_child.execution_id})) {
+  for (const auto& r : fetch_all(
+           {ready_child.execution_id, completed_child.execution_id, running_child.execution_id})) {
     EXPECT_EQ(r.close_status, CloseStatus::ready);
     EXPECT_EQ(r.updated_at, t2);
   }
@@ -966,12 +970,13 @@ TEST_P(StorageConformance, DeleteAllEmptiesEveryIndex) {
                        .update_expires_at_with_started_at = later,
                        .limit = 10})
                   .empty());
-  EXPECT_EQ(storage().update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(
-                {.is_finished = true,
-                 .close_status = CloseStatus::idle,
-                 .update = normalized(later, {.close_status = CloseStatus::ready}),
-                 .limit = 10}),
-            0);
+  EXPECT_EQ(
+      storage().update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(
+          {.is_finished = true,
+           .close_status = CloseStatus::idle,
+           .update = normalized(later, {.close_status = CloseStatus::ready}),
+           .limit = 10}),
+      0);
   EXPECT_EQ(storage().update_by_is_sleeping_task_and_expires_at_less_than(
                 {.is_sleeping_task = true,
                  .expires_at_less_than = later,
@@ -1010,9 +1015,8 @@ TEST_P(StorageConformance, ReturnedRecordsAreCopies) {
   auto claimed = storage().update_by_status_and_start_at_less_than_and_return(
       {.status = TaskExecutionStatus::ready,
        .start_at_less_than = t,
-       .update = normalized(t, {.executor_id = "executor",
-                                .status = TaskExecutionStatus::running,
-                                .started_at = t}),
+       .update = normalized(
+           t, {.executor_id = "executor", .status = TaskExecutionStatus::running, .started_at = t}),
        .update_expires_at_with_started_at = t,
        .limit = 10});
   ASSERT_EQ(claimed.size(), 2U);

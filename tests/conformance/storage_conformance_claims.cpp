@@ -52,9 +52,8 @@ TEST_P(StorageConformance, ClaimByStatusAndStartAtTakesOldestStartAtFirst) {
 
   const auto t = now_ + milliseconds{1000};
   const auto base = t + milliseconds{10'000};
-  const auto claim = normalized(t, {.executor_id = "test-executor",
-                                    .status = TaskExecutionStatus::running,
-                                    .started_at = t});
+  const auto claim = normalized(
+      t, {.executor_id = "test-executor", .status = TaskExecutionStatus::running, .started_at = t});
   auto claimed = storage().update_by_status_and_start_at_less_than_and_return(
       {.status = TaskExecutionStatus::ready,
        .start_at_less_than = future + milliseconds{1000},
@@ -120,9 +119,9 @@ TEST_P(StorageConformance, ClaimParentsWithZeroActiveChildrenOldestUpdatedAtFirs
   const auto r_past = waiting(past, 0);
   const auto r_future = waiting(future, 0);
   const auto r_now = waiting(now_, 0);
-  const auto r_busy = waiting(past, 2);      // non-zero count: excluded
-  const auto r_negative = waiting(past, -1); // only exactly zero counts
-  auto r_processing = waiting(past, 0);      // other processing status: excluded
+  const auto r_busy = waiting(past, 2);       // non-zero count: excluded
+  const auto r_negative = waiting(past, -1);  // only exactly zero counts
+  auto r_processing = waiting(past, 0);       // other processing status: excluded
   r_processing.on_children_finished_processing_status =
       OnChildrenFinishedProcessingStatus::processing;
   auto r_completed = waiting(past, 0);  // other status: excluded
@@ -179,8 +178,8 @@ TEST_P(StorageConformance, ClaimByCloseStatusOldestUpdatedAtFirst) {
   const auto t = now_ + milliseconds{2000};
   auto claimed = storage().update_by_close_status_and_return(
       {.close_status = CloseStatus::ready,
-       .update = normalized(t, {.close_status = CloseStatus::closing,
-                                .close_expires_at = t + milliseconds{10'000}}),
+       .update = normalized(
+           t, {.close_status = CloseStatus::closing, .close_expires_at = t + milliseconds{10'000}}),
        .limit = 2});
   ASSERT_EQ(ids_of(claimed), (std::vector{r_past.execution_id, r_now.execution_id}));
   for (const auto& r : claimed) {
@@ -244,24 +243,24 @@ TEST_P(StorageConformance, ExpireNonSleepingRunningRowsByExpiresAt) {
   EXPECT_EQ(fetch(r_sleeping_past.execution_id), r_sleeping_past);
 
   // Strict bound: expires_at == bound does not match.
-  EXPECT_EQ(storage().update_by_is_sleeping_task_and_expires_at_less_than(
-                {.is_sleeping_task = false,
-                 .expires_at_less_than = future,
-                 .update = expire,
-                 .limit = 10}),
-            0);
+  EXPECT_EQ(
+      storage().update_by_is_sleeping_task_and_expires_at_less_than({.is_sleeping_task = false,
+                                                                     .expires_at_less_than = future,
+                                                                     .update = expire,
+                                                                     .limit = 10}),
+      0);
   EXPECT_EQ(fetch(r_future.execution_id), r_future);
 
   // T13: the sleeping flag selects only the sleeping row.
   const StoredError timed_out{ErrorType::timed_out, true, false, "Task execution timed out"};
-  EXPECT_EQ(storage().update_by_is_sleeping_task_and_expires_at_less_than(
-                {.is_sleeping_task = true,
-                 .expires_at_less_than = t,
-                 .update = normalized(t, {.status = TaskExecutionStatus::timed_out,
-                                          .error = timed_out,
-                                          .start_at = t}),
-                 .limit = 10}),
-            1);
+  EXPECT_EQ(
+      storage().update_by_is_sleeping_task_and_expires_at_less_than(
+          {.is_sleeping_task = true,
+           .expires_at_less_than = t,
+           .update = normalized(
+               t, {.status = TaskExecutionStatus::timed_out, .error = timed_out, .start_at = t}),
+           .limit = 10}),
+      1);
   const auto slept = fetch(r_sleeping_past.execution_id);
   EXPECT_EQ(slept.status, TaskExecutionStatus::timed_out);
   EXPECT_TRUE(slept.is_finished);
@@ -370,7 +369,7 @@ TEST_P(StorageConformance, ClaimByExecutorIdAndNeedsPromiseCancellation) {
   const auto r_future = flagged("executor1", true, future);
   const auto r_now = flagged("executor1", true, now_);
   const auto r_unflagged = flagged("executor1", false, past - milliseconds{1});  // flag false
-  auto r_unowned = flagged("executor1", true, past - milliseconds{1});  // no executor id
+  auto r_unowned = flagged("executor1", true, past - milliseconds{1});           // no executor id
   r_unowned.executor_id.reset();
   insert({r_future, r_other, r_now, r_unflagged, r_unowned, r_past});
 
@@ -426,8 +425,8 @@ TEST_P(StorageConformance, NonPositiveLimitSelectsNothing) {
   auto finished_child = new_child_record(parent, 0);
   finished_child.status = TaskExecutionStatus::failed;
   finished_child.is_finished = true;
-  const std::vector all{parent,  ready,   waiting, close_ready, expired,
-                        sleeping, processing, closing, flagged, finished_child};
+  const std::vector all{parent,   ready,      waiting, close_ready, expired,
+                        sleeping, processing, closing, flagged,     finished_child};
   insert(all);
 
   const auto t = now_ + milliseconds{2000};

@@ -80,9 +80,8 @@ TEST_P(StorageConformance, ConcurrentClaimsAreDisjointAndComplete) {
     const auto t = now_ + milliseconds{10};
     auto claimed = run_concurrently(threads, [&](int i) {
       const auto executor = "executor-" + std::to_string(i);
-      const auto update = normalized(t, {.executor_id = executor,
-                                         .status = TaskExecutionStatus::running,
-                                         .started_at = t});
+      const auto update = normalized(
+          t, {.executor_id = executor, .status = TaskExecutionStatus::running, .started_at = t});
       std::vector<TaskExecutionRecord> mine;
       for (;;) {
         auto batch = with_storage_retries([&] {
@@ -201,8 +200,8 @@ TEST_P(StorageConformance, ConcurrentGuardedUpdatesHaveExactlyOneWinner) {
               {.status = TaskExecutionStatus::running},
               normalized(t, {.status = TaskExecutionStatus::completed,
                              .output = mark,
-                             .children = std::vector<TaskExecutionSummary>{
-                                 {child.task_id, child.execution_id}}}),
+                             .children = std::vector<TaskExecutionSummary>{{child.task_id,
+                                                                            child.execution_id}}}),
               {child}}});
       });
     }
@@ -295,8 +294,8 @@ TEST_P(StorageConformance, ConcurrentInsertsOfOneUniqueIdHaveExactlyOneWinner) {
 
   const auto winners = std::count(inserted.begin(), inserted.end(), true);
   ASSERT_EQ(winners, 1);
-  const auto winner = static_cast<std::size_t>(
-      std::find(inserted.begin(), inserted.end(), true) - inserted.begin());
+  const auto winner = static_cast<std::size_t>(std::find(inserted.begin(), inserted.end(), true) -
+                                               inserted.begin());
   const auto by_unique = storage().get_many_by_sleeping_task_unique_id({{unique_id}});
   ASSERT_TRUE(by_unique.at(0).has_value());
   EXPECT_EQ(*by_unique[0], candidates[winner]);

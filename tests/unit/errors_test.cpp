@@ -1,10 +1,10 @@
 // DurableExecutionError: types, flags and the stored form (SPEC.md §7.1).
 
+#include "durable_execution/errors.hpp"
+
 #include <gtest/gtest.h>
 
 #include <stdexcept>
-
-#include "durable_execution/errors.hpp"
 
 namespace de = durable_execution;
 using de::ErrorType;

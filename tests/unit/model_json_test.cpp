@@ -124,11 +124,11 @@ TEST(Enums, SubStateAndErrorTypeNamesRoundTrip) {
     EXPECT_EQ(de::parse_on_children_finished_processing_status(text), s);
     EXPECT_EQ(json(text).get<OnChildrenFinishedProcessingStatus>(), s);
   }
-  for (const auto& [s, text] : std::vector<std::pair<CloseStatus, std::string>>{
-           {CloseStatus::idle, "idle"},
-           {CloseStatus::ready, "ready"},
-           {CloseStatus::closing, "closing"},
-           {CloseStatus::closed, "closed"}}) {
+  for (const auto& [s, text] :
+       std::vector<std::pair<CloseStatus, std::string>>{{CloseStatus::idle, "idle"},
+                                                        {CloseStatus::ready, "ready"},
+                                                        {CloseStatus::closing, "closing"},
+                                                        {CloseStatus::closed, "closed"}}) {
     EXPECT_EQ(de::to_string(s), text);
     EXPECT_EQ(de::parse_close_status(text), s);
     EXPECT_EQ(json(text).get<CloseStatus>(), s);
@@ -166,14 +166,40 @@ TEST(Json, FullRecordRoundTripsWithCamelCaseKeys) {
   const auto r = full_record();
   const json j = r;
   EXPECT_EQ(round_trip(r), r);
-  for (const char* key :
-       {"root", "parent", "taskId", "executionId", "isSleepingTask", "sleepingTaskUniqueId",
-        "retryOptions", "sleepMsBeforeRun", "timeoutMs", "areChildrenSequential", "input",
-        "executorId", "status", "isFinished", "runOutput", "output", "error", "retryAttempts",
-        "startAt", "startedAt", "expiresAt", "finishedAt", "children", "activeChildrenCount",
-        "onChildrenFinishedProcessingStatus", "onChildrenFinishedProcessingExpiresAt",
-        "onChildrenFinishedProcessingFinishedAt", "finalize", "closeStatus", "closeExpiresAt",
-        "closedAt", "needsPromiseCancellation", "createdAt", "updatedAt"}) {
+  for (const char* key : {"root",
+                          "parent",
+                          "taskId",
+                          "executionId",
+                          "isSleepingTask",
+                          "sleepingTaskUniqueId",
+                          "retryOptions",
+                          "sleepMsBeforeRun",
+                          "timeoutMs",
+                          "areChildrenSequential",
+                          "input",
+                          "executorId",
+                          "status",
+                          "isFinished",
+                          "runOutput",
+                          "output",
+                          "error",
+                          "retryAttempts",
+                          "startAt",
+                          "startedAt",
+                          "expiresAt",
+                          "finishedAt",
+                          "children",
+                          "activeChildrenCount",
+                          "onChildrenFinishedProcessingStatus",
+                          "onChildrenFinishedProcessingExpiresAt",
+                          "onChildrenFinishedProcessingFinishedAt",
+                          "finalize",
+                          "closeStatus",
+                          "closeExpiresAt",
+                          "closedAt",
+                          "needsPromiseCancellation",
+                          "createdAt",
+                          "updatedAt"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
   EXPECT_EQ(j.size(), 34U);
@@ -192,11 +218,10 @@ TEST(Json, FreshRecordOmitsUnsetFieldsAndRoundTrips) {
   const auto r = de::make_task_execution_record(
       kNow, {.task_id = "t", .execution_id = "te_x", .timeout = milliseconds{1000}, .input = ""});
   const json j = r;
-  for (const char* key : {"root", "parent", "sleepingTaskUniqueId", "executorId", "runOutput",
-                          "output", "error", "startedAt", "expiresAt", "finishedAt", "children",
-                          "onChildrenFinishedProcessingExpiresAt",
-                          "onChildrenFinishedProcessingFinishedAt", "finalize", "closeExpiresAt",
-                          "closedAt"}) {
+  for (const char* key :
+       {"root", "parent", "sleepingTaskUniqueId", "executorId", "runOutput", "output", "error",
+        "startedAt", "expiresAt", "finishedAt", "children", "onChildrenFinishedProcessingExpiresAt",
+        "onChildrenFinishedProcessingFinishedAt", "finalize", "closeExpiresAt", "closedAt"}) {
     EXPECT_FALSE(j.contains(key)) << key;
   }
   EXPECT_EQ(round_trip(r), r);
@@ -261,7 +286,9 @@ TEST(Json, FiltersSummariesErrorsAndRetryOptionsRoundTrip) {
            {},
            {.is_sleeping_task = true},
            {.status = TaskExecutionStatus::completed, .is_finished = true},
-           {.is_sleeping_task = false, .status = TaskExecutionStatus::ready, .is_finished = false}}) {
+           {.is_sleeping_task = false,
+           .status = TaskExecutionStatus::ready,
+           .is_finished = false}}) {
     EXPECT_EQ(round_trip(f), f);
   }
   EXPECT_EQ(json(de::GetByIdFilters{}), json::object());
@@ -274,14 +301,14 @@ TEST(Json, FiltersSummariesErrorsAndRetryOptionsRoundTrip) {
   const de::ParentTaskExecutionSummary p{"task", "te_1", 7, true, false};
   EXPECT_EQ(round_trip(p), p);
   // Missing index and flags default to 0 and false (SPEC.md §9.2).
-  EXPECT_EQ((json{{"taskId", "task"}, {"executionId", "te_1"}}.get<de::ParentTaskExecutionSummary>()),
-            (de::ParentTaskExecutionSummary{"task", "te_1", 0, false, false}));
+  EXPECT_EQ(
+      (json{{"taskId", "task"}, {"executionId", "te_1"}}.get<de::ParentTaskExecutionSummary>()),
+      (de::ParentTaskExecutionSummary{"task", "te_1", 0, false, false}));
 
-  for (const auto& e : std::vector<de::StoredError>{
-           {de::ErrorType::generic, true, false, "a"},
-           {de::ErrorType::not_found, false, true, "b"},
-           {de::ErrorType::timed_out, true, true, "c"},
-           {de::ErrorType::cancelled, false, false, ""}}) {
+  for (const auto& e : std::vector<de::StoredError>{{de::ErrorType::generic, true, false, "a"},
+                                                    {de::ErrorType::not_found, false, true, "b"},
+                                                    {de::ErrorType::timed_out, true, true, "c"},
+                                                    {de::ErrorType::cancelled, false, false, ""}}) {
     EXPECT_EQ(round_trip(e), e);
   }
   EXPECT_EQ(json(de::StoredError{de::ErrorType::timed_out, true, false, "m"}),

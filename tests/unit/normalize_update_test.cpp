@@ -20,10 +20,14 @@ namespace {
 const de::Timestamp kNow = de::from_unix_ms(1'700'000'000'000);
 
 constexpr std::array kAllStatuses{
-    TaskExecutionStatus::ready,           TaskExecutionStatus::running,
-    TaskExecutionStatus::failed,          TaskExecutionStatus::timed_out,
-    TaskExecutionStatus::waiting_for_children, TaskExecutionStatus::waiting_for_finalize,
-    TaskExecutionStatus::finalize_failed, TaskExecutionStatus::completed,
+    TaskExecutionStatus::ready,
+    TaskExecutionStatus::running,
+    TaskExecutionStatus::failed,
+    TaskExecutionStatus::timed_out,
+    TaskExecutionStatus::waiting_for_children,
+    TaskExecutionStatus::waiting_for_finalize,
+    TaskExecutionStatus::finalize_failed,
+    TaskExecutionStatus::completed,
     TaskExecutionStatus::cancelled,
 };
 
@@ -39,7 +43,7 @@ struct Expected {
 };
 
 constexpr std::array kTable{
-    //        status                                fin    run    err    exec   exp
+    // status, finished, unset run_output, unset error, unset executor_id, unset expires_at
     Expected{TaskExecutionStatus::ready, false, true, false, true, true},
     Expected{TaskExecutionStatus::running, false, false, false, false, false},
     Expected{TaskExecutionStatus::failed, true, true, false, true, true},
@@ -113,9 +117,8 @@ TEST(NormalizeUpdate, NeedsPromiseCancellationTrueKeepsTheRule) {
 }
 
 TEST(NormalizeUpdate, WithoutStatusOnlyStampsUpdatedAt) {
-  const TaskExecutionUpdate input{.retry_attempts = 3,
-                                  .start_at = kNow + milliseconds{5},
-                                  .needs_promise_cancellation = false};
+  const TaskExecutionUpdate input{
+      .retry_attempts = 3, .start_at = kNow + milliseconds{5}, .needs_promise_cancellation = false};
   auto got = de::normalize_update(kNow, input);
   EXPECT_EQ(got.updated_at, kNow);
   got.updated_at = {};
@@ -123,12 +126,11 @@ TEST(NormalizeUpdate, WithoutStatusOnlyStampsUpdatedAt) {
 }
 
 TEST(NormalizeUpdate, ProcessingStatusOtherThanProcessingUnsetsItsExpiry) {
-  for (const auto s : {OnChildrenFinishedProcessingStatus::idle,
-                       OnChildrenFinishedProcessingStatus::processing,
-                       OnChildrenFinishedProcessingStatus::processed}) {
+  for (const auto s :
+       {OnChildrenFinishedProcessingStatus::idle, OnChildrenFinishedProcessingStatus::processing,
+        OnChildrenFinishedProcessingStatus::processed}) {
     SCOPED_TRACE(std::string{de::to_string(s)});
-    const auto got =
-        de::normalize_update(kNow, {.on_children_finished_processing_status = s});
+    const auto got = de::normalize_update(kNow, {.on_children_finished_processing_status = s});
     EXPECT_EQ(got.unset_on_children_finished_processing_expires_at,
               s != OnChildrenFinishedProcessingStatus::processing);
     EXPECT_FALSE(got.unset_close_expires_at);
@@ -136,8 +138,9 @@ TEST(NormalizeUpdate, ProcessingStatusOtherThanProcessingUnsetsItsExpiry) {
     EXPECT_FALSE(got.is_finished.has_value());
   }
   const auto claim = de::normalize_update(
-      kNow, {.on_children_finished_processing_status = OnChildrenFinishedProcessingStatus::processing,
-             .on_children_finished_processing_expires_at = kNow + milliseconds{120'000}});
+      kNow,
+      {.on_children_finished_processing_status = OnChildrenFinishedProcessingStatus::processing,
+       .on_children_finished_processing_expires_at = kNow + milliseconds{120'000}});
   EXPECT_EQ(claim.on_children_finished_processing_expires_at, kNow + milliseconds{120'000});
 }
 
@@ -158,10 +161,11 @@ TEST(NormalizeUpdate, CloseStatusOtherThanClosingUnsetsCloseExpiry) {
 TEST(NormalizeUpdate, StatusAndSubStatesCombine) {
   // The T17 write: completed + processed in one update.
   const auto got = de::normalize_update(
-      kNow, {.status = TaskExecutionStatus::completed,
-             .output = "out",
-             .on_children_finished_processing_status = OnChildrenFinishedProcessingStatus::processed,
-             .on_children_finished_processing_finished_at = kNow});
+      kNow,
+      {.status = TaskExecutionStatus::completed,
+       .output = "out",
+       .on_children_finished_processing_status = OnChildrenFinishedProcessingStatus::processed,
+       .on_children_finished_processing_finished_at = kNow});
   EXPECT_EQ(got.is_finished, true);
   EXPECT_TRUE(got.unset_run_output);
   EXPECT_TRUE(got.unset_error);
@@ -175,23 +179,26 @@ TEST(NormalizeUpdate, StatusAndSubStatesCombine) {
 TEST(NormalizeUpdate, AcceptsTheEngineWrites) {
   const de::StoredError err{de::ErrorType::generic, true, false, "boom"};
   // T3 claim, T7 wait for children, T8 retry, T9 fail, T10 cancel, T14 expiry, T4 complete.
+  EXPECT_NO_THROW((void)de::normalize_update(kNow, {.executor_id = "e",
+                                                    .status = TaskExecutionStatus::running,
+                                                    .started_at = kNow,
+                                                    .expires_at = kNow}));
+  EXPECT_NO_THROW(
+      (void)de::normalize_update(kNow, {.status = TaskExecutionStatus::waiting_for_children,
+                                        .run_output = "r",
+                                        .active_children_count = 2}));
   EXPECT_NO_THROW((void)de::normalize_update(
-      kNow, {.executor_id = "e", .status = TaskExecutionStatus::running, .started_at = kNow,
-             .expires_at = kNow}));
-  EXPECT_NO_THROW((void)de::normalize_update(
-      kNow, {.status = TaskExecutionStatus::waiting_for_children, .run_output = "r",
-             .active_children_count = 2}));
-  EXPECT_NO_THROW((void)de::normalize_update(
-      kNow, {.status = TaskExecutionStatus::ready, .error = err, .retry_attempts = 1,
-             .start_at = kNow}));
+      kNow,
+      {.status = TaskExecutionStatus::ready, .error = err, .retry_attempts = 1, .start_at = kNow}));
   EXPECT_NO_THROW(
       (void)de::normalize_update(kNow, {.status = TaskExecutionStatus::failed, .error = err}));
-  EXPECT_NO_THROW((void)de::normalize_update(
-      kNow, {.status = TaskExecutionStatus::cancelled, .error = err,
-             .needs_promise_cancellation = true}));
-  EXPECT_NO_THROW((void)de::normalize_update(
-      kNow, {.status = TaskExecutionStatus::completed, .output = "o",
-             .children = std::vector<de::TaskExecutionSummary>{}}));
+  EXPECT_NO_THROW((void)de::normalize_update(kNow, {.status = TaskExecutionStatus::cancelled,
+                                                    .error = err,
+                                                    .needs_promise_cancellation = true}));
+  EXPECT_NO_THROW(
+      (void)de::normalize_update(kNow, {.status = TaskExecutionStatus::completed,
+                                        .output = "o",
+                                        .children = std::vector<de::TaskExecutionSummary>{}}));
   EXPECT_NO_THROW(
       (void)de::normalize_update(kNow, {.status = TaskExecutionStatus::running, .error = err}));
 }
@@ -223,8 +230,9 @@ TEST(NormalizeUpdate, RejectsContradictoryUpdates) {
     EXPECT_TRUE(rejects({.executor_id = "e", .status = s, .needs_promise_cancellation = false}));
     EXPECT_EQ(rejects({.status = s, .expires_at = kNow}), s != TaskExecutionStatus::running);
   }
-  EXPECT_TRUE(rejects({.on_children_finished_processing_status = OnChildrenFinishedProcessingStatus::idle,
-                       .on_children_finished_processing_expires_at = kNow}));
+  EXPECT_TRUE(
+      rejects({.on_children_finished_processing_status = OnChildrenFinishedProcessingStatus::idle,
+               .on_children_finished_processing_expires_at = kNow}));
   EXPECT_TRUE(rejects({.close_status = CloseStatus::ready, .close_expires_at = kNow}));
   // Directives belong to the normalizer.
   EXPECT_TRUE(rejects({.unset_executor_id = true}));
@@ -287,7 +295,8 @@ TEST(ApplyUpdate, UnsetWinsOverSet) {
 TEST(ApplyUpdate, SetsGivenFieldsAndLeavesTheRest) {
   const auto before = running_record();
   auto r = before;
-  const TaskExecutionUpdate u{.retry_attempts = 4, .active_children_count = -2,
+  const TaskExecutionUpdate u{.retry_attempts = 4,
+                              .active_children_count = -2,
                               .needs_promise_cancellation = true,
                               .updated_at = kNow + milliseconds{7}};
   de::apply_update(r, u);
@@ -302,8 +311,8 @@ TEST(ApplyUpdate, SetsGivenFieldsAndLeavesTheRest) {
 TEST(ApplyUpdate, NormalizedCompletionOfARunningRecord) {
   auto r = running_record();
   const auto before = r;
-  de::apply_update(r, de::normalize_update(kNow, {.status = TaskExecutionStatus::completed,
-                                                  .output = "out"}));
+  de::apply_update(
+      r, de::normalize_update(kNow, {.status = TaskExecutionStatus::completed, .output = "out"}));
   auto expected = before;
   expected.status = TaskExecutionStatus::completed;
   expected.is_finished = true;
@@ -327,9 +336,11 @@ TEST(ApplyUpdate, EmptyUpdateOnlyWritesUpdatedAt) {
 }
 
 TEST(MakeTaskExecutionRecord, InsertDefaults) {
-  const auto r = de::make_task_execution_record(
-      kNow, {.task_id = "t", .execution_id = "te_x", .sleep_before_run = milliseconds{250},
-             .timeout = milliseconds{1000}, .input = "in"});
+  const auto r = de::make_task_execution_record(kNow, {.task_id = "t",
+                                                       .execution_id = "te_x",
+                                                       .sleep_before_run = milliseconds{250},
+                                                       .timeout = milliseconds{1000},
+                                                       .input = "in"});
   EXPECT_EQ(r.status, TaskExecutionStatus::ready);
   EXPECT_EQ(r.start_at, kNow + milliseconds{250});
   EXPECT_FALSE(r.expires_at.has_value());
@@ -339,9 +350,11 @@ TEST(MakeTaskExecutionRecord, InsertDefaults) {
   EXPECT_EQ(r.retry_attempts, 0);
   EXPECT_FALSE(r.is_finished);
 
-  const auto s = de::make_task_execution_record(
-      kNow, {.task_id = "t", .execution_id = "te_y", .is_sleeping_task = true,
-             .sleep_before_run = milliseconds{250}, .timeout = milliseconds{1000}});
+  const auto s = de::make_task_execution_record(kNow, {.task_id = "t",
+                                                       .execution_id = "te_y",
+                                                       .is_sleeping_task = true,
+                                                       .sleep_before_run = milliseconds{250},
+                                                       .timeout = milliseconds{1000}});
   EXPECT_EQ(s.status, TaskExecutionStatus::running);
   EXPECT_EQ(s.expires_at, kNow + milliseconds{1250});
   EXPECT_EQ(s.sleeping_task_unique_id, "");  // a missing unique id becomes ""
