@@ -422,7 +422,12 @@ class FaultyStorage final : public TaskExecutionsStorage {
 TEST_P(ExecutorEngine, StoreFaultsPropagateToCallersAndNeverWedgeExecutions) {
   FaultyStorage faulty{GetParam().make()};
   auto o = fast_options();
-  o.log_sink = [](LogLevel, std::string_view) {};  // the injected faults are logged
+  std::mutex log_mutex;
+  std::vector<std::string> errors;
+  o.log_sink = [&](LogLevel level, std::string_view msg) {  // the injected faults are logged
+    std::lock_guard lock(log_mutex);
+    if (level == LogLevel::error) errors.emplace_back(msg);
+  };
   DurableExecutor executor{faulty, o};
   auto t = executor.task({.id = "t", .timeout = 1s}, [](const int& x) { return x; });
   executor.start();
@@ -442,6 +447,12 @@ TEST_P(ExecutorEngine, StoreFaultsPropagateToCallersAndNeverWedgeExecutions) {
   auto h3 = executor.enqueue_task(t, 4);
   EXPECT_EQ(h2.wait_and_get_finished_execution(bounded_wait()).output, 3);
   EXPECT_EQ(h3.wait_and_get_finished_execution(bounded_wait()).output, 4);
+  executor.shutdown();
+  std::lock_guard lock(log_mutex);
+  const bool logged = std::any_of(errors.begin(), errors.end(), [](const std::string& m) {
+    return m.find("Error in complete") != std::string::npos;
+  });
+  EXPECT_TRUE(logged);
 }
 
 INSTANTIATE_TEST_SUITE_P(Storages, ExecutorEngine, ::testing::ValuesIn(all_storage_factories()),
