@@ -190,3 +190,47 @@ TEST_F(SqliteFileTest, TwoProcessesOnOneFileClaimDisjointSetsThatCoverAllRows) {
   RecordProperty("parent_claims", static_cast<int>(parent_ids.size()));
   RecordProperty("child_claims", static_cast<int>(child_ids.size()));
 }
+
+TEST_F(SqliteFileTest, CommittedWritesSurviveAProcessKilledWithSigkill) {
+  constexpr std::size_t kRows = 200;
+  const auto rows = ready_records(kRows);
+  int committed_pipe[2];
+  ASSERT_EQ(pipe(committed_pipe), 0);
+  const pid_t pid = fork();
+  ASSERT_NE(pid, -1);
+  if (pid == 0) {
+    close(committed_pipe[0]);
+    try {
+      de::SqliteTaskExecutionsStorage storage{path_};  // default options: synchronous=normal
+      for (std::size_t i = 0; i < kRows; i += 20) {
+        storage.insert_many({rows.begin() + static_cast<std::ptrdiff_t>(i),
+                             rows.begin() + static_cast<std::ptrdiff_t>(i + 20)});
+      }
+      char byte = 'c';
+      if (write(committed_pipe[1], &byte, 1) != 1) _exit(3);
+      std::this_thread::sleep_for(30s);  // killed long before this ends
+    } catch (...) {
+      _exit(2);
+    }
+    _exit(4);
+  }
+  close(committed_pipe[1]);
+  char byte = 0;
+  const bool committed = read(committed_pipe[0], &byte, 1) == 1;
+  close(committed_pipe[0]);
+  kill(pid, SIGKILL);  // no destructor, no checkpoint: the rows live only in the WAL
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(committed) << "child failed before committing";
+  ASSERT_TRUE(WIFSIGNALED(status));
+
+  de::SqliteTaskExecutionsStorage storage{path_};
+  std::vector<de::GetByIdRequest> requests;
+  for (const auto& r : rows) requests.push_back({r.execution_id, {}});
+  auto found = storage.get_many_by_id(requests);
+  ASSERT_EQ(found.size(), kRows);
+  for (std::size_t i = 0; i < kRows; ++i) {
+    ASSERT_TRUE(found[i].has_value()) << "row " << i << " lost";
+    EXPECT_EQ(*found[i], rows[i]);
+  }
+}

@@ -459,3 +459,38 @@ TEST_F(SqliteFileTest, InvalidUtf8InJsonFieldsIsStoredNotThrown) {
   EXPECT_EQ(read->error->message, "bad \xEF\xBF\xBD byte");  // U+FFFD replacement character
   EXPECT_EQ(read->output, record.output) << "TEXT columns keep their exact bytes";
 }
+
+TEST_F(SqliteFileTest, UnversionedTableWithAllColumnsIsAdoptedWithItsRows) {
+  auto record = ready_record();
+  {
+    de::SqliteTaskExecutionsStorage storage{path_, {.table_name = "legacy"}};
+    storage.insert_many({record});
+  }
+  {
+    // Emulate a table created by another tool (the reference engine's drizzle schema has the
+    // same columns): no version row and no indexes.
+    auto db = raw(path_);
+    db.exec("DELETE FROM durable_execution_schema");
+    SQLite::Statement ix(db, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = "
+                             "'legacy' AND name LIKE 'ix_%'");
+    std::vector<std::string> names;
+    while (ix.executeStep()) names.push_back(ix.getColumn(0).getString());
+    ASSERT_EQ(names.size(), 11U);
+    for (const auto& name : names) db.exec("DROP INDEX \"" + name + "\"");
+  }
+  de::SqliteTaskExecutionsStorage adopted{path_, {.table_name = "legacy"}};
+  auto found = get(adopted, record.execution_id);
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(*found, record);
+  auto db = raw(path_);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = "
+                          "'legacy' AND name LIKE 'ix_legacy_%'")
+                .getInt(),
+            11);
+  EXPECT_EQ(db.execAndGet("SELECT version FROM durable_execution_schema WHERE table_name = "
+                          "'legacy'")
+                .getInt(),
+            de::SqliteTaskExecutionsStorage::schema_version);
+  // The unique index is back: a duplicate is rejected again.
+  EXPECT_THROW(adopted.insert_many({record}), de::DurableExecutionError);
+}
