@@ -621,11 +621,15 @@ struct SqliteTaskExecutionsStorage::Impl {
     }
     // Every SQLite failure at open time becomes a DurableExecutionError naming the file.
     try {
-      open_connection(writer);
+      connect(writer);
+      // Refuse a newer schema before anything can change the file (not even its journal mode).
+      with_busy_retries("open", [&] { refuse_newer_schema(read_version()); });
+      configure(writer);
       with_busy_retries("schema migration", [&] { migrate(); });
       for (std::int32_t i = 0; i < options.read_connections; ++i) {
         auto reader = std::make_unique<Connection>();
-        open_connection(*reader);
+        connect(*reader);
+        configure(*reader);
         reader->db->exec("PRAGMA query_only=1");  // a reader never writes, by construction
         free_readers.push_back(reader.get());
         readers.push_back(std::move(reader));
@@ -635,13 +639,16 @@ struct SqliteTaskExecutionsStorage::Impl {
     }
   }
 
-  void open_connection(Connection& c) {
+  void connect(Connection& c) const {
     const auto timeout = static_cast<int>(
         std::min<std::int64_t>(options.busy_timeout.count(), std::numeric_limits<int>::max()));
     // NOMUTEX: each connection is used by one thread at a time (guarded by our own mutexes).
     c.db = std::make_unique<SQLite::Database>(
         path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_URI | SQLite::OPEN_NOMUTEX,
         timeout);
+  }
+
+  void configure(Connection& c) {
     with_busy_retries("open", [&] {
       // journal_mode reads the header, so a file that is not a database fails here. A VFS
       // without WAL support keeps its journal mode; locking is still correct then.
@@ -663,21 +670,8 @@ struct SqliteTaskExecutionsStorage::Impl {
     try {
       db.exec(std::string{"CREATE TABLE IF NOT EXISTS "} + std::string{kSchemaTable} +
               " (table_name TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID");
-      std::optional<std::int64_t> version;
-      {
-        SQLite::Statement q(db, std::string{"SELECT version FROM "} + std::string{kSchemaTable} +
-                                    " WHERE table_name = ?");
-        q.bind(1, table);
-        if (q.executeStep()) version = q.getColumn(0).getInt64();
-      }
-      if (version && *version > SqliteTaskExecutionsStorage::schema_version) {
-        throw DurableExecutionError(
-            "SQLite table " + table + " in " + path + " has schema version " +
-                std::to_string(*version) + ", newer than the version this library supports (" +
-                std::to_string(SqliteTaskExecutionsStorage::schema_version) +
-                "); upgrade durable_execution to open it",
-            ErrorType::generic, false, false);
-      }
+      auto version = read_version();
+      refuse_newer_schema(version);  // again, under the write lock
       if (!version) {
         if (db.tableExists(table)) {
           adopt_existing_table();
@@ -694,6 +688,31 @@ struct SqliteTaskExecutionsStorage::Impl {
     } catch (...) {
       db.tryExec("ROLLBACK");
       throw;
+    }
+  }
+
+  /** The recorded schema version of our table, if any; reads only (a file is not touched). */
+  std::optional<std::int64_t> read_version() {
+    auto& db = *writer.db;
+    // Reading sqlite_master also validates the file: a non-database fails here.
+    SQLite::Statement exists(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?");
+    exists.bind(1, std::string{kSchemaTable});
+    if (!exists.executeStep()) return std::nullopt;
+    SQLite::Statement q(db, std::string{"SELECT version FROM "} + std::string{kSchemaTable} +
+                                " WHERE table_name = ?");
+    q.bind(1, table);
+    if (!q.executeStep()) return std::nullopt;
+    return q.getColumn(0).getInt64();
+  }
+
+  void refuse_newer_schema(std::optional<std::int64_t> version) const {
+    if (version && *version > SqliteTaskExecutionsStorage::schema_version) {
+      throw DurableExecutionError(
+          "SQLite table " + table + " in " + path + " has schema version " +
+              std::to_string(*version) + ", newer than the version this library supports (" +
+              std::to_string(SqliteTaskExecutionsStorage::schema_version) +
+              "); upgrade durable_execution to open it",
+          ErrorType::generic, false, false);
     }
   }
 

@@ -221,6 +221,8 @@ TEST_F(SqliteFileTest, NewerSchemaVersionIsRefusedWithoutTouchingTheFile) {
     auto db = raw(path_);
     db.exec("UPDATE durable_execution_schema SET version = 99 WHERE table_name = 'task_executions'");
     db.exec("ALTER TABLE task_executions ADD COLUMN future_column TEXT");
+    // A newer library might have chosen another journal mode: opening must not switch it.
+    EXPECT_EQ(db.execAndGet("PRAGMA journal_mode=DELETE").getString(), "delete");
   }
   try {
     de::SqliteTaskExecutionsStorage storage{path_};
@@ -230,6 +232,7 @@ TEST_F(SqliteFileTest, NewerSchemaVersionIsRefusedWithoutTouchingTheFile) {
     EXPECT_FALSE(e.is_retryable());
   }
   auto db = raw(path_);
+  EXPECT_EQ(db.execAndGet("PRAGMA journal_mode").getString(), "delete");
   EXPECT_EQ(db.execAndGet("SELECT version FROM durable_execution_schema").getInt(), 99);
   EXPECT_EQ(db.execAndGet("SELECT count(*) FROM task_executions").getInt(), 1);
 }
