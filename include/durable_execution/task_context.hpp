@@ -5,6 +5,7 @@
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <utility>
 
 #include "durable_execution/errors.hpp"
 #include "durable_execution/task_execution.hpp"
