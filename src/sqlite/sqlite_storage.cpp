@@ -650,8 +650,7 @@ struct SqliteTaskExecutionsStorage::Impl {
 
   void configure(Connection& c) {
     with_busy_retries("open", [&] {
-      // journal_mode reads the header, so a file that is not a database fails here. A VFS
-      // without WAL support keeps its journal mode; locking is still correct then.
+      // A VFS without WAL support keeps its journal mode; locking is still correct then.
       (void)c.db->execAndGet("PRAGMA journal_mode=WAL").getString();
     });
     const char* sync = options.synchronous == SqliteSynchronous::off      ? "OFF"
@@ -669,11 +668,12 @@ struct SqliteTaskExecutionsStorage::Impl {
     db.exec("BEGIN IMMEDIATE");
     try {
       db.exec(std::string{"CREATE TABLE IF NOT EXISTS "} + std::string{kSchemaTable} +
-              " (table_name TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID");
+              " (table_name TEXT PRIMARY KEY COLLATE NOCASE, version INTEGER NOT NULL) "
+              "WITHOUT ROWID");
       auto version = read_version();
       refuse_newer_schema(version);  // again, under the write lock
       if (!version) {
-        if (db.tableExists(table)) {
+        if (table_exists()) {
           adopt_existing_table();
         } else {
           db.exec(replace_all(std::string{kCreateTableV1}, "{t}", quoted_table));
@@ -703,6 +703,15 @@ struct SqliteTaskExecutionsStorage::Impl {
     q.bind(1, table);
     if (!q.executeStep()) return std::nullopt;
     return q.getColumn(0).getInt64();
+  }
+
+  // SQLite identifiers are case-insensitive: "Jobs" and "jobs" are one table.
+  bool table_exists() {
+    SQLite::Statement q(*writer.db,
+                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE "
+                        "NOCASE");
+    q.bind(1, table);
+    return q.executeStep();
   }
 
   void refuse_newer_schema(std::optional<std::int64_t> version) const {

@@ -497,3 +497,15 @@ TEST_F(SqliteFileTest, UnversionedTableWithAllColumnsIsAdoptedWithItsRows) {
   // The unique index is back: a duplicate is rejected again.
   EXPECT_THROW(adopted.insert_many({record}), de::DurableExecutionError);
 }
+
+TEST_F(SqliteFileTest, TableNamesDifferingOnlyInCaseNameTheSameTable) {
+  auto record = ready_record();
+  {
+    de::SqliteTaskExecutionsStorage lower{path_, {.table_name = "jobs"}};
+    lower.insert_many({record});
+  }
+  de::SqliteTaskExecutionsStorage upper{path_, {.table_name = "JOBS"}};
+  EXPECT_TRUE(get(upper, record.execution_id).has_value());
+  auto db = raw(path_);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM durable_execution_schema").getInt(), 1);
+}
