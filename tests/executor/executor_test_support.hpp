@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,6 +19,9 @@
 namespace durable_execution::testing {
 
 using namespace std::chrono_literals;
+
+/** Test names and ctest show the storage by name, not as bytes. */
+inline void PrintTo(const StorageFactory& factory, std::ostream* os) { *os << factory.name; }
 
 /** Polls `pred` until it holds or `timeout` passes; every wait in these tests is bounded. */
 inline bool wait_until(const std::function<bool()>& pred,
