@@ -27,6 +27,15 @@ struct ParentRunOutputOf<ParentRunResult<O>> {
   using type = O;
 };
 
+/** @brief Input (deduced unless given) and output O of a run_parent returning ParentRunResult<O>. */
+template <class I, class F>
+struct ParentSignature {
+  using Sig = RunSignature<F>;
+  using Input = std::conditional_t<std::is_same_v<I, Deduce>, typename Sig::Input, I>;
+  using Output =
+      typename ParentRunOutputOf<std::remove_cvref_t<typename Sig::Traits::Result>>::type;
+};
+
 template <class T>
 struct IsTask : std::false_type {};
 template <class I, class O>
@@ -67,6 +76,10 @@ class InputValidatedTaskBuilder {
   /** @brief Like DurableExecutor::task; the task's input type is `Raw`. */
   template <class O = detail::Deduce, class F>
   [[nodiscard]] auto task(const TaskOptions& options, F run);
+
+  /** @brief Like DurableExecutor::parent_task (with an optional finalize); input type `Raw`. */
+  template <class F, class... Fin>
+  [[nodiscard]] auto parent_task(const TaskOptions& options, F run_parent, Fin... finalize);
 
  private:
   DurableExecutor* executor_;
@@ -177,12 +190,8 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
    */
   template <class I = detail::Deduce, class F>
   [[nodiscard]] auto parent_task(const TaskOptions& options, F run_parent) {
-    using Sig = detail::RunSignature<F>;
-    using In = std::conditional_t<std::is_same_v<I, detail::Deduce>, typename Sig::Input, I>;
-    using O = typename detail::ParentRunOutputOf<
-        std::remove_cvref_t<typename Sig::Traits::Result>>::type;
-    auto def = make_parent_definition<In, O>(options, std::move(run_parent));
-    return Task<In, ParentTaskOutput<O>>{engine_->register_task(std::move(def))};
+    using In = typename detail::ParentSignature<I, F>::Input;
+    return register_parent<In, In>(options, {}, std::move(run_parent));
   }
 
   /**
@@ -194,30 +203,8 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
    */
   template <class I = detail::Deduce, class F, class Fin>
   [[nodiscard]] auto parent_task(const TaskOptions& options, F run_parent, Fin finalize) {
-    using Sig = detail::RunSignature<F>;
-    using In = std::conditional_t<std::is_same_v<I, detail::Deduce>, typename Sig::Input, I>;
-    using O = typename detail::ParentRunOutputOf<
-        std::remove_cvref_t<typename Sig::Traits::Result>>::type;
-    auto def = make_parent_definition<In, O>(options, std::move(run_parent));
-    if constexpr (detail::IsTask<Fin>::value) {
-      static_assert(std::is_same_v<typename Fin::InputType, ParentTaskOutput<O>>,
-                    "a finalize task must take the parent's ParentTaskOutput<O>");
-      def.finalize_task_id = finalize.id();
-      return Task<In, typename Fin::OutputType>{engine_->register_task(std::move(def))};
-    } else {
-      using R = detail::VoidToEmpty<std::remove_cvref_t<
-          std::invoke_result_t<Fin&, const ParentTaskOutput<O>&>>>;
-      def.finalize_function = [fin = std::move(finalize)](const std::string& text) mutable {
-        auto parent_output = detail::deserialize_value<ParentTaskOutput<O>>(text);
-        if constexpr (std::is_void_v<std::invoke_result_t<Fin&, const ParentTaskOutput<O>&>>) {
-          fin(parent_output);
-          return detail::serialize_value(Empty{});
-        } else {
-          return detail::serialize_value(R(fin(parent_output)));
-        }
-      };
-      return Task<In, R>{engine_->register_task(std::move(def))};
-    }
+    using In = typename detail::ParentSignature<I, F>::Input;
+    return register_parent<In, In>(options, {}, std::move(run_parent), std::move(finalize));
   }
 
   /**
@@ -342,15 +329,29 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
     return Task<Raw, O>{engine_->register_task(std::move(def))};
   }
 
-  template <class In, class O, class F>
-  static detail::TaskDefinition make_parent_definition(const TaskOptions& options, F run_parent) {
+  template <class Raw, class In, class F, class... Fin>
+  auto register_parent(const TaskOptions& options, std::function<In(const Raw&)> validate,
+                       F run_parent, Fin... finalize) {
+    static_assert(sizeof...(Fin) <= 1);
+    using O = typename detail::ParentSignature<In, F>::Output;
     detail::TaskDefinition def;
     def.options = options;
     def.is_parent = true;
-    def.run = [run = std::move(run_parent)](TaskRunContext& ctx,
-                                            const std::string& text) mutable {
-      const In input = detail::deserialize_value<In>(text);
-      ParentRunResult<O> result = detail::invoke_run<In>(run, ctx, input);
+    def.run = [task_id = options.id, validate = std::move(validate),
+               run = std::move(run_parent)](TaskRunContext& ctx, const std::string& text) mutable {
+      std::optional<In> input;
+      if (validate) {
+        Raw raw = detail::deserialize_value<Raw>(text);
+        try {
+          input.emplace(validate(raw));
+        } catch (const std::exception& e) {
+          throw DurableExecutionError::non_retryable("Invalid input to task " + task_id + ": " +
+                                                     e.what());
+        }
+      } else {
+        input.emplace(detail::deserialize_value<In>(text));
+      }
+      ParentRunResult<O> result = detail::invoke_run<In>(run, ctx, *input);
       detail::RunParentResult out{detail::serialize_value(result.output), {}};
       out.children.reserve(result.children.size());
       for (auto& c : result.children) {
@@ -359,7 +360,34 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
       }
       return out;
     };
-    return def;
+    if constexpr (sizeof...(Fin) == 0) {
+      return Task<Raw, ParentTaskOutput<O>>{engine_->register_task(std::move(def))};
+    } else {
+      return with_finalize<Raw, O>(std::move(def), std::move(finalize)...);
+    }
+  }
+
+  template <class Raw, class O, class Fin>
+  auto with_finalize(detail::TaskDefinition def, Fin finalize) {
+    if constexpr (detail::IsTask<Fin>::value) {
+      static_assert(std::is_same_v<typename Fin::InputType, ParentTaskOutput<O>>,
+                    "a finalize task must take the parent's ParentTaskOutput<O>");
+      def.finalize_task_id = finalize.id();
+      return Task<Raw, typename Fin::OutputType>{engine_->register_task(std::move(def))};
+    } else {
+      using Result = std::invoke_result_t<Fin&, const ParentTaskOutput<O>&>;
+      using R = detail::VoidToEmpty<std::remove_cvref_t<Result>>;
+      def.finalize_function = [fin = std::move(finalize)](const std::string& text) mutable {
+        auto parent_output = detail::deserialize_value<ParentTaskOutput<O>>(text);
+        if constexpr (std::is_void_v<Result>) {
+          fin(parent_output);
+          return detail::serialize_value(Empty{});
+        } else {
+          return detail::serialize_value(R(fin(parent_output)));
+        }
+      };
+      return Task<Raw, R>{engine_->register_task(std::move(def))};
+    }
   }
 
   std::shared_ptr<detail::Engine> engine_;
@@ -371,6 +399,14 @@ auto InputValidatedTaskBuilder<Raw, I>::task(const TaskOptions& options, F run) 
   using Sig = detail::RunSignature<F>;
   using Out = std::conditional_t<std::is_same_v<O, detail::Deduce>, typename Sig::Output, O>;
   return executor_->template register_simple<Raw, I, Out>(options, validate_, std::move(run));
+}
+
+template <class Raw, class I>
+template <class F, class... Fin>
+auto InputValidatedTaskBuilder<Raw, I>::parent_task(const TaskOptions& options, F run_parent,
+                                                    Fin... finalize) {
+  return executor_->template register_parent<Raw, I>(options, validate_, std::move(run_parent),
+                                                     std::move(finalize)...);
 }
 
 }  // namespace durable_execution

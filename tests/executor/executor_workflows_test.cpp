@@ -146,6 +146,38 @@ TEST_P(ExecutorWorkflows, NestedFinalizeParentRunsSevenTimes) {
   EXPECT_EQ(runs.load(), 7);
 }
 
+TEST_P(ExecutorWorkflows, ValidatedParentInput) {
+  DurableExecutor executor{storage(), fast_options()};
+  std::atomic<int> runs{0};
+  auto leaf = executor.task({.id = "leaf", .timeout = 1s}, [&](const int& x) {
+    ++runs;
+    return x;
+  });
+  auto parent = executor
+                    .validate_input([](const std::string& raw) {
+                      if (raw.empty()) throw std::invalid_argument("empty");
+                      return static_cast<int>(raw.size());
+                    })
+                    .parent_task(
+                        {.id = "test", .timeout = 1s},
+                        [&](const int& n) {
+                          ++runs;
+                          return ParentRunResult<int>{n, {child(leaf, n)}};
+                        },
+                        [](const ParentTaskOutput<int>& p) {
+                          return p.output + p.children[0].output_as<int>();
+                        });
+  static_assert(std::is_same_v<decltype(parent), Task<std::string, int>>);
+  executor.start();
+  EXPECT_EQ(executor.enqueue_task(parent, "abc").wait_and_get_finished_execution(bounded_wait()).output,
+            6);
+  EXPECT_EQ(runs.load(), 2);
+  auto bad = executor.enqueue_task(parent, "").wait_and_get_finished_execution(bounded_wait());
+  EXPECT_EQ(bad.status, TaskExecutionStatus::failed);
+  EXPECT_EQ(bad.error->message, "Invalid input to task test: empty");
+  EXPECT_EQ(runs.load(), 2);
+}
+
 TEST_P(ExecutorWorkflows, SequentialTasksChainTypes) {
   DurableExecutor executor{storage(), fast_options()};
   auto parse = executor.task({.id = "parse", .timeout = 1s},
