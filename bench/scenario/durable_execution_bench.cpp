@@ -8,20 +8,37 @@
 //     as enqueue_ms. Latency is enqueue-to-finish per task (created_at -> finished_at, whole ms).
 //   durable_execution_bench --scenario latency --storage memory --tasks 200 [--json]
 //     One task at a time on an idle executor: enqueue, wait for it to finish (steady clock).
+//   durable_execution_bench --scenario reference --storage memory [--iterations N] [--json]
+//     The reference engine's storage benchmark (SPEC.md §4.4): per iteration, on a fresh store and
+//     a fresh executor, 100 parents with 50 children and a finalize task, 100 sequential chains of
+//     4 tasks and 100 polling tasks, every task function sleeping 1 ms; one warm-up iteration,
+//     then N counted ones (default 2).
+//
+// Every scenario takes --storage memory|sqlite; sqlite uses a fresh database file (a temporary
+// file removed at exit, or --db PATH, any existing file there being deleted first).
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <numeric>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
+#include <unistd.h>
+
 #include "durable_execution/durable_execution.hpp"
+#ifdef DE_BENCH_WITH_SQLITE
+#include "durable_execution/sqlite/sqlite_storage.hpp"
+#endif
 
 namespace de = durable_execution;
 using Clock = std::chrono::steady_clock;
@@ -31,14 +48,16 @@ namespace {
 struct Args {
   std::string scenario = "throughput";
   std::string storage = "memory";
+  std::string db_path{};
   int tasks = 10000;
+  int iterations = 2;
   bool json = false;
 };
 
 [[noreturn]] void usage(const std::string& error) {
   std::cerr << "error: " << error << "\n"
-            << "usage: durable_execution_bench --scenario throughput|latency --storage memory "
-               "[--tasks N] [--json]\n";
+            << "usage: durable_execution_bench --scenario throughput|latency|reference "
+               "[--storage memory|sqlite] [--db PATH] [--tasks N] [--iterations N] [--json]\n";
   std::exit(2);
 }
 
@@ -54,23 +73,93 @@ Args parse(int argc, char** argv) {
       a.scenario = value();
     } else if (arg == "--storage") {
       a.storage = value();
+    } else if (arg == "--db") {
+      a.db_path = value();
+      if (a.db_path.empty()) usage("--db needs a path");
     } else if (arg == "--tasks") {
       a.tasks = std::stoi(value());
       if (a.tasks <= 0) usage("--tasks must be positive");
+    } else if (arg == "--iterations") {
+      a.iterations = std::stoi(value());
+      if (a.iterations <= 0) usage("--iterations must be positive");
     } else if (arg == "--json") {
       a.json = true;
     } else {
       usage("unknown argument " + arg);
     }
   }
-  if (a.scenario != "throughput" && a.scenario != "latency") usage("unknown scenario " + a.scenario);
+  if (a.scenario != "throughput" && a.scenario != "latency" && a.scenario != "reference") {
+    usage("unknown scenario " + a.scenario);
+  }
+  if (a.storage != "memory" && a.storage != "sqlite") usage("unknown storage " + a.storage);
+  if (!a.db_path.empty() && a.storage != "sqlite") usage("--db needs --storage sqlite");
+#ifndef DE_BENCH_WITH_SQLITE
+  if (a.storage == "sqlite") {
+    std::cerr << "error: --storage sqlite is not available: this program was built without the "
+                 "SQLite backend (configure with -DDE_WITH_SQLITE=ON)\n";
+    std::exit(2);
+  }
+#endif
   return a;
 }
 
-std::unique_ptr<de::TaskExecutionsStorage> make_storage(const std::string& name) {
-  if (name == "memory") return std::make_unique<de::InMemoryTaskExecutionsStorage>();
-  usage("unknown storage " + name);
+// Temporary database files, removed at exit, also when the program exits early with an error
+// (std::exit skips destructors of locals).
+std::vector<std::string>& temp_files() {
+  static std::vector<std::string> files;
+  return files;
 }
+
+void remove_database_files(const std::string& path) {
+  std::error_code ec;
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+    std::filesystem::remove(path + suffix, ec);
+  }
+}
+
+void remove_temp_files() {
+  for (const auto& path : temp_files()) remove_database_files(path);
+}
+
+/**
+ * @brief One fresh store for a run: in memory, or a SQLite file that did not exist before (the
+ * --db path, emptied first, or a new temporary file).
+ */
+class BenchStorage {
+ public:
+  explicit BenchStorage(const Args& args) {
+    if (args.storage == "memory") {
+      storage_ = std::make_unique<de::InMemoryTaskExecutionsStorage>();
+      return;
+    }
+#ifdef DE_BENCH_WITH_SQLITE
+    if (args.db_path.empty()) {
+      static int counter = 0;
+      path_ = (std::filesystem::temp_directory_path() /
+               ("durable_execution_bench_" + std::to_string(::getpid()) + "_" +
+                std::to_string(counter++) + ".db"))
+                  .string();
+      if (temp_files().empty()) std::atexit(remove_temp_files);
+      temp_files().push_back(path_);
+    } else {
+      path_ = args.db_path;
+    }
+    remove_database_files(path_);
+    storage_ = std::make_unique<de::SqliteTaskExecutionsStorage>(path_);
+#endif
+  }
+  BenchStorage(const BenchStorage&) = delete;
+  BenchStorage& operator=(const BenchStorage&) = delete;
+  BenchStorage(BenchStorage&&) = delete;
+  BenchStorage& operator=(BenchStorage&&) = delete;
+  ~BenchStorage() = default;
+
+  [[nodiscard]] de::TaskExecutionsStorage& get() { return *storage_; }
+
+ private:
+  std::string path_{};
+  std::unique_ptr<de::TaskExecutionsStorage> storage_{};
+};
 
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -184,24 +273,304 @@ Result latency(de::TaskExecutionsStorage& storage, int n) {
   return r;
 }
 
+// ---- reference scenario ------------------------------------------------------------------------
+
+// The reference benchmark's shape (SPEC.md §4.4 defaults).
+constexpr int kParents = 100;
+constexpr int kChildrenPerParent = 50;
+constexpr int kSequentialChains = 100;
+constexpr int kSequentialLength = 4;
+constexpr int kPollingTasks = 100;
+// A poll reports done on this attempt; the polling task sleeps kPollSleep before each poll.
+constexpr int kPollDoneAttempt = 3;
+constexpr std::int32_t kPollMaxAttempts = 10;
+constexpr auto kPollSleep = std::chrono::milliseconds{10};
+// Bound on one iteration's wait: a hang is an error, not a stuck benchmark.
+constexpr auto kIterationTimeout = std::chrono::seconds{120};
+constexpr auto kTaskTimeout = std::chrono::seconds{60};
+
+struct ChildInput {
+  int parent_index = 0;
+  int child_index = 0;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ChildInput, parent_index, child_index)
+
+// Every task function of the reference benchmark sleeps 1 ms (simulated work), so the runs must
+// overlap for an iteration to be fast.
+void simulated_work() { std::this_thread::sleep_for(std::chrono::milliseconds{1}); }
+
+/** @brief Poll attempts per polling input; the poll function runs on many worker threads. */
+class PollCounter {
+ public:
+  int next(const std::string& input) {
+    const std::lock_guard lock{mutex_};
+    return ++attempts_[input];
+  }
+  [[nodiscard]] std::int64_t total() const {
+    const std::lock_guard lock{mutex_};
+    std::int64_t sum = 0;
+    for (const auto& [input, n] : attempts_) sum += n;
+    return sum;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, int> attempts_;
+};
+
+struct IterationResult {
+  double wall_ms = 0;
+  double enqueue_ms = 0;
+  std::map<std::string, double> kind_mean_ms;  // parent, sequential, polling
+  std::int64_t executions = 0;
+  std::int32_t worker_threads = 0;
+  std::vector<std::string> failures;
+};
+
+double mean_of(const std::vector<double>& v) {
+  return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+}
+
+void print_verbose_stats(const de::ExecutorStats& stats) {
+  if (std::getenv("DE_BENCH_VERBOSE") == nullptr) return;
+  for (const auto& [name, c] : stats.storage_calls) {
+    std::printf("  storage %s: %lld calls, mean %.3f ms\n", name.c_str(),
+                static_cast<long long>(c.count), c.mean_duration_ms);
+  }
+  for (const auto& [name, p] : stats.processes) {
+    std::printf("  process %s: %lld batches, %lld items, mean %.3f ms\n", name.c_str(),
+                static_cast<long long>(p.batches), static_cast<long long>(p.items),
+                p.mean_batch_duration_ms);
+  }
+}
+
+IterationResult reference_iteration(const Args& args) {
+  BenchStorage storage{args};
+  de::DurableExecutor executor{storage.get(), bench_options()};
+  const de::TaskOptions defaults{.id = "", .timeout = kTaskTimeout};
+  auto with_id = [&](const char* id) {
+    auto o = defaults;
+    o.id = id;
+    return o;
+  };
+
+  auto child_task = executor.task(with_id("child"), [](const ChildInput& in) {
+    simulated_work();
+    return "child_output_" + std::to_string(in.parent_index) + "_" +
+           std::to_string(in.child_index);
+  });
+  // The finalize step is a task (as in the reference): it runs as one more child execution.
+  auto finalize = executor.task(
+      with_id("finalize"), [](const de::ParentTaskOutput<std::string>& p) -> std::string {
+        simulated_work();
+        if (p.output != "parent_output") {
+          throw de::DurableExecutionError::non_retryable("Invalid parent output");
+        }
+        if (p.children.size() != static_cast<std::size_t>(kChildrenPerParent)) {
+          throw de::DurableExecutionError::non_retryable(
+              "Expected " + std::to_string(kChildrenPerParent) + " children, got " +
+              std::to_string(p.children.size()));
+        }
+        int failed = 0;
+        for (std::size_t i = 0; i < p.children.size(); ++i) {
+          const auto& c = p.children[i];
+          const std::string suffix = "_" + std::to_string(i);
+          if (!c.is_completed()) {
+            ++failed;
+            continue;
+          }
+          const auto out = c.output_as<std::string>();
+          if (out.rfind("child_output_", 0) != 0 || out.size() < suffix.size() ||
+              out.compare(out.size() - suffix.size(), suffix.size(), suffix) != 0) {
+            throw de::DurableExecutionError::non_retryable("Unexpected child output " + out);
+          }
+        }
+        if (failed > 0) {
+          throw de::DurableExecutionError::non_retryable(
+              std::to_string(failed) + "/" + std::to_string(p.children.size()) +
+              " children failed");
+        }
+        return "finalize_output";
+      });
+  auto parent_task = executor.parent_task(
+      with_id("parent"),
+      [child_task](const int& parent_index) {
+        simulated_work();
+        de::ParentRunResult<std::string> r{"parent_output", {}};
+        r.children.reserve(static_cast<std::size_t>(kChildrenPerParent));
+        for (int i = 0; i < kChildrenPerParent; ++i) {
+          r.children.push_back(de::child(child_task, ChildInput{parent_index, i}));
+        }
+        return r;
+      },
+      finalize);
+
+  auto single = executor.task(with_id("single"), [](const std::string& in) {
+    simulated_work();
+    return "single_output_" + in;
+  });
+  auto sequential = executor.sequential_tasks("sequential", single, single, single, single);
+
+  PollCounter poll_counter;
+  auto poll = executor.task(with_id("poll"), [&poll_counter](const std::string& in) {
+    simulated_work();
+    if (poll_counter.next(in) < kPollDoneAttempt) return de::PollResult<std::string>{};
+    return de::PollResult<std::string>{true, "poll_output_" + in};
+  });
+  auto polling = executor.polling_task("polling", poll, kPollMaxAttempts, kPollSleep);
+
+  executor.start();
+
+  const auto t0 = Clock::now();
+  std::vector<de::TaskExecutionHandle<std::string>> parents;
+  std::vector<de::TaskExecutionHandle<std::string>> chains;
+  std::vector<de::TaskExecutionHandle<de::PollingResult<std::string>>> pollings;
+  for (int i = 0; i < kParents; ++i) parents.push_back(executor.enqueue_task(parent_task, i));
+  for (int i = 0; i < kSequentialChains; ++i) {
+    chains.push_back(executor.enqueue_task(sequential, std::string{"test"}));
+  }
+  for (int i = 0; i < kPollingTasks; ++i) {
+    pollings.push_back(executor.enqueue_task(polling, "p" + std::to_string(i)));
+  }
+  const auto t_enqueued = Clock::now();
+
+  IterationResult r;
+  const auto deadline = t0 + kIterationTimeout;
+  std::map<std::string, std::vector<double>> latencies;
+  // Waits for one top-level execution (bounded by the iteration deadline), checks it completed
+  // with the expected output, and records its enqueue-to-finish latency.
+  auto check = [&](const std::string& kind, int index, const auto& handle, auto is_expected) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const std::string what = kind + " " + std::to_string(index) + " (" + handle.execution_id() + ")";
+    try {
+      auto e = handle.wait_and_get_finished_execution(
+          {.polling_interval = std::chrono::milliseconds{50},
+           .timeout = std::max(left, std::chrono::milliseconds{1})});
+      if (e.status != de::TaskExecutionStatus::completed) {
+        r.failures.push_back(what + " ended " + std::string{de::to_string(e.status)} +
+                             (e.error ? ": " + e.error->message : std::string{}));
+      } else if (!e.output || !is_expected(*e.output)) {
+        r.failures.push_back(what + " completed with an unexpected output");
+      } else {
+        latencies[kind].push_back(static_cast<double>((*e.finished_at - e.created_at).count()));
+      }
+    } catch (const std::exception& ex) {
+      r.failures.push_back(what + " did not finish: " + ex.what());
+    }
+  };
+  for (int i = 0; i < kParents; ++i) {
+    check("parent", i, parents[static_cast<std::size_t>(i)],
+          [](const std::string& out) { return out == "finalize_output"; });
+  }
+  std::string chain_output = "test";
+  for (int i = 0; i < kSequentialLength; ++i) chain_output = "single_output_" + chain_output;
+  for (int i = 0; i < kSequentialChains; ++i) {
+    check("sequential", i, chains[static_cast<std::size_t>(i)],
+          [&](const std::string& out) { return out == chain_output; });
+  }
+  for (int i = 0; i < kPollingTasks; ++i) {
+    const std::string expected = "poll_output_p" + std::to_string(i);
+    check("polling", i, pollings[static_cast<std::size_t>(i)],
+          [&](const de::PollingResult<std::string>& out) {
+            return out.is_success && out.output == expected;
+          });
+  }
+  const auto t1 = Clock::now();
+
+  r.wall_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+  r.enqueue_ms = std::chrono::duration<double, std::milli>(t_enqueued - t0).count();
+  for (const char* kind : {"parent", "sequential", "polling"}) {
+    r.kind_mean_ms[kind] = mean_of(latencies[kind]);
+  }
+  // Executions created: a parent, its children and its finalize task; a chain and its steps; a
+  // polling task and, per poll attempt, an inner parent, the poll and the inner finalize parent.
+  r.executions = std::int64_t{kParents} * (kChildrenPerParent + 2) +
+                 std::int64_t{kSequentialChains} * (kSequentialLength + 1) + kPollingTasks +
+                 3 * poll_counter.total();
+  const auto stats = executor.stats();
+  r.worker_threads = stats.worker_threads;
+  print_verbose_stats(stats);
+  executor.shutdown();
+  return r;
+}
+
+int reference(const Args& args) {
+  std::vector<double> iterations_ms;
+  std::map<std::string, std::vector<double>> kind_means;
+  std::int64_t executions = 0;
+  for (int i = 0; i <= args.iterations; ++i) {
+    const bool warmup = i == 0;
+    const auto r = reference_iteration(args);
+    const std::string name = warmup ? "warm-up" : "iteration " + std::to_string(i);
+    if (!r.failures.empty()) {
+      std::fprintf(stderr, "%s: %zu top-level executions did not complete as expected:\n",
+                   name.c_str(), r.failures.size());
+      for (const auto& f : r.failures) std::fprintf(stderr, "  %s\n", f.c_str());
+      return 1;
+    }
+    std::printf(
+        "%s: %.1f ms (enqueue %.1f ms), %lld executions, %d worker threads; mean "
+        "enqueue-to-finish: parent %.1f ms, sequential %.1f ms, polling %.1f ms\n",
+        name.c_str(), r.wall_ms, r.enqueue_ms, static_cast<long long>(r.executions),
+        r.worker_threads, r.kind_mean_ms.at("parent"), r.kind_mean_ms.at("sequential"),
+        r.kind_mean_ms.at("polling"));
+    std::fflush(stdout);
+    if (warmup) continue;
+    iterations_ms.push_back(r.wall_ms);
+    for (const auto& [kind, ms] : r.kind_mean_ms) kind_means[kind].push_back(ms);
+    executions = r.executions;
+  }
+  const double mean = mean_of(iterations_ms);
+  const double min = *std::min_element(iterations_ms.begin(), iterations_ms.end());
+  const double max = *std::max_element(iterations_ms.begin(), iterations_ms.end());
+  std::printf("scenario=reference storage=%s iterations=%d executions=%lld\n",
+              args.storage.c_str(), args.iterations, static_cast<long long>(executions));
+  std::printf("mean %.1f ms, min %.1f ms, max %.1f ms; per kind: parent %.1f ms, sequential "
+              "%.1f ms, polling %.1f ms\n",
+              mean, min, max, mean_of(kind_means["parent"]), mean_of(kind_means["sequential"]),
+              mean_of(kind_means["polling"]));
+  if (args.json) {
+    std::string list;
+    for (const double ms : iterations_ms) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%s%.3f", list.empty() ? "" : ",", ms);
+      list += buf;
+    }
+    std::printf(
+        "{\"scenario\":\"reference\",\"storage\":\"%s\",\"batching\":false,\"executions\":%lld,"
+        "\"iterations_ms\":[%s],\"mean_ms\":%.3f,\"min_ms\":%.3f,\"max_ms\":%.3f,"
+        "\"parent_mean_ms\":%.3f,\"sequential_mean_ms\":%.3f,\"polling_mean_ms\":%.3f}\n",
+        args.storage.c_str(), static_cast<long long>(executions), list.c_str(), mean, min, max,
+        mean_of(kind_means["parent"]), mean_of(kind_means["sequential"]),
+        mean_of(kind_means["polling"]));
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const auto args = parse(argc, argv);
-  auto storage = make_storage(args.storage);
-  const Result r = args.scenario == "throughput" ? throughput(*storage, args.tasks)
-                                                 : latency(*storage, args.tasks);
-  std::printf("scenario=%s storage=%s tasks=%d\n", args.scenario.c_str(), args.storage.c_str(),
-              args.tasks);
-  std::printf("wall: %.1f ms, %.0f tasks/s, enqueue-to-finish p50 %.3f ms, p99 %.3f ms\n",
-              r.wall_ms, r.tasks_per_s, r.p50_ms, r.p99_ms);
-  for (const auto& [k, v] : r.extra) std::printf("  %s: %.1f\n", k.c_str(), v);
-  if (args.json) {
-    std::printf(
-        "{\"scenario\":\"%s\",\"storage\":\"%s\",\"batching\":false,\"tasks\":%d,"
-        "\"wall_ms\":%.3f,\"tasks_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
-        args.scenario.c_str(), args.storage.c_str(), args.tasks, r.wall_ms, r.tasks_per_s,
-        r.p50_ms, r.p99_ms);
+  try {
+    if (args.scenario == "reference") return reference(args);
+    BenchStorage storage{args};
+    const Result r = args.scenario == "throughput" ? throughput(storage.get(), args.tasks)
+                                                   : latency(storage.get(), args.tasks);
+    std::printf("scenario=%s storage=%s tasks=%d\n", args.scenario.c_str(),
+                args.storage.c_str(), args.tasks);
+    std::printf("wall: %.1f ms, %.0f tasks/s, enqueue-to-finish p50 %.3f ms, p99 %.3f ms\n",
+                r.wall_ms, r.tasks_per_s, r.p50_ms, r.p99_ms);
+    for (const auto& [k, v] : r.extra) std::printf("  %s: %.1f\n", k.c_str(), v);
+    if (args.json) {
+      std::printf(
+          "{\"scenario\":\"%s\",\"storage\":\"%s\",\"batching\":false,\"tasks\":%d,"
+          "\"wall_ms\":%.3f,\"tasks_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
+          args.scenario.c_str(), args.storage.c_str(), args.tasks, r.wall_ms, r.tasks_per_s,
+          r.p50_ms, r.p99_ms);
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
   }
   return 0;
 }
