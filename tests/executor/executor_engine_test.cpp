@@ -333,81 +333,31 @@ TEST_P(ExecutorEngine, TooManyChildrenFails) {
 }
 
 /** A storage that fails the next N calls of chosen methods, then forwards. */
-class FaultyStorage final : public TaskExecutionsStorage {
+class FaultyStorage final : public ForwardingTaskExecutionsStorage {
  public:
-  explicit FaultyStorage(std::unique_ptr<TaskExecutionsStorage> inner) : inner_(std::move(inner)) {}
+  using ForwardingTaskExecutionsStorage::ForwardingTaskExecutionsStorage;
   std::atomic<int> fail_inserts{0};
   std::atomic<int> fail_reads{0};
   std::atomic<int> fail_updates{0};
 
   void insert_many(const std::vector<TaskExecutionRecord>& e) override {
     maybe_fail(fail_inserts);
-    inner_->insert_many(e);
+    ForwardingTaskExecutionsStorage::insert_many(e);
   }
   std::vector<std::optional<TaskExecutionRecord>> get_many_by_id(
       const std::vector<GetByIdRequest>& r) override {
     maybe_fail(fail_reads);
-    return inner_->get_many_by_id(r);
-  }
-  std::vector<std::optional<TaskExecutionRecord>> get_many_by_sleeping_task_unique_id(
-      const std::vector<GetBySleepingTaskUniqueIdRequest>& r) override {
-    return inner_->get_many_by_sleeping_task_unique_id(r);
+    return ForwardingTaskExecutionsStorage::get_many_by_id(r);
   }
   void update_many_by_id(const std::vector<UpdateByIdRequest>& r) override {
     maybe_fail(fail_updates);
-    inner_->update_many_by_id(r);
+    ForwardingTaskExecutionsStorage::update_many_by_id(r);
   }
   void update_many_by_id_and_insert_children_if_updated(
       const std::vector<UpdateByIdAndInsertChildrenRequest>& r) override {
     maybe_fail(fail_updates);
-    inner_->update_many_by_id_and_insert_children_if_updated(r);
+    ForwardingTaskExecutionsStorage::update_many_by_id_and_insert_children_if_updated(r);
   }
-  std::vector<TaskExecutionRecord> update_by_status_and_start_at_less_than_and_return(
-      const UpdateByStatusAndStartAtLessThanRequest& r) override {
-    return inner_->update_by_status_and_start_at_less_than_and_return(r);
-  }
-  std::vector<TaskExecutionRecord>
-  update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(
-      const UpdateByStatusAndOnChildrenFinishedProcessingStatusRequest& r) override {
-    return inner_
-        ->update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(
-            r);
-  }
-  std::vector<TaskExecutionRecord> update_by_close_status_and_return(
-      const UpdateByCloseStatusRequest& r) override {
-    return inner_->update_by_close_status_and_return(r);
-  }
-  std::int64_t update_by_is_sleeping_task_and_expires_at_less_than(
-      const UpdateByIsSleepingTaskAndExpiresAtLessThanRequest& r) override {
-    return inner_->update_by_is_sleeping_task_and_expires_at_less_than(r);
-  }
-  std::int64_t update_by_on_children_finished_processing_expires_at_less_than(
-      const UpdateByOnChildrenFinishedProcessingExpiresAtLessThanRequest& r) override {
-    return inner_->update_by_on_children_finished_processing_expires_at_less_than(r);
-  }
-  std::int64_t update_by_close_expires_at_less_than(
-      const UpdateByCloseExpiresAtLessThanRequest& r) override {
-    return inner_->update_by_close_expires_at_less_than(r);
-  }
-  std::vector<TaskExecutionRecord> update_by_executor_id_and_needs_promise_cancellation_and_return(
-      const UpdateByExecutorIdAndNeedsPromiseCancellationRequest& r) override {
-    return inner_->update_by_executor_id_and_needs_promise_cancellation_and_return(r);
-  }
-  std::vector<std::vector<TaskExecutionRecord>> get_many_by_parent_execution_id(
-      const std::vector<GetByParentExecutionIdRequest>& r) override {
-    return inner_->get_many_by_parent_execution_id(r);
-  }
-  void update_many_by_parent_execution_id_and_is_finished(
-      const std::vector<UpdateByParentExecutionIdAndIsFinishedRequest>& r) override {
-    inner_->update_many_by_parent_execution_id_and_is_finished(r);
-  }
-  std::int64_t update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(
-      const UpdateAndDecrementParentActiveChildrenCountRequest& r) override {
-    return inner_->update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(
-        r);
-  }
-  void delete_by_id(const DeleteByIdRequest& r) override { inner_->delete_by_id(r); }
-  void delete_all() override { inner_->delete_all(); }
 
  private:
   static void maybe_fail(std::atomic<int>& counter) {
@@ -416,7 +366,6 @@ class FaultyStorage final : public TaskExecutionsStorage {
       if (counter.compare_exchange_weak(n, n - 1)) throw std::runtime_error("injected fault");
     }
   }
-  std::unique_ptr<TaskExecutionsStorage> inner_;
 };
 
 TEST_P(ExecutorEngine, StoreFaultsPropagateToCallersAndNeverWedgeExecutions) {
