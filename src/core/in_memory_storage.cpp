@@ -21,15 +21,17 @@ struct Entry;
 
 // Execution ids start with their creation time (generate_execution_id), so hashing that prefix
 // into the high bits puts executions created together in nearby buckets: the hot end of a large
-// store stays in cache. The rest of the id spreads executions of one millisecond. Any string
-// hashes correctly; other ids just lose the locality.
+// store stays in cache. 14 bits of the random rest spread the executions of one millisecond.
+// Ids of another shape get the standard hash.
 struct ExecutionIdHash {
   std::size_t operator()(std::string_view id) const noexcept {
-    constexpr std::size_t kPrefix = 3 + 8;  // "te_" + 8 time characters
-    if (id.size() <= kPrefix) return std::hash<std::string_view>{}(id);
+    constexpr std::size_t kTimeEnd = 3 + 8;  // "te_" + 8 time characters
+    if (id.size() != kTimeEnd + 16 || !id.starts_with("te_")) {
+      return std::hash<std::string_view>{}(id);
+    }
     std::size_t time = 0;
-    for (std::size_t i = 3; i < kPrefix; ++i) time = time * 64 + static_cast<unsigned char>(id[i]);
-    return (time << 10) ^ (std::hash<std::string_view>{}(id.substr(kPrefix)) & 1023U);
+    for (std::size_t i = 3; i < kTimeEnd; ++i) time = time * 64 + static_cast<unsigned char>(id[i]);
+    return (time << 14) ^ (std::hash<std::string_view>{}(id.substr(kTimeEnd)) & 0x3FFFU);
   }
 };
 
