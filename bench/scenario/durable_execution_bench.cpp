@@ -374,7 +374,10 @@ IterationResult reference_iteration(const Args& args) {
         int failed = 0;
         for (std::size_t i = 0; i < p.children.size(); ++i) {
           const auto& c = p.children[i];
-          const std::string suffix = "_" + std::to_string(i);
+          // Appended, not "_" + to_string(i): GCC 12 warns (-Wrestrict, a false positive)
+          // about the prepend in std::operator+(const char*, std::string&&) at -O2.
+          std::string suffix{"_"};
+          suffix += std::to_string(i);
           if (!c.is_completed()) {
             ++failed;
             continue;
