@@ -174,10 +174,8 @@ struct Engine::Impl {
   std::int32_t pool_idle = 0;
   bool pool_stop = false;
   bool pool_check_scheduled = false;
-  std::uint64_t pool_taken = 0;
   /** Workers inside a task function now (blocked or computing, as opposed to engine work). */
   std::atomic<std::int64_t> in_user_code{0};
-  std::uint64_t pool_taken_at_check = 0;
   /** Set when the dispatcher stopped claiming because every slot was taken. */
   std::atomic<bool> dispatcher_at_capacity{false};
 
@@ -312,20 +310,18 @@ struct Engine::Impl {
     std::lock_guard lock(pool_mutex);
     pool_check_scheduled = false;
     if (pool_queue.empty() || pool_stop) return;
-    // No run left the queue since the last check although it waited: every worker is blocked
-    // in a long task, so the queued runs get workers of their own. While workers make progress
-    // (quick tasks), no thread is added.
+    // The oldest queued run waited past the threshold while every busy worker is inside a task
+    // function (blocked or computing, not doing engine work): the tasks, not the engine, hold
+    // the workers, so queued runs get workers of their own, up to the concurrency limit. Quick
+    // tasks keep their workers in engine code most of the time, so they add no thread.
     // Growth doubles the busy workers per check (2, 4, 8, ...), so a burst of blocking tasks gets
-    // its threads within milliseconds, while a CPU-starved pool of quick tasks (its workers
-    // preempted, not blocked) adds few.
+    // its threads within milliseconds.
     const auto busy = static_cast<std::int64_t>(pool_threads.size()) - pool_idle;
     const bool blocked = in_user_code.load(std::memory_order_relaxed) >= busy;
-    if (pool_taken == pool_taken_at_check && blocked &&
-        SteadyClock::now() - pool_queue.front().queued >= kPoolStallThreshold) {
+    if (blocked && SteadyClock::now() - pool_queue.front().queued >= kPoolStallThreshold) {
       pool_add_workers(std::min<std::size_t>(pool_queue.size(),
                                              static_cast<std::size_t>(std::max<std::int64_t>(busy, 1))));
     }
-    pool_taken_at_check = pool_taken;
     schedule_pool_check_locked();
   }
 
@@ -340,7 +336,6 @@ struct Engine::Impl {
       if (pool_queue.empty()) return;
       auto job = std::move(pool_queue.front());
       pool_queue.pop_front();
-      ++pool_taken;
       lock.unlock();
       execute(job.run);
       job.run.reset();
