@@ -212,6 +212,12 @@ TEST_P(ExecutorLifecycle, StatsMatchConfigurationAndCountStorageCalls) {
   auto h = executor.enqueue_task(t);
   ASSERT_EQ(h.wait_and_get_finished_execution(bounded_wait()).status,
             TaskExecutionStatus::completed);
+  // A process records its batch after handing the work on, so the waiter may see the task
+  // finished a moment before the stats do.
+  ASSERT_TRUE(wait_until([&] {
+    auto st = executor.stats();
+    return st.processes.at("ready").items >= 1 && st.processes.at("complete").items >= 1;
+  }));
   auto s = executor.stats();
   EXPECT_EQ(s.expire_leeway, 300'000ms);
   EXPECT_EQ(s.max_concurrent_task_executions, 7);
