@@ -37,8 +37,9 @@ int main() {
   auto sum = executor.task({.id = "sum", .timeout = 1s}, [](const std::vector<int>& values) {
     int total = 0;
     for (int v : values) {
-      if (v < 0)
+      if (v < 0) {
         throw de::DurableExecutionError::non_retryable("negative value " + std::to_string(v));
+      }
       total += v;
     }
     return total;
