@@ -72,9 +72,6 @@ class StorageConformance
 
 namespace durable_execution::testing {
 
-/** @brief Prints the factory by name in test failure messages (instead of its bytes). */
-inline void PrintTo(const StorageFactory& factory, std::ostream* os) { *os << factory.name; }
-
 /** @brief A new task id ("task_" + random suffix), unique within the process. */
 [[nodiscard]] std::string new_task_id();
 

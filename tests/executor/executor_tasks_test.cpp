@@ -322,10 +322,11 @@ TEST_P(ExecutorTasks, ATaskThatThrowsCancelledOnShutdownEndsCancelled) {
 
 TEST_P(ExecutorTasks, OversizeOutputFails) {
   DurableExecutor executor{storage(), fast_options()};
-  auto t = executor.task({.id = "t", .timeout = 5s},
+  // Serializing 10 MiB takes seconds under sanitizers: the timeout must not win the race.
+  auto t = executor.task({.id = "t", .timeout = 60s},
                          [] { return std::string(10 * 1024 * 1024, 'x'); });
   executor.start();
-  auto e = executor.enqueue_task(t).wait_and_get_finished_execution(bounded_wait());
+  auto e = executor.enqueue_task(t).wait_and_get_finished_execution(bounded_wait(60s));
   EXPECT_EQ(e.status, TaskExecutionStatus::failed);
   ASSERT_TRUE(e.error);
   EXPECT_NE(e.error->message.find("size"), std::string::npos);

@@ -20,9 +20,6 @@ namespace durable_execution::testing {
 
 using namespace std::chrono_literals;
 
-/** Test names and ctest show the storage by name, not as bytes. */
-inline void PrintTo(const StorageFactory& factory, std::ostream* os) { *os << factory.name; }
-
 /** Polls `pred` until it holds or `timeout` passes; every wait in these tests is bounded. */
 inline bool wait_until(const std::function<bool()>& pred,
                        std::chrono::milliseconds timeout = std::chrono::seconds{10}) {

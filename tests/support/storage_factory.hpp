@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,9 @@ struct StorageFactory {
   std::string name;
   std::function<std::unique_ptr<TaskExecutionsStorage>()> make;
 };
+
+/** @brief Test names, failure messages and ctest show the factory by name, not as bytes. */
+inline void PrintTo(const StorageFactory& factory, std::ostream* os) { *os << factory.name; }
 
 inline std::string factory_name(const ::testing::TestParamInfo<StorageFactory>& info) {
   return info.param.name;
