@@ -23,6 +23,12 @@ struct UpdateByIdRequest {
   std::string execution_id{};
   GetByIdFilters filters{};
   TaskExecutionUpdate update{};
+  /**
+   * If the row is updated and has a parent, also decrement the parent's active children count
+   * in the same transaction. Lets the engine close a finished child in its result write instead
+   * of a later mark step (which does the same decrement).
+   */
+  bool decrement_parent_active_children_count = false;
 };
 
 struct UpdateByIdAndInsertChildrenRequest {
@@ -142,7 +148,8 @@ class DURABLE_EXECUTION_EXPORT TaskExecutionsStorage {
   get_many_by_sleeping_task_unique_id(
       const std::vector<GetBySleepingTaskUniqueIdRequest>& requests) = 0;
 
-  /** @brief Guarded update of at most one row per request. */
+  /** @brief Guarded update of at most one row per request (and of its parent's active children
+   * count when the request asks for it). */
   virtual void update_many_by_id(const std::vector<UpdateByIdRequest>& requests) = 0;
 
   /** @brief Per request, atomically: the guarded update, then the children insert only if the

@@ -440,18 +440,32 @@ struct Engine::Impl {
   }
 
   /**
-   * The guarded result write of a run without children. A top-level execution that finishes
-   * here has nothing for the close path to do (no parent to notify or decrement, no descendants
-   * to cancel), so it is closed in the same write: two fewer storage round trips per task.
+   * Closes an execution in the write that finishes it when the close path would have nothing
+   * more to do: no parent waiting on it as its finalize child (T20) and no descendants to cancel
+   * (T11). A child's parent count is decremented in the same storage call, as the mark step
+   * would: two to three fewer storage round trips per execution, and none on the background
+   * thread.
    */
+  static void close_in_write(UpdateByIdRequest& req,
+                             const std::optional<ParentTaskExecutionSummary>& parent,
+                             bool has_descendants, Timestamp now) {
+    auto& u = req.update;
+    if (!u.status || !is_finished(*u.status)) return;
+    if (parent && parent->is_finalize_of_parent) return;
+    if (has_descendants && *u.status != Status::completed) return;
+    u.close_status = CloseStatus::closed;
+    u.closed_at = now;
+    req.decrement_parent_active_children_count = parent.has_value();
+  }
+
+  /** The guarded result write of a run without children. */
   static UpdateByIdRequest running_update(const TaskExecutionRecord& rec,
                                           TaskExecutionUpdate update, Timestamp now) {
-    if (!rec.parent && update.status && is_finished(*update.status)) {
-      update.close_status = CloseStatus::closed;
-      update.closed_at = now;
-    }
-    return UpdateByIdRequest{rec.execution_id, GetByIdFilters{.status = Status::running},
-                             normalize_update(now, std::move(update))};
+    UpdateByIdRequest req{rec.execution_id, GetByIdFilters{.status = Status::running},
+                          std::move(update)};
+    close_in_write(req, rec.parent, false, now);
+    req.update = normalize_update(now, std::move(req.update));
+    return req;
   }
 
   Completion error_completion(const TaskExecutionRecord& rec, StoredError error, Timestamp now) {
@@ -487,7 +501,7 @@ struct Engine::Impl {
           throw DurableExecutionError::non_retryable(
               fmt::format("Finalize task {} cannot be a sleeping task", fin->options.id));
         }
-        auto input = parent_result_json(result.output, nlohmann::json::array());
+        auto input = parent_result_json(result.output);
         check_size(input, options.max_serialized_input_data_size);
         auto child = make_child_record(rec, *fin, std::move(input), EnqueueOptions{},
                                        ParentTaskExecutionSummary{rec.task_id, rec.execution_id, 0,
@@ -504,7 +518,7 @@ struct Engine::Impl {
       }
       std::string output;
       if (def.finalize_function) {
-        auto input = parent_result_json(result.output, nlohmann::json::array());
+        auto input = parent_result_json(result.output);
         try {
           output = def.finalize_function(input);
         } catch (...) {
@@ -517,7 +531,7 @@ struct Engine::Impl {
           return c;
         }
       } else if (def.is_parent) {
-        output = parent_result_json(result.output, nlohmann::json::array());
+        output = parent_result_json(result.output);
       } else {
         output = std::move(result.output);
       }
@@ -569,12 +583,42 @@ struct Engine::Impl {
     return c;
   }
 
-  /** `{"output": <run output>, "children": <entries>}`, the input of finalize steps. */
-  static std::string parent_result_json(const std::string& run_output, nlohmann::json children) {
-    nlohmann::json j;
-    j["output"] = run_output.empty() ? nlohmann::json(nullptr) : nlohmann::json::parse(run_output);
-    j["children"] = std::move(children);
-    return j.dump();
+  /**
+   * `{"children": [<entries>], "output": <run output>}`, the input of finalize steps (keys in the
+   * order nlohmann would write them). Built as text: outputs are stored JSON already, so they are
+   * spliced in verbatim instead of parsed and dumped again, which matters for wide parents.
+   */
+  static std::string parent_result_json(const std::string& run_output,
+                                        std::string_view children_entries = {}) {
+    std::string out;
+    out.reserve(32 + children_entries.size() + run_output.size());
+    out += R"({"children":[)";
+    out += children_entries;
+    out += R"(],"output":)";
+    out += run_output.empty() ? std::string_view{"null"} : std::string_view{run_output};
+    out += '}';
+    return out;
+  }
+
+  /** Appends one child's entry (`{"executionId", "output" | "error", "status", "taskId"}`). */
+  static void append_child_entry(std::string& out, const TaskExecutionRecord& child) {
+    if (!out.empty()) out += ',';
+    out += R"({"executionId":)";
+    append_json_string(out, child.execution_id);
+    if (child.status == Status::completed) {
+      out += R"(,"output":)";
+      out += child.output ? std::string_view{*child.output} : std::string_view{"null"};
+    } else {
+      out += R"(,"error":)";
+      out += nlohmann::json(child.error.value_or(
+                                StoredError{ErrorType::generic, false, false, "Unknown error"}))
+                 .dump();
+    }
+    out += R"(,"status":)";
+    append_json_string(out, to_string(child.status));
+    out += R"(,"taskId":)";
+    append_json_string(out, child.task_id);
+    out += '}';
   }
 
   /** A child (or finalize) record with per-child overrides laid over the child's options. */
@@ -641,14 +685,22 @@ struct Engine::Impl {
     std::vector<UpdateByIdRequest> updates;
     std::vector<UpdateByIdAndInsertChildrenRequest> with_children;
     std::set<Timestamp> with_children_starts;
+    // Work for the background thread: executions left to the close path, and parents whose
+    // active children count a closed child decremented (possibly to zero).
+    bool wake_close_path = false;
     for (auto& c : batch) {
-      if (c.update) updates.push_back(std::move(*c.update));
+      if (c.update) {
+        wake_close_path = wake_close_path || c.update->decrement_parent_active_children_count ||
+                          c.update->update.close_status != CloseStatus::closed;
+        updates.push_back(std::move(*c.update));
+      }
       if (c.update_with_children) {
         for (const auto& child : c.update_with_children->children_to_insert_if_updated) {
           if (!child.is_sleeping_task) with_children_starts.insert(child.start_at);
           if (child.is_sleeping_task && child.expires_at) schedule_expiry_at(*child.expires_at);
         }
         with_children.push_back(std::move(*c.update_with_children));
+        wake_close_path = true;
       }
     }
     for (std::int32_t attempt = 0;; ++attempt) {
@@ -686,11 +738,7 @@ struct Engine::Impl {
     }
     runs_cv.notify_all();
     notify_finished();
-    const bool close_path = std::any_of(batch.begin(), batch.end(), [](const Completion& c) {
-      return c.update_with_children.has_value() ||
-             (c.update && c.update->update.close_status != CloseStatus::closed);
-    });
-    if (close_path) wake_background();
+    if (wake_close_path) wake_background();
   }
 
   // =========================================================================================
@@ -898,6 +946,19 @@ struct Engine::Impl {
     return static_cast<std::int64_t>(rows.size());
   }
 
+  std::optional<TaskExecutionRecord> get_by_id(const std::string& id) {
+    std::vector<GetByIdRequest> reqs{GetByIdRequest{id, {}}};
+    auto res = caller.call(StorageMethod::get_many_by_id,
+                           [&](TaskExecutionsStorage& s) { return s.get_many_by_id(reqs); });
+    return res.empty() ? std::nullopt : std::move(res.front());
+  }
+
+  /** The writes of one children step, gathered so that the whole batch costs two calls. */
+  struct ParentWrites {
+    std::vector<UpdateByIdRequest> updates;
+    std::vector<UpdateByIdAndInsertChildrenRequest> with_children;
+  };
+
   std::int64_t children_step() {
     const auto now = now_timestamp();
     TaskExecutionUpdate u;
@@ -912,21 +973,56 @@ struct Engine::Impl {
           .update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(
               req);
     });
-    for (const auto& parent : rows) {
+    if (rows.empty()) return 0;
+    // One read for the children of every claimed parent, one or two writes for all outcomes. If
+    // a call fails, the parents' processing leases expire and the expiry process resets them to
+    // idle: the step runs again then.
+    std::vector<GetByParentExecutionIdRequest> reads;
+    reads.reserve(rows.size());
+    for (const auto& parent : rows) reads.push_back({parent.execution_id});
+    auto loaded = caller.call(StorageMethod::get_many_by_parent_execution_id,
+                              [&](TaskExecutionsStorage& s) {
+                                return s.get_many_by_parent_execution_id(reads);
+                              });
+    if (loaded.size() != rows.size()) {
+      throw DurableExecutionError(
+          fmt::format("get_many_by_parent_execution_id returned {} results for {} requests",
+                      loaded.size(), rows.size()));
+    }
+    ParentWrites writes;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
       try {
-        process_parent(parent);
+        process_parent(rows[i], loaded[i], writes);
       } catch (const std::exception& e) {
-        // The processing lease expires and the expiry process resets it to idle: retried then.
-        logger.error(fmt::format("Error in children: parent {}: {}", parent.execution_id,
+        logger.error(fmt::format("Error in children: parent {}: {}", rows[i].execution_id,
                                  e.what()));
       }
     }
-    if (!rows.empty()) notify_finished();
+    if (!writes.updates.empty()) {
+      caller.call(StorageMethod::update_many_by_id,
+                  [&](TaskExecutionsStorage& s) { s.update_many_by_id(writes.updates); });
+    }
+    if (!writes.with_children.empty()) {
+      std::set<Timestamp> starts;
+      for (const auto& w : writes.with_children) {
+        for (const auto& child : w.children_to_insert_if_updated) {
+          if (!child.is_sleeping_task) starts.insert(child.start_at);
+          if (child.is_sleeping_task && child.expires_at) schedule_expiry_at(*child.expires_at);
+        }
+      }
+      caller.call(StorageMethod::update_many_by_id_and_insert_children_if_updated,
+                  [&](TaskExecutionsStorage& s) {
+                    s.update_many_by_id_and_insert_children_if_updated(writes.with_children);
+                  });
+      for (const auto& t : starts) schedule_dispatch_at(t);
+    }
+    notify_finished();
     return static_cast<std::int64_t>(rows.size());
   }
 
-  void write_parent_outcome(const TaskExecutionRecord& parent, TaskExecutionUpdate u,
-                            std::vector<TaskExecutionRecord> children = {}) {
+  /** Plans the parent's guarded write: its outcome, or its next children. */
+  void plan_parent_write(const TaskExecutionRecord& parent, TaskExecutionUpdate u,
+                         ParentWrites& writes, std::vector<TaskExecutionRecord> children = {}) {
     const auto now = now_timestamp();
     if (!u.on_children_finished_processing_status) {
       u.on_children_finished_processing_status = OnChildrenFinishedProcessingStatus::processed;
@@ -934,55 +1030,47 @@ struct Engine::Impl {
     }
     GetByIdFilters guard{.status = Status::waiting_for_children};
     if (children.empty()) {
-      std::vector<UpdateByIdRequest> reqs{
-          UpdateByIdRequest{parent.execution_id, guard, normalize_update(now, std::move(u))}};
-      caller.call(StorageMethod::update_many_by_id,
-                  [&](TaskExecutionsStorage& s) { s.update_many_by_id(reqs); });
+      UpdateByIdRequest req{parent.execution_id, guard, std::move(u)};
+      close_in_write(req, parent.parent, true, now);
+      req.update = normalize_update(now, std::move(req.update));
+      writes.updates.push_back(std::move(req));
     } else {
-      std::set<Timestamp> starts;
-      for (const auto& child : children) {
-        if (!child.is_sleeping_task) starts.insert(child.start_at);
-        if (child.is_sleeping_task && child.expires_at) schedule_expiry_at(*child.expires_at);
-      }
-      std::vector<UpdateByIdAndInsertChildrenRequest> reqs{UpdateByIdAndInsertChildrenRequest{
-          parent.execution_id, guard, normalize_update(now, std::move(u)), std::move(children)}};
-      caller.call(StorageMethod::update_many_by_id_and_insert_children_if_updated,
-                  [&](TaskExecutionsStorage& s) {
-                    s.update_many_by_id_and_insert_children_if_updated(reqs);
-                  });
-      for (const auto& t : starts) schedule_dispatch_at(t);
+      writes.with_children.push_back(UpdateByIdAndInsertChildrenRequest{
+          parent.execution_id, guard, normalize_update(now, std::move(u)), std::move(children)});
     }
   }
 
-  void fail_parent(const TaskExecutionRecord& parent, Status status, StoredError error) {
+  void fail_parent(const TaskExecutionRecord& parent, Status status, StoredError error,
+                   ParentWrites& writes) {
     TaskExecutionUpdate u;
     u.status = status;
     u.error = std::move(error);
-    write_parent_outcome(parent, std::move(u));
+    plan_parent_write(parent, std::move(u), writes);
   }
 
-  std::optional<TaskExecutionRecord> get_by_id(const std::string& id) {
-    std::vector<GetByIdRequest> reqs{GetByIdRequest{id, {}}};
-    auto res = caller.call(StorageMethod::get_many_by_id,
-                           [&](TaskExecutionsStorage& s) { return s.get_many_by_id(reqs); });
-    return res.empty() ? std::nullopt : std::move(res.front());
-  }
-
-  /** The children step of SPEC.md §3.10 (and §3.8 for sequential parents). */
-  void process_parent(const TaskExecutionRecord& parent) {
+  /** The children step of SPEC.md §3.10 (and §3.8 for sequential parents) for one parent. */
+  void process_parent(const TaskExecutionRecord& parent,
+                      const std::vector<TaskExecutionRecord>& children, ParentWrites& writes) {
     auto def = find_task(parent.task_id);
     if (!def) {
       fail_parent(parent, Status::failed,
                   DurableExecutionNotFoundError(fmt::format("Task {} not found", parent.task_id))
-                      .to_stored());
+                      .to_stored(),
+                  writes);
       return;
     }
+    std::unordered_map<std::string_view, const TaskExecutionRecord*> by_id;
+    by_id.reserve(children.size());
+    for (const auto& c : children) by_id.emplace(c.execution_id, &c);
     const auto declared = parent.children.value_or(std::vector<TaskExecutionSummary>{});
     if (def->are_children_sequential) {
       const auto it = std::find_if(declared.begin(), declared.end(),
                                    [](const auto& c) { return c.execution_id == "dummy"; });
       if (it != declared.end() && it != declared.begin()) {
-        advance_sequence(parent, declared, static_cast<std::size_t>(it - declared.begin()));
+        const auto j = static_cast<std::size_t>(it - declared.begin());
+        const auto prev = by_id.find(declared[j - 1].execution_id);
+        advance_sequence(parent, declared, j, prev == by_id.end() ? nullptr : prev->second,
+                         writes);
         return;
       }
     }
@@ -995,21 +1083,12 @@ struct Engine::Impl {
                         fin ? fmt::format("Finalize task {} cannot be a sleeping task",
                                           *def->finalize_task_id)
                             : fmt::format("Finalize task {} not found", *def->finalize_task_id))
-                        .to_stored());
+                        .to_stored(),
+                    writes);
         return;
       }
     }
-    std::vector<GetByParentExecutionIdRequest> reqs{
-        GetByParentExecutionIdRequest{parent.execution_id}};
-    auto loaded = caller.call(StorageMethod::get_many_by_parent_execution_id,
-                              [&](TaskExecutionsStorage& s) {
-                                return s.get_many_by_parent_execution_id(reqs);
-                              });
-    std::unordered_map<std::string, const TaskExecutionRecord*> by_id;
-    if (!loaded.empty()) {
-      for (const auto& c : loaded.front()) by_id.emplace(c.execution_id, &c);
-    }
-    nlohmann::json entries = nlohmann::json::array();
+    std::string entries;
     std::size_t missing = 0;
     for (const auto& summary : declared) {
       auto found = by_id.find(summary.execution_id);
@@ -1017,31 +1096,22 @@ struct Engine::Impl {
         ++missing;
         continue;
       }
-      const auto& child = *found->second;
-      nlohmann::json entry{{"taskId", child.task_id},
-                           {"executionId", child.execution_id},
-                           {"status", to_string(child.status)}};
-      if (child.status == Status::completed) {
-        entry["output"] = child.output ? nlohmann::json::parse(*child.output) : nlohmann::json();
-      } else {
-        entry["error"] =
-            child.error.value_or(StoredError{ErrorType::generic, false, false, "Unknown error"});
-      }
-      entries.push_back(std::move(entry));
+      append_child_entry(entries, *found->second);
     }
     if (missing > 0) {
       fail_parent(parent, Status::failed,
                   DurableExecutionNotFoundError(
                       fmt::format("Some children task executions not found: {}/{} not found",
                                   missing, declared.size()))
-                      .to_stored());
+                      .to_stored(),
+                  writes);
       return;
     }
-    const auto result = parent_result_json(parent.run_output.value_or(""), std::move(entries));
+    auto result = parent_result_json(parent.run_output.value_or(""), entries);
     if (fin) {
       check_size(result, options.max_serialized_input_data_size);
       auto child = make_child_record(
-          parent, *fin, result, EnqueueOptions{},
+          parent, *fin, std::move(result), EnqueueOptions{},
           ParentTaskExecutionSummary{parent.task_id, parent.execution_id, 0, false, true},
           now_timestamp());
       TaskExecutionUpdate u;
@@ -1049,7 +1119,7 @@ struct Engine::Impl {
       u.finalize = TaskExecutionSummary{child.task_id, child.execution_id};
       std::vector<TaskExecutionRecord> inserts;
       inserts.push_back(std::move(child));
-      write_parent_outcome(parent, std::move(u), std::move(inserts));
+      plan_parent_write(parent, std::move(u), writes, std::move(inserts));
       return;
     }
     TaskExecutionUpdate u;
@@ -1060,7 +1130,8 @@ struct Engine::Impl {
       } catch (...) {
         fail_parent(parent, Status::finalize_failed,
                     StoredError{ErrorType::generic, false, false,
-                                error_message(std::current_exception())});
+                                error_message(std::current_exception())},
+                    writes);
         return;
       }
       check_size(output, options.max_serialized_output_data_size);
@@ -1069,27 +1140,29 @@ struct Engine::Impl {
     } else {
       check_size(result, options.max_serialized_output_data_size);
       u.status = Status::completed;
-      u.output = result;
+      u.output = std::move(result);
     }
-    write_parent_outcome(parent, std::move(u));
+    plan_parent_write(parent, std::move(u), writes);
   }
 
   /** T16: launch sequential child j with child j-1's output, or fail the parent. */
   void advance_sequence(const TaskExecutionRecord& parent,
-                        std::vector<TaskExecutionSummary> declared, std::size_t j) {
+                        std::vector<TaskExecutionSummary> declared, std::size_t j,
+                        const TaskExecutionRecord* prev, ParentWrites& writes) {
     auto child_def = find_task(declared[j].task_id);
     if (!child_def) {
       fail_parent(parent, Status::failed,
                   DurableExecutionNotFoundError(
                       fmt::format("Child task {} not found", declared[j].task_id))
-                      .to_stored());
+                      .to_stored(),
+                  writes);
       return;
     }
-    auto prev = get_by_id(declared[j - 1].execution_id);
     if (!prev) {
       fail_parent(parent, Status::failed,
                   DurableExecutionNotFoundError(fmt::format("Task at index {} not found", j - 1))
-                      .to_stored());
+                      .to_stored(),
+                  writes);
       return;
     }
     if (prev->status != Status::completed) {
@@ -1097,7 +1170,8 @@ struct Engine::Impl {
                   StoredError{ErrorType::generic, false, false,
                               fmt::format("Task at index {} failed: {}", j - 1,
                                           prev->error ? prev->error->message
-                                                      : std::string{"Unknown error"})});
+                                                      : std::string{"Unknown error"})},
+                  writes);
       return;
     }
     NewTaskExecution n;
@@ -1120,7 +1194,7 @@ struct Engine::Impl {
     u.on_children_finished_processing_status = OnChildrenFinishedProcessingStatus::idle;
     std::vector<TaskExecutionRecord> inserts;
     inserts.push_back(std::move(child));
-    write_parent_outcome(parent, std::move(u), std::move(inserts));
+    plan_parent_write(parent, std::move(u), writes, std::move(inserts));
   }
 
   std::int64_t cancel_step() {

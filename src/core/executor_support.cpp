@@ -1,5 +1,6 @@
 #include "executor_support.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 namespace durable_execution::detail {
@@ -23,6 +24,22 @@ std::chrono::microseconds jittered_us(std::chrono::microseconds d) {
 std::chrono::milliseconds jittered(std::chrono::milliseconds d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
       jittered_us(std::chrono::duration_cast<std::chrono::microseconds>(d)));
+}
+
+void append_json_string(std::string& out, std::string_view text) {
+  out += '"';
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20) {
+      out += fmt::format("\\u{:04x}", c);
+    } else {
+      out += ch;
+    }
+  }
+  out += '"';
 }
 
 std::string make_executor_id() {

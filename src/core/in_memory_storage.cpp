@@ -235,6 +235,14 @@ struct InMemoryTaskExecutionsStorage::Impl {
     index(e);
   }
 
+  void decrement_parent_active_children_count(const Entry& child) {
+    if (!child.record.parent) return;
+    if (auto* parent = find(child.record.parent->execution_id, {})) {
+      --parent->record.active_children_count;
+      index(*parent);
+    }
+  }
+
   // Entries of `index` from `from` onwards while `in_range` holds and `accept`ed, at most `limit`.
   template <class InRange, class Accept = bool (*)(const Entry&)>
   std::vector<Entry*> select(
@@ -321,7 +329,10 @@ void InMemoryTaskExecutionsStorage::update_many_by_id(
     const std::vector<UpdateByIdRequest>& requests) {
   std::lock_guard lock(impl_->mutex);
   for (const auto& req : requests) {
-    if (auto* e = impl_->find(req.execution_id, req.filters)) impl_->update(*e, req.update);
+    auto* e = impl_->find(req.execution_id, req.filters);
+    if (!e) continue;
+    impl_->update(*e, req.update);
+    if (req.decrement_parent_active_children_count) impl_->decrement_parent_active_children_count(*e);
   }
 }
 
@@ -456,11 +467,7 @@ std::int64_t InMemoryTaskExecutionsStorage::
       [&](const Key& k) { return k.a == finished && k.b == close; }, req.limit);
   for (auto* e : entries) {
     impl_->update(*e, req.update);
-    if (!e->record.parent) continue;
-    if (auto* parent = impl_->find(e->record.parent->execution_id, {})) {
-      --parent->record.active_children_count;
-      impl_->index(*parent);
-    }
+    impl_->decrement_parent_active_children_count(*e);
   }
   return static_cast<std::int64_t>(entries.size());
 }

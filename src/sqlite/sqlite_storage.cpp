@@ -918,6 +918,31 @@ struct SqliteTaskExecutionsStorage::Impl {
     return stmt.exec() > 0;
   }
 
+  // Like the reference engine's SQL stores, a decrement also bumps the parent's updated_at.
+  void decrement_active_children_count(Connection& c, const std::string& parent_id,
+                                       std::int64_t count, Timestamp updated_at) const {
+    auto& dec = c.statement("UPDATE " + quoted_table +
+                            " SET active_children_count = active_children_count - ?, "
+                            "updated_at = ? WHERE execution_id = ?");
+    dec.bind(1, static_cast<int64_t>(count));
+    dec.bind(2, static_cast<int64_t>(ms(updated_at)));
+    dec.bind(3, parent_id);
+    dec.exec();
+  }
+
+  /** The parent execution id of `execution_id`, or "" for a top-level or unknown execution. */
+  std::string parent_of(Connection& c, const std::string& execution_id) const {
+    auto& stmt = c.statement("SELECT parent_execution_id FROM " + quoted_table +
+                             " WHERE execution_id = ?");
+    stmt.bind(1, execution_id);
+    std::string parent;
+    if (stmt.executeStep() && stmt.getColumn(0).getType() == SQLite::TEXT) {
+      parent = stmt.getColumn(0).getString();
+    }
+    stmt.reset();
+    return parent;
+  }
+
   /**
    * Selects up to `limit` rows (`where` + `order_by`, parameters `where_values`), applies the
    * update to each by rowid, and returns them with the update applied, in selection order.
@@ -1056,7 +1081,13 @@ void SqliteTaskExecutionsStorage::update_many_by_id(const std::vector<UpdateById
   if (requests.empty()) return;
   impl_->transaction(true, "update_many_by_id", [&](Connection& c) {
     for (const auto& req : requests) {
-      (void)impl_->update_by_id(c, req.execution_id, req.filters, req.update);
+      if (impl_->update_by_id(c, req.execution_id, req.filters, req.update) &&
+          req.decrement_parent_active_children_count) {
+        const auto parent = impl_->parent_of(c, req.execution_id);
+        if (!parent.empty()) {
+          impl_->decrement_active_children_count(c, parent, 1, req.update.updated_at);
+        }
+      }
     }
   });
 }
@@ -1234,16 +1265,8 @@ std::int64_t SqliteTaskExecutionsStorage::
           upd.bind(static_cast<int>(set.values.size()) + 1, static_cast<int64_t>(id));
           upd.exec();
         }
-        // Like the reference engine's SQL stores, this also bumps the parent's updated_at.
-        auto& dec = c.statement("UPDATE " + im.quoted_table +
-                                " SET active_children_count = active_children_count - ?, "
-                                "updated_at = ? WHERE execution_id = ?");
         for (const auto& [parent_id, count] : decrements) {
-          dec.reset();
-          dec.bind(1, static_cast<int64_t>(count));
-          dec.bind(2, static_cast<int64_t>(ms(request.update.updated_at)));
-          dec.bind(3, parent_id);
-          dec.exec();
+          im.decrement_active_children_count(c, parent_id, count, request.update.updated_at);
         }
         return static_cast<std::int64_t>(ids.size());
       });

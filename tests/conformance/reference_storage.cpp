@@ -97,8 +97,11 @@ ReferenceStorage::get_many_by_sleeping_task_unique_id(
 void ReferenceStorage::update_many_by_id(const std::vector<UpdateByIdRequest>& requests) {
   Lock lock{mutex_};
   for (const auto& req : requests) {
-    if (auto* r = find(req.execution_id); r && req.filters.matches(*r)) {
-      apply_update(*r, req.update);
+    auto* r = find(req.execution_id);
+    if (!r || !req.filters.matches(*r)) continue;
+    apply_update(*r, req.update);
+    if (req.decrement_parent_active_children_count && r->parent) {
+      if (auto* p = find(r->parent->execution_id)) --p->active_children_count;
     }
   }
 }

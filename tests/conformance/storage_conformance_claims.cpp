@@ -600,3 +600,67 @@ TEST_P(StorageConformance, DecrementCountsSeveralChildrenOfOneParentAndIgnoresTo
   EXPECT_EQ(fetch(orphan.execution_id).close_status, CloseStatus::ready);
   EXPECT_FALSE(find(orphan.parent->execution_id).has_value());
 }
+
+// ---- update by id with parent decrement (a child closed in its result write) ---------------
+
+TEST_P(StorageConformance, UpdateByIdDecrementsTheParentOnlyWhenTheGuardedUpdateApplies) {
+  auto parent = new_record();
+  parent.status = TaskExecutionStatus::waiting_for_children;
+  parent.active_children_count = 3;
+  auto running_child = [&](std::int32_t index) {
+    auto c = new_child_record(parent, index);
+    c.status = TaskExecutionStatus::running;
+    return c;
+  };
+  const auto c0 = running_child(0);
+  const auto c1 = running_child(1);
+  auto c2 = running_child(2);
+  c2.status = TaskExecutionStatus::cancelled;  // already finished: the guard fails
+  c2.is_finished = true;
+  auto top_level = new_record();
+  top_level.status = TaskExecutionStatus::running;
+  insert({parent, c0, c1, c2, top_level});
+
+  const auto t = now_ + milliseconds{10};
+  const auto close = normalized(t, {.status = TaskExecutionStatus::completed,
+                                    .output = std::string{"1"},
+                                    .close_status = CloseStatus::closed,
+                                    .closed_at = t});
+  const durable_execution::GetByIdFilters running{.status = TaskExecutionStatus::running};
+  storage().update_many_by_id({
+      {.execution_id = c0.execution_id,
+       .filters = running,
+       .update = close,
+       .decrement_parent_active_children_count = true},
+      {.execution_id = c1.execution_id, .filters = running, .update = close},  // no decrement
+      {.execution_id = c2.execution_id,
+       .filters = running,
+       .update = close,
+       .decrement_parent_active_children_count = true},
+      {.execution_id = top_level.execution_id,
+       .filters = running,
+       .update = close,
+       .decrement_parent_active_children_count = true},  // no parent: nothing to decrement
+      {.execution_id = "te_unknown",
+       .filters = {},
+       .update = close,
+       .decrement_parent_active_children_count = true},
+  });
+  EXPECT_EQ(fetch(parent.execution_id).active_children_count, 2);
+  EXPECT_EQ(fetch(c0.execution_id).status, TaskExecutionStatus::completed);
+  EXPECT_EQ(fetch(c0.execution_id).close_status, CloseStatus::closed);
+  EXPECT_EQ(fetch(c1.execution_id).status, TaskExecutionStatus::completed);
+  EXPECT_EQ(fetch(c2.execution_id), c2);
+  EXPECT_EQ(fetch(top_level.execution_id).close_status, CloseStatus::closed);
+
+  // A second identical write no longer matches its guard: the parent keeps its count.
+  storage().update_many_by_id({{.execution_id = c0.execution_id,
+                                .filters = running,
+                                .update = close,
+                                .decrement_parent_active_children_count = true}});
+  EXPECT_EQ(fetch(parent.execution_id).active_children_count, 2);
+  auto p = fetch(parent.execution_id);
+  p.updated_at = parent.updated_at;
+  p.active_children_count = parent.active_children_count;
+  EXPECT_EQ(p, parent);
+}
