@@ -10,9 +10,11 @@ namespace durable_execution {
 /**
  * @brief A process-local, indexed TaskExecutionsStorage, for tests and ephemeral work.
  *
- * Every query is served by an ordered index or a hash (status + start time for claims, parent
- * id, sleeping-task unique id, close status, expiry times, executor id with cancellation flag),
- * so no operation scans all executions and the cost per operation stays flat as the store grows.
+ * Every query the engine makes is served by an ordered index or a hash (ready rows by start
+ * time for claims, parent id, sleeping-task unique id, close status, expiry times, executor id
+ * with cancellation flag), so the engine's cost per operation stays flat as the store grows. The
+ * status-like indexes are partial: they hold only the values the engine selects (`ready` for the
+ * claim, for example), and a query for other values scans all executions.
  * Nothing survives the process.
  *
  * @code
