@@ -664,3 +664,52 @@ TEST_P(StorageConformance, UpdateByIdDecrementsTheParentOnlyWhenTheGuardedUpdate
   p.active_children_count = parent.active_children_count;
   EXPECT_EQ(p, parent);
 }
+
+// ---- values the engine never selects ----------------------------------------------------------
+
+// A backend may optimise for the values the engine queries (the in-memory store keeps partial
+// indexes); every other value must still select the right rows in the contract's order.
+TEST_P(StorageConformance, ClaimsForValuesTheEngineNeverAsksForSelectInOrder) {
+  const auto past = now_ - milliseconds{1000};
+  auto row = [&](TaskExecutionStatus status, Timestamp start_at, Timestamp updated_at) {
+    auto r = new_record();
+    r.status = status;
+    r.is_finished = durable_execution::is_finished(status);
+    r.start_at = start_at;
+    r.updated_at = updated_at;
+    return r;
+  };
+  const auto failed_late = row(TaskExecutionStatus::failed, now_, past);
+  const auto failed_early = row(TaskExecutionStatus::failed, past, now_);
+  const auto ready = row(TaskExecutionStatus::ready, past - milliseconds{1}, past);
+  auto closed_late = row(TaskExecutionStatus::completed, past, now_);
+  closed_late.close_status = CloseStatus::closed;
+  auto closed_early = row(TaskExecutionStatus::completed, past, past);
+  closed_early.close_status = CloseStatus::closed;
+  insert({failed_late, closed_late, ready, failed_early, closed_early});
+
+  const auto t = now_ + milliseconds{2000};
+  const auto touch = normalized(t, {.executor_id = "other-executor"});
+  // By status and start_at: the oldest start_at of the failed rows first.
+  auto by_status = storage().update_by_status_and_start_at_less_than_and_return(
+      {.status = TaskExecutionStatus::failed,
+       .start_at_less_than = t,
+       .update = touch,
+       .update_expires_at_with_started_at = t,
+       .limit = 1});
+  EXPECT_EQ(ids_of(by_status), std::vector{failed_early.execution_id});
+  // By close status: the oldest updated_at of the closed rows first, then the rest.
+  auto by_close = storage().update_by_close_status_and_return(
+      {.close_status = CloseStatus::closed, .update = touch, .limit = 10});
+  EXPECT_EQ(ids_of(by_close),
+            (std::vector{closed_early.execution_id, closed_late.execution_id}));
+  EXPECT_EQ(fetch(ready.execution_id), ready);
+  EXPECT_EQ(fetch(failed_late.execution_id), failed_late);
+  // By executor without the cancellation flag: every row touched above, oldest update first.
+  auto by_executor = storage().update_by_executor_id_and_needs_promise_cancellation_and_return(
+      {.executor_id = "other-executor",
+       .needs_promise_cancellation = false,
+       .update = normalized(t + milliseconds{1}, {.needs_promise_cancellation = false}),
+       .limit = 10});
+  EXPECT_EQ(by_executor.size(), 3U);
+}
