@@ -215,25 +215,83 @@ bool is_valid_table_name(std::string_view name) {
   return lower.rfind("sqlite_", 0) != 0 && lower != kSchemaTable;
 }
 
+// ---- statements ------------------------------------------------------------------------------
+
+/**
+ * A prepared statement on SQLite's C API. SQLiteCpp's Statement copies every bound string and
+ * hands out a Column (a shared_ptr copy) per column read; on the engine's hot path those costs
+ * were a large part of a write transaction, so the storage binds and reads through this instead.
+ * Errors are thrown as SQLite::Exception, like SQLiteCpp's, so one translation covers both.
+ */
+class Stmt {
+ public:
+  Stmt(sqlite3* db, std::string sql) : db_(db), sql_(std::move(sql)) {
+    const int rc = sqlite3_prepare_v3(db_, sql_.c_str(), static_cast<int>(sql_.size() + 1),
+                                      SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
+    if (rc != SQLITE_OK) {
+      sqlite3_finalize(stmt_);
+      throw SQLite::Exception(db_, rc);
+    }
+  }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  Stmt(Stmt&&) = delete;
+  Stmt& operator=(Stmt&&) = delete;
+  ~Stmt() { sqlite3_finalize(stmt_); }
+
+  [[nodiscard]] const std::string& sql() const noexcept { return sql_; }
+  void reset() noexcept { (void)sqlite3_reset(stmt_); }
+
+  void bind(int index, std::int64_t value) { check(sqlite3_bind_int64(stmt_, index, value)); }
+  /** Binds text that stays alive and unchanged until the statement is stepped to completion. */
+  void bind_static(int index, std::string_view value) {
+    check(sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_STATIC,
+                              SQLITE_UTF8));
+  }
+  /** Binds a copy of the text (for temporaries). */
+  void bind_copy(int index, std::string_view value) {
+    check(sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_TRANSIENT,
+                              SQLITE_UTF8));
+  }
+  void bind_null(int index) { check(sqlite3_bind_null(stmt_, index)); }
+
+  /** One step: true if a row is available. */
+  bool step() {
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    throw SQLite::Exception(db_, rc);
+  }
+  /** Runs to completion; returns the number of rows changed. */
+  std::int64_t exec() {
+    while (step()) {
+    }
+    return sqlite3_changes64(db_);
+  }
+
+  [[nodiscard]] int type(int col) const noexcept { return sqlite3_column_type(stmt_, col); }
+  [[nodiscard]] bool is_null(int col) const noexcept { return type(col) == SQLITE_NULL; }
+  [[nodiscard]] std::int64_t int64(int col) const noexcept {
+    return sqlite3_column_int64(stmt_, col);
+  }
+  [[nodiscard]] std::string_view text(int col) const noexcept {
+    const auto* p = sqlite3_column_text(stmt_, col);
+    const auto n = sqlite3_column_bytes(stmt_, col);
+    if (p == nullptr) return {};
+    return {reinterpret_cast<const char*>(p), static_cast<std::size_t>(n)};
+  }
+
+ private:
+  void check(int rc) const {
+    if (rc != SQLITE_OK) throw SQLite::Exception(db_, rc);
+  }
+
+  sqlite3* db_;
+  std::string sql_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
 // ---- values ----------------------------------------------------------------------------------
-
-using SqlValue = std::variant<std::monostate, std::int64_t, std::string>;
-
-void bind_value(SQLite::Statement& stmt, int index, const SqlValue& value) {
-  if (const auto* i = std::get_if<std::int64_t>(&value)) {
-    stmt.bind(index, static_cast<int64_t>(*i));
-  } else if (const auto* s = std::get_if<std::string>(&value)) {
-    stmt.bind(index, *s);
-  } else {
-    stmt.bind(index);
-  }
-}
-
-void bind_all(SQLite::Statement& stmt, const std::vector<SqlValue>& values, int first = 1) {
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    bind_value(stmt, first + static_cast<int>(i), values[i]);
-  }
-}
 
 std::int64_t b(bool v) { return v ? 1 : 0; }
 std::int64_t ms(Timestamp t) { return to_unix_ms(t); }
@@ -243,176 +301,224 @@ std::string json_text(const auto& value) {
   return nlohmann::json(value).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-template <class T, class F>
-SqlValue opt(const std::optional<T>& value, F&& convert) {
-  if (!value) return std::monostate{};
-  return SqlValue{convert(*value)};
+// The columns an update can assign, in SET clause order. An update's shape (which columns it
+// sets to a value and which to NULL) keys its cached statement, so the SQL text is built once
+// per shape, not per call.
+enum SetField : unsigned {
+  s_executor_id,
+  s_status,
+  s_run_output,
+  s_output,
+  s_error,
+  s_retry_attempts,
+  s_start_at,
+  s_started_at,
+  s_expires_at,
+  s_expires_at_from_base,  // expires_at = ? + timeout_ms (the claim: per-row timeouts)
+  s_children,
+  s_active_children_count,
+  s_ocfp_status,
+  s_ocfp_expires_at,
+  s_ocfp_finished_at,
+  s_finalize,
+  s_close_status,
+  s_close_expires_at,
+  s_closed_at,
+  s_needs_promise_cancellation,
+  s_is_finished,
+  s_finished_at,
+  s_updated_at,
+  s_field_count,
+};
+static_assert(s_field_count <= 32);
+
+constexpr std::array<std::string_view, s_field_count> kSetColumns{
+    "executor_id",
+    "status",
+    "run_output",
+    "output",
+    "error",
+    "retry_attempts",
+    "start_at",
+    "started_at",
+    "expires_at",
+    "expires_at",
+    "children",
+    "active_children_count",
+    "on_children_finished_processing_status",
+    "on_children_finished_processing_expires_at",
+    "on_children_finished_processing_finished_at",
+    "finalize",
+    "close_status",
+    "close_expires_at",
+    "closed_at",
+    "needs_promise_cancellation",
+    "is_finished",
+    "finished_at",
+    "updated_at",
+};
+
+/**
+ * Calls `v.value(field, x)` (x: int64, string_view into `u` or a static string, or a temporary
+ * std::string) or `v.null(field)` for every column the update assigns, in SetField order.
+ * Unset directives win over set values, as in apply_update(). With `expires_at_base`,
+ * expires_at is computed per row as base + the row's own timeout.
+ */
+template <class V>
+void visit_update(const TaskExecutionUpdate& u, std::optional<Timestamp> expires_at_base, V& v) {
+  auto text_opt = [&](SetField f, const std::optional<std::string>& x, bool unset) {
+    if (unset) {
+      v.null(f);
+    } else if (x) {
+      v.value(f, std::string_view{*x});
+    }
+  };
+  auto time_opt = [&](SetField f, const std::optional<Timestamp>& x, bool unset) {
+    if (unset) {
+      v.null(f);
+    } else if (x) {
+      v.value(f, ms(*x));
+    }
+  };
+  text_opt(s_executor_id, u.executor_id, u.unset_executor_id);
+  if (u.status) v.value(s_status, to_string(*u.status));
+  text_opt(s_run_output, u.run_output, u.unset_run_output);
+  text_opt(s_output, u.output, false);
+  if (u.unset_error) {
+    v.null(s_error);
+  } else if (u.error) {
+    v.value(s_error, json_text(*u.error));
+  }
+  if (u.retry_attempts) v.value(s_retry_attempts, std::int64_t{*u.retry_attempts});
+  time_opt(s_start_at, u.start_at, false);
+  time_opt(s_started_at, u.started_at, false);
+  if (expires_at_base) {
+    v.value(s_expires_at_from_base, ms(*expires_at_base));
+  } else {
+    time_opt(s_expires_at, u.expires_at, u.unset_expires_at);
+  }
+  if (u.children) v.value(s_children, json_text(*u.children));
+  if (u.active_children_count) {
+    v.value(s_active_children_count, std::int64_t{*u.active_children_count});
+  }
+  if (u.on_children_finished_processing_status) {
+    v.value(s_ocfp_status, to_string(*u.on_children_finished_processing_status));
+  }
+  time_opt(s_ocfp_expires_at, u.on_children_finished_processing_expires_at,
+           u.unset_on_children_finished_processing_expires_at);
+  time_opt(s_ocfp_finished_at, u.on_children_finished_processing_finished_at, false);
+  if (u.finalize) v.value(s_finalize, json_text(*u.finalize));
+  if (u.close_status) v.value(s_close_status, to_string(*u.close_status));
+  time_opt(s_close_expires_at, u.close_expires_at, u.unset_close_expires_at);
+  time_opt(s_closed_at, u.closed_at, false);
+  if (u.needs_promise_cancellation) {
+    v.value(s_needs_promise_cancellation, b(*u.needs_promise_cancellation));
+  }
+  if (u.is_finished) v.value(s_is_finished, b(*u.is_finished));
+  time_opt(s_finished_at, u.finished_at, false);
+  v.value(s_updated_at, ms(u.updated_at));
 }
 
-std::vector<SqlValue> record_values(const TaskExecutionRecord& r) {
-  std::vector<SqlValue> v;
-  v.reserve(kColumns.size());
-  v.emplace_back(opt(r.root, [](const auto& s) { return s.task_id; }));
-  v.emplace_back(opt(r.root, [](const auto& s) { return s.execution_id; }));
-  v.emplace_back(opt(r.parent, [](const auto& p) { return p.task_id; }));
-  v.emplace_back(opt(r.parent, [](const auto& p) { return p.execution_id; }));
-  v.emplace_back(
-      opt(r.parent, [](const auto& p) { return std::int64_t{p.index_in_parent_children}; }));
-  v.emplace_back(opt(r.parent, [](const auto& p) { return b(p.is_only_child_of_parent); }));
-  v.emplace_back(opt(r.parent, [](const auto& p) { return b(p.is_finalize_of_parent); }));
-  v.emplace_back(r.task_id);
-  v.emplace_back(r.execution_id);
-  v.emplace_back(json_text(r.retry_options));
-  v.emplace_back(std::int64_t{r.sleep_before_run.count()});
-  v.emplace_back(std::int64_t{r.timeout.count()});
-  v.emplace_back(b(r.are_children_sequential));
-  v.emplace_back(r.input);
-  v.emplace_back(opt(r.executor_id, [](const auto& s) { return s; }));
-  v.emplace_back(b(r.is_sleeping_task));
-  v.emplace_back(opt(r.sleeping_task_unique_id, [](const auto& s) { return s; }));
-  v.emplace_back(std::string{to_string(r.status)});
-  v.emplace_back(b(r.is_finished));
-  v.emplace_back(opt(r.run_output, [](const auto& s) { return s; }));
-  v.emplace_back(opt(r.output, [](const auto& s) { return s; }));
-  v.emplace_back(opt(r.error, [](const auto& e) { return json_text(e); }));
-  v.emplace_back(std::int64_t{r.retry_attempts});
-  v.emplace_back(ms(r.start_at));
-  v.emplace_back(opt(r.started_at, ms));
-  v.emplace_back(opt(r.expires_at, ms));
-  v.emplace_back(opt(r.finished_at, ms));
-  v.emplace_back(opt(r.children, [](const auto& c) { return json_text(c); }));
-  v.emplace_back(std::int64_t{r.active_children_count});
-  v.emplace_back(std::string{to_string(r.on_children_finished_processing_status)});
-  v.emplace_back(opt(r.on_children_finished_processing_expires_at, ms));
-  v.emplace_back(opt(r.on_children_finished_processing_finished_at, ms));
-  v.emplace_back(opt(r.finalize, [](const auto& f) { return json_text(f); }));
-  v.emplace_back(std::string{to_string(r.close_status)});
-  v.emplace_back(opt(r.close_expires_at, ms));
-  v.emplace_back(opt(r.closed_at, ms));
-  v.emplace_back(b(r.needs_promise_cancellation));
-  v.emplace_back(ms(r.created_at));
-  v.emplace_back(ms(r.updated_at));
-  return v;
-}
+/** Which columns an update assigns a value (`set`) or NULL (`null`): its statement's shape. */
+struct UpdateShape {
+  std::uint32_t set = 0;
+  std::uint32_t null = 0;
 
-/** The SET clause of an update: column assignments in a fixed order, and their values. */
-struct SetClause {
-  std::string sql;
-  std::vector<SqlValue> values;
+  [[nodiscard]] std::uint64_t key() const {
+    return static_cast<std::uint64_t>(set) | (static_cast<std::uint64_t>(null) << 32);
+  }
 
-  void add(std::string_view column, SqlValue value) {
-    if (!sql.empty()) sql += ", ";
-    sql += column;
-    sql += " = ?";
-    values.push_back(std::move(value));
-  }
-  void add_null(std::string_view column) {
-    if (!sql.empty()) sql += ", ";
-    sql += column;
-    sql += " = NULL";
-  }
-  void add_raw(std::string_view assignment) {
-    if (!sql.empty()) sql += ", ";
-    sql += assignment;
+  /** The SET clause: column assignments in SetField order. */
+  [[nodiscard]] std::string sql() const {
+    std::string out;
+    for (unsigned f = 0; f < s_field_count; ++f) {
+      const bool is_set = (set >> f) & 1U;
+      const bool is_null = (null >> f) & 1U;
+      if (!is_set && !is_null) continue;
+      if (!out.empty()) out += ", ";
+      out += kSetColumns[f];
+      if (is_null) {
+        out += " = NULL";
+      } else if (f == s_expires_at_from_base) {
+        out += " = ? + timeout_ms";
+      } else {
+        out += " = ?";
+      }
+    }
+    return out;
   }
 };
 
-// Unset directives win over set values, as in apply_update().
-// With `expires_at_base`, expires_at is computed per row as base + the row's own timeout.
-SetClause make_set_clause(const TaskExecutionUpdate& u,
-                          std::optional<Timestamp> expires_at_base = std::nullopt) {
-  SetClause s;
-  auto text_opt = [&](std::string_view col, const std::optional<std::string>& v, bool unset) {
-    if (unset) {
-      s.add_null(col);
-    } else if (v) {
-      s.add(col, *v);
-    }
-  };
-  auto time_opt = [&](std::string_view col, const std::optional<Timestamp>& v, bool unset) {
-    if (unset) {
-      s.add_null(col);
-    } else if (v) {
-      s.add(col, ms(*v));
-    }
-  };
-  text_opt("executor_id", u.executor_id, u.unset_executor_id);
-  if (u.status) s.add("status", std::string{to_string(*u.status)});
-  text_opt("run_output", u.run_output, u.unset_run_output);
-  text_opt("output", u.output, false);
-  if (u.unset_error) {
-    s.add_null("error");
-  } else if (u.error) {
-    s.add("error", json_text(*u.error));
-  }
-  if (u.retry_attempts) s.add("retry_attempts", std::int64_t{*u.retry_attempts});
-  time_opt("start_at", u.start_at, false);
-  time_opt("started_at", u.started_at, false);
-  if (expires_at_base) {
-    s.add_raw("expires_at = ? + timeout_ms");
-    s.values.emplace_back(ms(*expires_at_base));  // positional: bound in SQL text order
-  } else {
-    time_opt("expires_at", u.expires_at, u.unset_expires_at);
-  }
-  if (u.children) s.add("children", json_text(*u.children));
-  if (u.active_children_count) {
-    s.add("active_children_count", std::int64_t{*u.active_children_count});
-  }
-  if (u.on_children_finished_processing_status) {
-    s.add("on_children_finished_processing_status",
-          std::string{to_string(*u.on_children_finished_processing_status)});
-  }
-  time_opt("on_children_finished_processing_expires_at",
-           u.on_children_finished_processing_expires_at,
-           u.unset_on_children_finished_processing_expires_at);
-  time_opt("on_children_finished_processing_finished_at",
-           u.on_children_finished_processing_finished_at, false);
-  if (u.finalize) s.add("finalize", json_text(*u.finalize));
-  if (u.close_status) s.add("close_status", std::string{to_string(*u.close_status)});
-  time_opt("close_expires_at", u.close_expires_at, u.unset_close_expires_at);
-  time_opt("closed_at", u.closed_at, false);
-  if (u.needs_promise_cancellation) {
-    s.add("needs_promise_cancellation", b(*u.needs_promise_cancellation));
-  }
-  if (u.is_finished) s.add("is_finished", b(*u.is_finished));
-  time_opt("finished_at", u.finished_at, false);
-  s.add("updated_at", ms(u.updated_at));
-  return s;
+struct ShapeVisitor {
+  UpdateShape shape;
+  void value(SetField f, const auto& /*value*/) { shape.set |= 1U << f; }
+  void null(SetField f) { shape.null |= 1U << f; }
+};
+
+UpdateShape shape_of(const TaskExecutionUpdate& u, std::optional<Timestamp> expires_at_base) {
+  ShapeVisitor v;
+  visit_update(u, expires_at_base, v);
+  return v.shape;
+}
+
+/** Binds an update's values from parameter 1 on; returns the next parameter index. */
+struct BindVisitor {
+  Stmt& stmt;
+  int next = 1;
+  void value(SetField /*f*/, std::int64_t x) { stmt.bind(next++, x); }
+  void value(SetField /*f*/, std::string_view x) { stmt.bind_static(next++, x); }
+  void value(SetField /*f*/, const std::string& x) { stmt.bind_copy(next++, x); }
+  void null(SetField /*f*/) {}
+};
+
+int bind_update(Stmt& stmt, const TaskExecutionUpdate& u,
+                std::optional<Timestamp> expires_at_base) {
+  BindVisitor v{stmt};
+  visit_update(u, expires_at_base, v);
+  return v.next;
 }
 
 // ---- reading rows ----------------------------------------------------------------------------
 
-[[noreturn]] void corrupt(const std::string& table, const std::string& execution_id,
+[[noreturn]] void corrupt(const std::string& table, std::string_view execution_id,
                           std::string_view column, const std::string& detail) {
   throw DurableExecutionError("Corrupt task execution row in SQLite table " + table +
-                                  " (execution id '" + execution_id + "', column " +
-                                  std::string{column} + "): " + detail,
+                                  " (execution id '" + std::string{execution_id} +
+                                  "', column " + std::string{column} + "): " + detail,
                               ErrorType::generic, false, true);
 }
 
-struct RowReader {
-  const SQLite::Statement& stmt;
-  const std::string& table;
-  std::string execution_id;  // for error messages
+/** Decoded JSON values that repeat across rows (retry options), per connection. */
+struct DecodeCache {
+  std::string retry_options_text;
+  RetryOptions retry_options{};
+  bool has_retry_options = false;
+};
 
-  [[nodiscard]] std::string_view name(int col) const {
+struct RowReader {
+  const Stmt& stmt;
+  const std::string& table;
+  std::string_view execution_id;  // for error messages
+
+  [[nodiscard]] static std::string_view name(int col) {
     return kColumns[static_cast<std::size_t>(col - 1)];
   }
-  [[nodiscard]] bool is_null(int col) const { return stmt.isColumnNull(col); }
+  [[nodiscard]] bool is_null(int col) const { return stmt.is_null(col); }
 
-  [[nodiscard]] std::string text(int col) const {
-    auto c = stmt.getColumn(col);
-    if (c.getType() != SQLite::TEXT) corrupt(table, execution_id, name(col), "expected TEXT");
-    return c.getString();
+  [[nodiscard]] std::string_view text_view(int col) const {
+    if (stmt.type(col) != SQLITE_TEXT) corrupt(table, execution_id, name(col), "expected TEXT");
+    return stmt.text(col);
   }
+  [[nodiscard]] std::string text(int col) const { return std::string{text_view(col)}; }
   [[nodiscard]] std::optional<std::string> opt_text(int col) const {
     if (is_null(col)) return std::nullopt;
     return text(col);
   }
   [[nodiscard]] std::int64_t integer(int col) const {
-    auto c = stmt.getColumn(col);
-    if (c.getType() != SQLite::INTEGER) corrupt(table, execution_id, name(col), "expected INTEGER");
-    return c.getInt64();
+    if (stmt.type(col) != SQLITE_INTEGER) {
+      corrupt(table, execution_id, name(col), "expected INTEGER");
+    }
+    return stmt.int64(col);
   }
   [[nodiscard]] std::int32_t int32(int col) const {
     auto v = integer(col);
@@ -434,7 +540,7 @@ struct RowReader {
   }
   template <class T>
   [[nodiscard]] T json(int col) const {
-    auto value = text(col);  // a type error is reported as such, before parsing
+    auto value = text_view(col);  // a type error is reported as such, before parsing
     try {
       return nlohmann::json::parse(value).get<T>();
     } catch (const std::exception& e) {
@@ -448,7 +554,7 @@ struct RowReader {
   }
   template <class F>
   [[nodiscard]] auto parsed(int col, F&& parse) const {
-    auto value = text(col);
+    auto value = text_view(col);
     try {
       return parse(value);
     } catch (const std::exception& e) {
@@ -457,39 +563,50 @@ struct RowReader {
   }
 };
 
-TaskExecutionRecord read_record(const SQLite::Statement& stmt, const std::string& table) {
+TaskExecutionRecord read_record(const Stmt& stmt, const std::string& table, DecodeCache& cache) {
   RowReader row{stmt, table, {}};
   // Best effort id for error messages first; a corrupt id column is itself reported.
-  if (stmt.getColumn(c_execution_id).getType() == SQLite::TEXT) {
-    row.execution_id = stmt.getColumn(c_execution_id).getString();
-  }
+  if (stmt.type(c_execution_id) == SQLITE_TEXT) row.execution_id = stmt.text(c_execution_id);
   TaskExecutionRecord r;
-  auto root_task = row.opt_text(c_root_task_id);
-  auto root_exec = row.opt_text(c_root_execution_id);
-  if (root_task && root_exec && !root_task->empty() && !root_exec->empty()) {
-    r.root = TaskExecutionSummary{std::move(*root_task), std::move(*root_exec)};
+  if (!row.is_null(c_root_task_id) && !row.is_null(c_root_execution_id)) {
+    auto root_task = row.text_view(c_root_task_id);
+    auto root_exec = row.text_view(c_root_execution_id);
+    if (!root_task.empty() && !root_exec.empty()) {
+      r.root = TaskExecutionSummary{std::string{root_task}, std::string{root_exec}};
+    }
   }
-  auto parent_task = row.opt_text(c_parent_task_id);
-  auto parent_exec = row.opt_text(c_parent_execution_id);
-  if (parent_task && parent_exec && !parent_task->empty() && !parent_exec->empty()) {
-    ParentTaskExecutionSummary p;
-    p.task_id = std::move(*parent_task);
-    p.execution_id = std::move(*parent_exec);
-    // SPEC.md §9.2: missing index defaults to 0 and flags to false (tested for NULL, not truth).
-    if (!row.is_null(c_index_in_parent_children)) {
-      p.index_in_parent_children = row.int32(c_index_in_parent_children);
+  if (!row.is_null(c_parent_task_id) && !row.is_null(c_parent_execution_id)) {
+    auto parent_task = row.text_view(c_parent_task_id);
+    auto parent_exec = row.text_view(c_parent_execution_id);
+    if (!parent_task.empty() && !parent_exec.empty()) {
+      ParentTaskExecutionSummary p;
+      p.task_id = std::string{parent_task};
+      p.execution_id = std::string{parent_exec};
+      // SPEC.md §9.2: missing index defaults to 0 and flags to false (tested for NULL, not truth).
+      if (!row.is_null(c_index_in_parent_children)) {
+        p.index_in_parent_children = row.int32(c_index_in_parent_children);
+      }
+      if (!row.is_null(c_is_only_child_of_parent)) {
+        p.is_only_child_of_parent = row.boolean(c_is_only_child_of_parent);
+      }
+      if (!row.is_null(c_is_finalize_of_parent)) {
+        p.is_finalize_of_parent = row.boolean(c_is_finalize_of_parent);
+      }
+      r.parent = std::move(p);
     }
-    if (!row.is_null(c_is_only_child_of_parent)) {
-      p.is_only_child_of_parent = row.boolean(c_is_only_child_of_parent);
-    }
-    if (!row.is_null(c_is_finalize_of_parent)) {
-      p.is_finalize_of_parent = row.boolean(c_is_finalize_of_parent);
-    }
-    r.parent = std::move(p);
   }
   r.task_id = row.text(c_task_id);
   r.execution_id = row.text(c_execution_id);
-  r.retry_options = row.json<RetryOptions>(c_retry_options);
+  {
+    // Rows of one task share their retry options: decode each distinct text once.
+    const auto text = row.text_view(c_retry_options);
+    if (!cache.has_retry_options || text != cache.retry_options_text) {
+      cache.retry_options = row.json<RetryOptions>(c_retry_options);
+      cache.retry_options_text.assign(text);
+      cache.has_retry_options = true;
+    }
+    r.retry_options = cache.retry_options;
+  }
   r.sleep_before_run = std::chrono::milliseconds{row.integer(c_sleep_ms_before_run)};
   r.timeout = std::chrono::milliseconds{row.integer(c_timeout_ms)};
   r.are_children_sequential = row.boolean(c_are_children_sequential);
@@ -497,7 +614,7 @@ TaskExecutionRecord read_record(const SQLite::Statement& stmt, const std::string
   r.executor_id = row.opt_text(c_executor_id);
   r.is_sleeping_task = row.boolean(c_is_sleeping_task);
   r.sleeping_task_unique_id = row.opt_text(c_sleeping_task_unique_id);
-  r.status = row.parsed(c_status, [](const std::string& s) { return parse_task_execution_status(s); });
+  r.status = row.parsed(c_status, [](std::string_view s) { return parse_task_execution_status(s); });
   r.is_finished = row.boolean(c_is_finished);
   r.run_output = row.opt_text(c_run_output);
   r.output = row.opt_text(c_output);
@@ -507,10 +624,14 @@ TaskExecutionRecord read_record(const SQLite::Statement& stmt, const std::string
   r.started_at = row.opt_time(c_started_at);
   r.expires_at = row.opt_time(c_expires_at);
   r.finished_at = row.opt_time(c_finished_at);
-  r.children = row.opt_json<std::vector<TaskExecutionSummary>>(c_children);
+  if (!row.is_null(c_children) && row.text_view(c_children) == "[]") {
+    r.children = std::vector<TaskExecutionSummary>{};  // the common case, without a parse
+  } else {
+    r.children = row.opt_json<std::vector<TaskExecutionSummary>>(c_children);
+  }
   r.active_children_count = row.int32(c_active_children_count);
   r.on_children_finished_processing_status =
-      row.parsed(c_on_children_finished_processing_status, [](const std::string& s) {
+      row.parsed(c_on_children_finished_processing_status, [](std::string_view s) {
         return parse_on_children_finished_processing_status(s);
       });
   r.on_children_finished_processing_expires_at =
@@ -519,7 +640,7 @@ TaskExecutionRecord read_record(const SQLite::Statement& stmt, const std::string
       row.opt_time(c_on_children_finished_processing_finished_at);
   r.finalize = row.opt_json<TaskExecutionSummary>(c_finalize);
   r.close_status =
-      row.parsed(c_close_status, [](const std::string& s) { return parse_close_status(s); });
+      row.parsed(c_close_status, [](std::string_view s) { return parse_close_status(s); });
   r.close_expires_at = row.opt_time(c_close_expires_at);
   r.closed_at = row.opt_time(c_closed_at);
   r.needs_promise_cancellation = row.boolean(c_needs_promise_cancellation);
@@ -555,27 +676,93 @@ DurableExecutionError translate(const SQLite::Exception& e, const std::string& p
 }
 
 
+
 // ---- connections -----------------------------------------------------------------------------
+
+// The statements of the storage, the high byte of a statement cache key. Statements whose text
+// depends on an update's shape or a request's filters add those bits (cache_key()).
+enum Query : std::uint64_t {
+  q_insert = 1,
+  q_get_by_id,
+  q_get_by_sleeping_task_unique_id,
+  q_get_by_parent_execution_id,
+  q_update_by_id,
+  q_decrement_parent,
+  q_select_by_status_start_at,
+  q_update_by_status_start_at,
+  q_select_by_status_ocfp_status,
+  q_update_by_status_ocfp_status,
+  q_select_by_close_status,
+  q_update_by_close_status,
+  q_select_by_executor_id_npc,
+  q_update_by_executor_id_npc,
+  q_update_by_is_sleeping_task_expires_at,
+  q_update_by_ocfp_expires_at,
+  q_update_by_close_expires_at,
+  q_update_by_parent_execution_id_is_finished,
+  q_select_by_is_finished_close_status,
+  q_update_by_is_finished_close_status,
+  q_delete_by_id,
+  q_delete_all,
+};
+
+// Layout: query (8 bits) | flags (8 bits) | unused | NULL columns (23 bits) | set columns (23).
+static_assert(s_field_count <= 23);
+std::uint64_t cache_key(Query q, UpdateShape shape = {}, std::uint64_t flags = 0) {
+  return (static_cast<std::uint64_t>(q) << 56) | (flags << 48) |
+         (static_cast<std::uint64_t>(shape.null) << 23) | static_cast<std::uint64_t>(shape.set);
+}
 
 /** One SQLite connection and its prepared statements; used by one thread at a time. */
 struct Connection {
   std::unique_ptr<SQLite::Database> db;  // declared first: statements are finalized before close
-  std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>> statements;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Stmt>> statements;
+  // Transaction control, prepared once (not in `statements`: they are not queries).
+  std::unique_ptr<Stmt> begin_deferred;
+  std::unique_ptr<Stmt> begin_immediate;
+  std::unique_ptr<Stmt> commit;
+  DecodeCache decode;
+  // The JSON text of the retry options last inserted: the rows of a batch usually share them.
+  std::optional<RetryOptions> encoded_retry_options;
+  std::string encoded_retry_options_text;
 
-  /** A cached prepared statement, reset and with cleared bindings. */
-  SQLite::Statement& statement(const std::string& sql) {
-    auto it = statements.find(sql);
+  /** The cached statement for `key` (prepared from `make_sql()` on first use), reset. */
+  template <class F>
+  Stmt& statement(std::uint64_t key, F&& make_sql) {
+    auto it = statements.find(key);
     if (it == statements.end()) {
-      it = statements.emplace(sql, std::make_unique<SQLite::Statement>(*db, sql)).first;
+      it = statements.emplace(key, std::make_unique<Stmt>(db->getHandle(), make_sql())).first;
     } else {
       it->second->reset();
-      it->second->clearBindings();
     }
     return *it->second;
   }
 
+  static void run(std::unique_ptr<Stmt>& stmt, sqlite3* handle, const char* sql) {
+    if (!stmt) stmt = std::make_unique<Stmt>(handle, sql);
+    stmt->reset();
+    (void)stmt->exec();
+    stmt->reset();
+  }
+  void begin(bool immediate) {
+    if (immediate) {
+      run(begin_immediate, db->getHandle(), "BEGIN IMMEDIATE");
+    } else {
+      run(begin_deferred, db->getHandle(), "BEGIN");
+    }
+  }
+  void commit_transaction() { run(commit, db->getHandle(), "COMMIT"); }
+
+  const std::string& retry_options_json(const RetryOptions& options) {
+    if (!encoded_retry_options || !(*encoded_retry_options == options)) {
+      encoded_retry_options_text = json_text(options);
+      encoded_retry_options = options;
+    }
+    return encoded_retry_options_text;
+  }
+
   void reset_statements() noexcept {
-    for (auto& [sql, stmt] : statements) (void)stmt->tryReset();
+    for (auto& [key, stmt] : statements) stmt->reset();
   }
 };
 
@@ -815,14 +1002,14 @@ struct SqliteTaskExecutionsStorage::Impl {
           impl.readers_cv.notify_one();
         }
       } release{*this, reader};
-      return run_transaction(*reader, "BEGIN", operation, body);
+      return run_transaction(*reader, false, operation, body);
     }
     std::lock_guard lock(writer_mutex);
-    return run_transaction(writer, write ? "BEGIN IMMEDIATE" : "BEGIN", operation, body);
+    return run_transaction(writer, write, operation, body);
   }
 
   template <class F>
-  auto run_transaction(Connection& c, const char* begin, std::string_view operation, F& body) {
+  auto run_transaction(Connection& c, bool immediate, std::string_view operation, F& body) {
     // Update shapes are bounded by the engine's call sites; the cap only guards misuse. Cleared
     // here, between transactions, so no statement reference is invalidated mid-call.
     if (c.statements.size() >= 512) c.statements.clear();
@@ -830,7 +1017,7 @@ struct SqliteTaskExecutionsStorage::Impl {
     std::optional<std::conditional_t<std::is_void_v<Result>, int, Result>> result;
     try {
       with_busy_retries(operation, [&] {
-        c.db->exec(begin);
+        c.begin(immediate);
         try {
           if constexpr (std::is_void_v<Result>) {
             body(c);
@@ -839,7 +1026,7 @@ struct SqliteTaskExecutionsStorage::Impl {
             result = body(c);
           }
           c.reset_statements();  // release read cursors before COMMIT
-          c.db->exec("COMMIT");
+          c.commit_transaction();
         } catch (...) {
           c.reset_statements();
           c.db->tryExec("ROLLBACK");
@@ -867,133 +1054,248 @@ struct SqliteTaskExecutionsStorage::Impl {
     return "SELECT " + select_list + " FROM " + quoted_table + " WHERE " + std::string{where};
   }
 
-  std::vector<TaskExecutionRecord> read_all(SQLite::Statement& stmt) const {
+  std::vector<TaskExecutionRecord> read_all(Connection& c, Stmt& stmt) const {
     std::vector<TaskExecutionRecord> out;
-    while (stmt.executeStep()) out.push_back(read_record(stmt, table));
+    while (stmt.step()) out.push_back(read_record(stmt, table, c.decode));
     return out;
   }
 
   void insert_rows(Connection& c, const std::vector<TaskExecutionRecord>& rows) const {
     if (rows.empty()) return;
-    std::string sql = "INSERT INTO " + quoted_table + " (";
-    std::string params;
-    for (std::size_t i = 0; i < kColumns.size(); ++i) {
-      if (i > 0) {
-        sql += ", ";
-        params += ", ";
+    auto& stmt = c.statement(cache_key(q_insert), [&] {
+      std::string sql = "INSERT INTO " + quoted_table + " (";
+      std::string params;
+      for (std::size_t i = 0; i < kColumns.size(); ++i) {
+        if (i > 0) {
+          sql += ", ";
+          params += ", ";
+        }
+        sql += kColumns[i];
+        params += "?";
       }
-      sql += kColumns[i];
-      params += "?";
-    }
-    sql += ") VALUES (" + params + ")";
-    auto& stmt = c.statement(sql);
+      return sql + ") VALUES (" + params + ")";
+    });
     for (std::size_t i = 0; i < rows.size(); ++i) {
       if (i > 0) stmt.reset();  // every parameter is rebound below
-      bind_all(stmt, record_values(rows[i]));
-      stmt.exec();
+      bind_record(c, stmt, rows[i]);
+      (void)stmt.exec();
     }
   }
 
-  /** Guarded update of one row by execution id; returns whether a row changed. */
-  bool update_by_id(Connection& c, const std::string& execution_id, const GetByIdFilters& filters,
-                    const TaskExecutionUpdate& update) const {
-    auto set = make_set_clause(update);
-    std::string where = "execution_id = ?";
-    std::vector<SqlValue> values = std::move(set.values);
-    values.emplace_back(execution_id);
-    if (filters.is_sleeping_task) {
-      where += " AND is_sleeping_task = ?";
-      values.emplace_back(b(*filters.is_sleeping_task));
+  // Binds every column of kColumns, in order. Strings of the record are bound without a copy:
+  // the record outlives the statement's execution.
+  static void bind_record(Connection& c, Stmt& stmt, const TaskExecutionRecord& r) {
+    int i = 1;
+    auto text = [&](std::string_view v) { stmt.bind_static(i++, v); };
+    auto copy = [&](const std::string& v) { stmt.bind_copy(i++, v); };
+    auto integer = [&](std::int64_t v) { stmt.bind(i++, v); };
+    auto null = [&] { stmt.bind_null(i++); };
+    auto opt_text = [&](const std::optional<std::string>& v) { v ? text(*v) : null(); };
+    auto opt_time = [&](const std::optional<Timestamp>& v) { v ? integer(ms(*v)) : null(); };
+    if (r.root) {
+      text(r.root->task_id);
+      text(r.root->execution_id);
+    } else {
+      null();
+      null();
     }
-    if (filters.status) {
-      where += " AND status = ?";
-      values.emplace_back(std::string{to_string(*filters.status)});
+    if (r.parent) {
+      text(r.parent->task_id);
+      text(r.parent->execution_id);
+      integer(r.parent->index_in_parent_children);
+      integer(b(r.parent->is_only_child_of_parent));
+      integer(b(r.parent->is_finalize_of_parent));
+    } else {
+      for (int k = 0; k < 5; ++k) null();
     }
-    if (filters.is_finished) {
-      where += " AND is_finished = ?";
-      values.emplace_back(b(*filters.is_finished));
+    text(r.task_id);
+    text(r.execution_id);
+    text(c.retry_options_json(r.retry_options));
+    integer(r.sleep_before_run.count());
+    integer(r.timeout.count());
+    integer(b(r.are_children_sequential));
+    text(r.input);
+    opt_text(r.executor_id);
+    integer(b(r.is_sleeping_task));
+    opt_text(r.sleeping_task_unique_id);
+    text(to_string(r.status));
+    integer(b(r.is_finished));
+    opt_text(r.run_output);
+    opt_text(r.output);
+    r.error ? copy(json_text(*r.error)) : null();
+    integer(r.retry_attempts);
+    integer(ms(r.start_at));
+    opt_time(r.started_at);
+    opt_time(r.expires_at);
+    opt_time(r.finished_at);
+    r.children ? (r.children->empty() ? text("[]") : copy(json_text(*r.children))) : null();
+    integer(r.active_children_count);
+    text(to_string(r.on_children_finished_processing_status));
+    opt_time(r.on_children_finished_processing_expires_at);
+    opt_time(r.on_children_finished_processing_finished_at);
+    r.finalize ? copy(json_text(*r.finalize)) : null();
+    text(to_string(r.close_status));
+    opt_time(r.close_expires_at);
+    opt_time(r.closed_at);
+    integer(b(r.needs_promise_cancellation));
+    integer(ms(r.created_at));
+    integer(ms(r.updated_at));
+  }
+
+  struct UpdateResult {
+    bool updated = false;
+    std::string parent_execution_id;  // with want_parent: the updated row's parent, or ""
+  };
+
+  /**
+   * Guarded update of one row by execution id. With `want_parent`, the same statement returns
+   * the row's parent execution id (RETURNING), which saves a lookup per decrementing update.
+   */
+  UpdateResult update_by_id(Connection& c, const std::string& execution_id,
+                            const GetByIdFilters& filters, const TaskExecutionUpdate& update,
+                            bool want_parent) const {
+    const auto shape = shape_of(update, std::nullopt);
+    const std::uint64_t flags = (filters.is_sleeping_task ? 1U : 0U) |
+                                (filters.status ? 2U : 0U) | (filters.is_finished ? 4U : 0U) |
+                                (want_parent ? 8U : 0U);
+    auto& stmt = c.statement(cache_key(q_update_by_id, shape, flags), [&] {
+      std::string sql = "UPDATE " + quoted_table + " SET " + shape.sql() + " WHERE execution_id = ?";
+      if (filters.is_sleeping_task) sql += " AND is_sleeping_task = ?";
+      if (filters.status) sql += " AND status = ?";
+      if (filters.is_finished) sql += " AND is_finished = ?";
+      if (want_parent) sql += " RETURNING parent_execution_id";
+      return sql;
+    });
+    int next = bind_update(stmt, update, std::nullopt);
+    stmt.bind_static(next++, execution_id);
+    if (filters.is_sleeping_task) stmt.bind(next++, b(*filters.is_sleeping_task));
+    if (filters.status) stmt.bind_static(next++, to_string(*filters.status));
+    if (filters.is_finished) stmt.bind(next++, b(*filters.is_finished));
+    UpdateResult result;
+    if (!want_parent) {
+      result.updated = stmt.exec() > 0;
+      return result;
     }
-    auto& stmt = c.statement("UPDATE " + quoted_table + " SET " + set.sql + " WHERE " + where);
-    bind_all(stmt, values);
-    return stmt.exec() > 0;
+    while (stmt.step()) {
+      result.updated = true;
+      if (stmt.type(0) == SQLITE_TEXT) result.parent_execution_id = stmt.text(0);
+    }
+    return result;
   }
 
   // Like the reference engine's SQL stores, a decrement also bumps the parent's updated_at.
   void decrement_active_children_count(Connection& c, const std::string& parent_id,
                                        std::int64_t count, Timestamp updated_at) const {
-    auto& dec = c.statement("UPDATE " + quoted_table +
-                            " SET active_children_count = active_children_count - ?, "
-                            "updated_at = ? WHERE execution_id = ?");
-    dec.bind(1, static_cast<int64_t>(count));
-    dec.bind(2, static_cast<int64_t>(ms(updated_at)));
-    dec.bind(3, parent_id);
-    dec.exec();
-  }
-
-  /** The parent execution id of `execution_id`, or "" for a top-level or unknown execution. */
-  std::string parent_of(Connection& c, const std::string& execution_id) const {
-    auto& stmt = c.statement("SELECT parent_execution_id FROM " + quoted_table +
-                             " WHERE execution_id = ?");
-    stmt.bind(1, execution_id);
-    std::string parent;
-    if (stmt.executeStep() && stmt.getColumn(0).getType() == SQLite::TEXT) {
-      parent = stmt.getColumn(0).getString();
-    }
-    stmt.reset();
-    return parent;
+    auto& dec = c.statement(cache_key(q_decrement_parent), [&] {
+      return "UPDATE " + quoted_table +
+             " SET active_children_count = active_children_count - ?, updated_at = ? WHERE "
+             "execution_id = ?";
+    });
+    dec.bind(1, count);
+    dec.bind(2, ms(updated_at));
+    dec.bind_static(3, parent_id);
+    (void)dec.exec();
   }
 
   /**
-   * Selects up to `limit` rows (`where` + `order_by`, parameters `where_values`), applies the
-   * update to each by rowid, and returns them with the update applied, in selection order.
+   * Parent decrements of one call, applied once per parent (one row write instead of one per
+   * child). A decrement commutes with writes to other rows, so it is only applied early when a
+   * later request of the same call writes the parent itself: the call's result is the same as
+   * applying every decrement in request order.
    */
+  struct PendingDecrements {
+    struct Entry {
+      std::string parent;
+      std::int64_t count;
+      Timestamp updated_at;  // the last decrement's, as in request order
+    };
+    std::vector<Entry> entries;  // a call touches few parents: a linear search
+
+    void add(std::string parent, Timestamp updated_at) {
+      for (auto& e : entries) {
+        if (e.parent == parent) {
+          ++e.count;
+          e.updated_at = updated_at;
+          return;
+        }
+      }
+      entries.push_back({std::move(parent), 1, updated_at});
+    }
+    void flush_one(const Impl& im, Connection& c, const std::string& execution_id) {
+      for (auto it = entries.begin(); it != entries.end(); ++it) {
+        if (it->parent == execution_id) {
+          im.decrement_active_children_count(c, it->parent, it->count, it->updated_at);
+          entries.erase(it);
+          return;
+        }
+      }
+    }
+    void flush_all(const Impl& im, Connection& c) {
+      for (const auto& e : entries) {
+        im.decrement_active_children_count(c, e.parent, e.count, e.updated_at);
+      }
+      entries.clear();
+    }
+  };
+
+  /**
+   * Selects up to `limit` rows (`select_q`: `where` + `order_by`, parameters bound by
+   * `bind_where(stmt, first)`), applies the update to each by rowid, and returns them with the
+   * update applied, in selection order.
+   */
+  template <class BindWhere>
   std::vector<TaskExecutionRecord> select_and_update(
-      Connection& c, std::string_view where, const std::vector<SqlValue>& where_values,
-      std::string_view order_by, std::int64_t limit, const TaskExecutionUpdate& update,
+      Connection& c, Query select_q, Query update_q, std::string_view where,
+      BindWhere&& bind_where, std::string_view order_by, std::int64_t limit,
+      const TaskExecutionUpdate& update,
       std::optional<Timestamp> expires_at_base = std::nullopt) const {
-    std::vector<std::pair<std::int64_t, TaskExecutionRecord>> rows;
+    std::vector<std::int64_t> ids;
+    std::vector<TaskExecutionRecord> rows;
     {
-      auto& select =
-          c.statement(select_where(where) + " ORDER BY " + std::string{order_by} + " LIMIT ?");
-      bind_all(select, where_values);
-      select.bind(static_cast<int>(where_values.size()) + 1, static_cast<int64_t>(limit));
-      while (select.executeStep()) {
-        rows.emplace_back(select.getColumn(0).getInt64(), read_record(select, table));
+      auto& select = c.statement(cache_key(select_q), [&] {
+        return select_where(where) + " ORDER BY " + std::string{order_by} + " LIMIT ?";
+      });
+      const int next = bind_where(select, 1);
+      select.bind(next, limit);
+      while (select.step()) {
+        ids.push_back(select.int64(0));
+        rows.push_back(read_record(select, table, c.decode));
       }
       select.reset();
     }
     if (rows.empty()) return {};
-    auto set = make_set_clause(update, expires_at_base);
-    auto& upd = c.statement("UPDATE " + quoted_table + " SET " + set.sql + " WHERE id = ?");
-    std::vector<TaskExecutionRecord> out;
-    out.reserve(rows.size());
-    for (auto& [id, record] : rows) {
-      upd.reset();
-      bind_all(upd, set.values);
-      upd.bind(static_cast<int>(set.values.size()) + 1, static_cast<int64_t>(id));
-      upd.exec();
+    const auto shape = shape_of(update, expires_at_base);
+    auto& upd = c.statement(cache_key(update_q, shape), [&] {
+      return "UPDATE " + quoted_table + " SET " + shape.sql() + " WHERE id = ?";
+    });
+    // Bindings survive a reset: the update's values are bound once, the rowid per row.
+    const int id_param = bind_update(upd, update, expires_at_base);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      if (i > 0) upd.reset();
+      upd.bind(id_param, ids[i]);
+      (void)upd.exec();
       // The returned row is the stored row: the same update, applied by the same rules.
+      auto& record = rows[i];
       apply_update(record, update);
       if (expires_at_base) record.expires_at = *expires_at_base + record.timeout;
-      out.push_back(std::move(record));
     }
-    return out;
+    return rows;
   }
 
   /** One UPDATE of the rows selected by an indexed, ordered, limited subquery; returns count. */
-  std::int64_t update_selected(Connection& c, std::string_view where,
-                               const std::vector<SqlValue>& where_values,
-                               std::string_view order_by, std::int64_t limit,
-                               const TaskExecutionUpdate& update) const {
-    auto set = make_set_clause(update);
-    auto& stmt = c.statement("UPDATE " + quoted_table + " SET " + set.sql +
-                             " WHERE id IN (SELECT id FROM " + quoted_table + " WHERE " +
-                             std::string{where} + " ORDER BY " + std::string{order_by} +
-                             " LIMIT ?)");
-    bind_all(stmt, set.values);
-    bind_all(stmt, where_values, static_cast<int>(set.values.size()) + 1);
-    stmt.bind(static_cast<int>(set.values.size() + where_values.size()) + 1,
-              static_cast<int64_t>(limit));
+  template <class BindWhere>
+  std::int64_t update_selected(Connection& c, Query q, std::string_view where,
+                               BindWhere&& bind_where, std::string_view order_by,
+                               std::int64_t limit, const TaskExecutionUpdate& update) const {
+    const auto shape = shape_of(update, std::nullopt);
+    auto& stmt = c.statement(cache_key(q, shape), [&] {
+      return "UPDATE " + quoted_table + " SET " + shape.sql() + " WHERE id IN (SELECT id FROM " +
+             quoted_table + " WHERE " + std::string{where} + " ORDER BY " +
+             std::string{order_by} + " LIMIT ?)";
+    });
+    int next = bind_update(stmt, update, std::nullopt);
+    next = bind_where(stmt, next);
+    stmt.bind(next, limit);
     return stmt.exec();
   }
 };
@@ -1015,7 +1317,7 @@ std::vector<std::string> SqliteTaskExecutionsStorage::prepared_statement_sql() c
   std::vector<std::string> out;
   {
     std::lock_guard lock(impl_->writer_mutex);
-    for (const auto& [sql, stmt] : impl_->writer.statements) out.push_back(sql);
+    for (const auto& [key, stmt] : impl_->writer.statements) out.push_back(stmt->sql());
   }
   {
     // Only idle readers: a reader in use belongs to its thread until released.
@@ -1023,7 +1325,7 @@ std::vector<std::string> SqliteTaskExecutionsStorage::prepared_statement_sql() c
     impl_->readers_cv.wait(lock,
                            [&] { return impl_->free_readers.size() == impl_->readers.size(); });
     for (const auto& reader : impl_->readers) {
-      for (const auto& [sql, stmt] : reader->statements) out.push_back(sql);
+      for (const auto& [key, stmt] : reader->statements) out.push_back(stmt->sql());
     }
   }
   std::sort(out.begin(), out.end());
@@ -1040,16 +1342,16 @@ void SqliteTaskExecutionsStorage::insert_many(const std::vector<TaskExecutionRec
 std::vector<std::optional<TaskExecutionRecord>> SqliteTaskExecutionsStorage::get_many_by_id(
     const std::vector<GetByIdRequest>& requests) {
   if (requests.empty()) return {};
-  const auto sql = impl_->select_where("execution_id = ?");
   return impl_->transaction(false, "get_many_by_id", [&](Connection& c) {
     std::vector<std::optional<TaskExecutionRecord>> out;
     out.reserve(requests.size());
     for (const auto& req : requests) {
-      auto& stmt = c.statement(sql);
-      stmt.bind(1, req.execution_id);
+      auto& stmt = c.statement(cache_key(q_get_by_id),
+                               [&] { return impl_->select_where("execution_id = ?"); });
+      stmt.bind_static(1, req.execution_id);
       std::optional<TaskExecutionRecord> found;
-      if (stmt.executeStep()) {
-        auto record = read_record(stmt, impl_->table);
+      if (stmt.step()) {
+        auto record = read_record(stmt, impl_->table, c.decode);
         if (req.filters.matches(record)) found = std::move(record);
       }
       out.push_back(std::move(found));
@@ -1062,15 +1364,16 @@ std::vector<std::optional<TaskExecutionRecord>>
 SqliteTaskExecutionsStorage::get_many_by_sleeping_task_unique_id(
     const std::vector<GetBySleepingTaskUniqueIdRequest>& requests) {
   if (requests.empty()) return {};
-  const auto sql = impl_->select_where("sleeping_task_unique_id = ?");
   return impl_->transaction(false, "get_many_by_sleeping_task_unique_id", [&](Connection& c) {
     std::vector<std::optional<TaskExecutionRecord>> out;
     out.reserve(requests.size());
     for (const auto& req : requests) {
-      auto& stmt = c.statement(sql);
-      stmt.bind(1, req.sleeping_task_unique_id);
+      auto& stmt = c.statement(cache_key(q_get_by_sleeping_task_unique_id), [&] {
+        return impl_->select_where("sleeping_task_unique_id = ?");
+      });
+      stmt.bind_static(1, req.sleeping_task_unique_id);
       std::optional<TaskExecutionRecord> found;
-      if (stmt.executeStep()) found = read_record(stmt, impl_->table);
+      if (stmt.step()) found = read_record(stmt, impl_->table, c.decode);
       out.push_back(std::move(found));
     }
     return out;
@@ -1079,16 +1382,18 @@ SqliteTaskExecutionsStorage::get_many_by_sleeping_task_unique_id(
 
 void SqliteTaskExecutionsStorage::update_many_by_id(const std::vector<UpdateByIdRequest>& requests) {
   if (requests.empty()) return;
+  const auto& im = *impl_;
   impl_->transaction(true, "update_many_by_id", [&](Connection& c) {
+    Impl::PendingDecrements decrements;
     for (const auto& req : requests) {
-      if (impl_->update_by_id(c, req.execution_id, req.filters, req.update) &&
-          req.decrement_parent_active_children_count) {
-        const auto parent = impl_->parent_of(c, req.execution_id);
-        if (!parent.empty()) {
-          impl_->decrement_active_children_count(c, parent, 1, req.update.updated_at);
-        }
+      if (!decrements.entries.empty()) decrements.flush_one(im, c, req.execution_id);
+      auto result = im.update_by_id(c, req.execution_id, req.filters, req.update,
+                                    req.decrement_parent_active_children_count);
+      if (result.updated && !result.parent_execution_id.empty()) {
+        decrements.add(std::move(result.parent_execution_id), req.update.updated_at);
       }
     }
+    decrements.flush_all(im, c);
   });
 }
 
@@ -1098,7 +1403,9 @@ void SqliteTaskExecutionsStorage::update_many_by_id_and_insert_children_if_updat
   impl_->transaction(true, "update_many_by_id_and_insert_children_if_updated",
                      [&](Connection& c) {
                        for (const auto& req : requests) {
-                         if (impl_->update_by_id(c, req.execution_id, req.filters, req.update)) {
+                         if (impl_->update_by_id(c, req.execution_id, req.filters, req.update,
+                                                 false)
+                                 .updated) {
                            impl_->insert_rows(c, req.children_to_insert_if_updated);
                          }
                        }
@@ -1112,9 +1419,15 @@ SqliteTaskExecutionsStorage::update_by_status_and_start_at_less_than_and_return(
   return impl_->transaction(
       true, "update_by_status_and_start_at_less_than_and_return", [&](Connection& c) {
         return impl_->select_and_update(
-            c, "status = ? AND start_at < ?",
-            {std::string{to_string(request.status)}, ms(request.start_at_less_than)}, "start_at",
-            request.limit, request.update, request.update_expires_at_with_started_at);
+            c, q_select_by_status_start_at, q_update_by_status_start_at,
+            "status = ? AND start_at < ?",
+            [&](Stmt& s, int i) {
+              s.bind_static(i, to_string(request.status));
+              s.bind(i + 1, ms(request.start_at_less_than));
+              return i + 2;
+            },
+            "start_at", request.limit, request.update,
+            request.update_expires_at_with_started_at);
       });
 }
 
@@ -1125,11 +1438,14 @@ std::vector<TaskExecutionRecord> SqliteTaskExecutionsStorage::
   return impl_->transaction(
       true, "update_by_status_and_on_children_finished_processing_status", [&](Connection& c) {
         return impl_->select_and_update(
-            c,
+            c, q_select_by_status_ocfp_status, q_update_by_status_ocfp_status,
             "status = ? AND on_children_finished_processing_status = ? AND "
             "active_children_count = 0",
-            {std::string{to_string(request.status)},
-             std::string{to_string(request.on_children_finished_processing_status)}},
+            [&](Stmt& s, int i) {
+              s.bind_static(i, to_string(request.status));
+              s.bind_static(i + 1, to_string(request.on_children_finished_processing_status));
+              return i + 2;
+            },
             "updated_at", request.limit, request.update);
       });
 }
@@ -1138,9 +1454,13 @@ std::vector<TaskExecutionRecord> SqliteTaskExecutionsStorage::update_by_close_st
     const UpdateByCloseStatusRequest& request) {
   if (request.limit <= 0) return {};
   return impl_->transaction(true, "update_by_close_status_and_return", [&](Connection& c) {
-    return impl_->select_and_update(c, "close_status = ?",
-                                    {std::string{to_string(request.close_status)}}, "updated_at",
-                                    request.limit, request.update);
+    return impl_->select_and_update(
+        c, q_select_by_close_status, q_update_by_close_status, "close_status = ?",
+        [&](Stmt& s, int i) {
+          s.bind_static(i, to_string(request.close_status));
+          return i + 1;
+        },
+        "updated_at", request.limit, request.update);
   });
 }
 
@@ -1150,9 +1470,13 @@ std::int64_t SqliteTaskExecutionsStorage::update_by_is_sleeping_task_and_expires
   return impl_->transaction(
       true, "update_by_is_sleeping_task_and_expires_at_less_than", [&](Connection& c) {
         return impl_->update_selected(
-            c, "is_sleeping_task = ? AND expires_at < ?",
-            {b(request.is_sleeping_task), ms(request.expires_at_less_than)}, "expires_at",
-            request.limit, request.update);
+            c, q_update_by_is_sleeping_task_expires_at, "is_sleeping_task = ? AND expires_at < ?",
+            [&](Stmt& s, int i) {
+              s.bind(i, b(request.is_sleeping_task));
+              s.bind(i + 1, ms(request.expires_at_less_than));
+              return i + 2;
+            },
+            "expires_at", request.limit, request.update);
       });
 }
 
@@ -1163,8 +1487,11 @@ SqliteTaskExecutionsStorage::update_by_on_children_finished_processing_expires_a
   return impl_->transaction(
       true, "update_by_on_children_finished_processing_expires_at_less_than", [&](Connection& c) {
         return impl_->update_selected(
-            c, "on_children_finished_processing_expires_at < ?",
-            {ms(request.on_children_finished_processing_expires_at_less_than)},
+            c, q_update_by_ocfp_expires_at, "on_children_finished_processing_expires_at < ?",
+            [&](Stmt& s, int i) {
+              s.bind(i, ms(request.on_children_finished_processing_expires_at_less_than));
+              return i + 1;
+            },
             "on_children_finished_processing_expires_at", request.limit, request.update);
       });
 }
@@ -1173,9 +1500,13 @@ std::int64_t SqliteTaskExecutionsStorage::update_by_close_expires_at_less_than(
     const UpdateByCloseExpiresAtLessThanRequest& request) {
   if (request.limit <= 0) return 0;
   return impl_->transaction(true, "update_by_close_expires_at_less_than", [&](Connection& c) {
-    return impl_->update_selected(c, "close_expires_at < ?",
-                                  {ms(request.close_expires_at_less_than)}, "close_expires_at",
-                                  request.limit, request.update);
+    return impl_->update_selected(
+        c, q_update_by_close_expires_at, "close_expires_at < ?",
+        [&](Stmt& s, int i) {
+          s.bind(i, ms(request.close_expires_at_less_than));
+          return i + 1;
+        },
+        "close_expires_at", request.limit, request.update);
   });
 }
 
@@ -1187,9 +1518,14 @@ SqliteTaskExecutionsStorage::update_by_executor_id_and_needs_promise_cancellatio
       true, "update_by_executor_id_and_needs_promise_cancellation_and_return",
       [&](Connection& c) {
         return impl_->select_and_update(
-            c, "executor_id = ? AND needs_promise_cancellation = ?",
-            {request.executor_id, b(request.needs_promise_cancellation)}, "updated_at",
-            request.limit, request.update);
+            c, q_select_by_executor_id_npc, q_update_by_executor_id_npc,
+            "executor_id = ? AND needs_promise_cancellation = ?",
+            [&](Stmt& s, int i) {
+              s.bind_static(i, request.executor_id);
+              s.bind(i + 1, b(request.needs_promise_cancellation));
+              return i + 2;
+            },
+            "updated_at", request.limit, request.update);
       });
 }
 
@@ -1197,14 +1533,15 @@ std::vector<std::vector<TaskExecutionRecord>>
 SqliteTaskExecutionsStorage::get_many_by_parent_execution_id(
     const std::vector<GetByParentExecutionIdRequest>& requests) {
   if (requests.empty()) return {};
-  const auto sql = impl_->select_where("parent_execution_id = ?");
   return impl_->transaction(false, "get_many_by_parent_execution_id", [&](Connection& c) {
     std::vector<std::vector<TaskExecutionRecord>> out;
     out.reserve(requests.size());
     for (const auto& req : requests) {
-      auto& stmt = c.statement(sql);
-      stmt.bind(1, req.parent_execution_id);
-      out.push_back(impl_->read_all(stmt));
+      auto& stmt = c.statement(cache_key(q_get_by_parent_execution_id), [&] {
+        return impl_->select_where("parent_execution_id = ?");
+      });
+      stmt.bind_static(1, req.parent_execution_id);
+      out.push_back(impl_->read_all(c, stmt));
     }
     return out;
   });
@@ -1213,20 +1550,22 @@ SqliteTaskExecutionsStorage::get_many_by_parent_execution_id(
 void SqliteTaskExecutionsStorage::update_many_by_parent_execution_id_and_is_finished(
     const std::vector<UpdateByParentExecutionIdAndIsFinishedRequest>& requests) {
   if (requests.empty()) return;
-  impl_->transaction(true, "update_many_by_parent_execution_id_and_is_finished",
-                     [&](Connection& c) {
-                       for (const auto& req : requests) {
-                         auto set = make_set_clause(req.update);
-                         auto& stmt = c.statement(
-                             "UPDATE " + impl_->quoted_table + " SET " + set.sql +
-                             " WHERE parent_execution_id = ? AND is_finished = ?");
-                         bind_all(stmt, set.values);
-                         const int next = static_cast<int>(set.values.size()) + 1;
-                         stmt.bind(next, req.parent_execution_id);
-                         stmt.bind(next + 1, static_cast<int64_t>(b(req.is_finished)));
-                         stmt.exec();
-                       }
-                     });
+  const auto& im = *impl_;
+  impl_->transaction(
+      true, "update_many_by_parent_execution_id_and_is_finished", [&](Connection& c) {
+        for (const auto& req : requests) {
+          const auto shape = shape_of(req.update, std::nullopt);
+          auto& stmt =
+              c.statement(cache_key(q_update_by_parent_execution_id_is_finished, shape), [&] {
+                return "UPDATE " + im.quoted_table + " SET " + shape.sql() +
+                       " WHERE parent_execution_id = ? AND is_finished = ?";
+              });
+          const int next = bind_update(stmt, req.update, std::nullopt);
+          stmt.bind_static(next, req.parent_execution_id);
+          stmt.bind(next + 1, b(req.is_finished));
+          (void)stmt.exec();
+        }
+      });
 }
 
 std::int64_t SqliteTaskExecutionsStorage::
@@ -1239,31 +1578,32 @@ std::int64_t SqliteTaskExecutionsStorage::
         std::vector<std::int64_t> ids;
         std::map<std::string, std::int64_t> decrements;  // sorted: a fixed parent update order
         {
-          auto& select = c.statement("SELECT id, parent_execution_id FROM " + im.quoted_table +
-                                     " WHERE is_finished = ? AND close_status = ? ORDER BY "
-                                     "updated_at LIMIT ?");
-          select.bind(1, static_cast<int64_t>(b(request.is_finished)));
-          select.bind(2, std::string{to_string(request.close_status)});
-          select.bind(3, static_cast<int64_t>(request.limit));
-          while (select.executeStep()) {
-            ids.push_back(select.getColumn(0).getInt64());
-            auto parent = select.getColumn(1);
-            if (parent.getType() == SQLite::TEXT) {
-              auto parent_id = parent.getString();
-              if (!parent_id.empty()) ++decrements[parent_id];
+          auto& select = c.statement(cache_key(q_select_by_is_finished_close_status), [&] {
+            return "SELECT id, parent_execution_id FROM " + im.quoted_table +
+                   " WHERE is_finished = ? AND close_status = ? ORDER BY updated_at LIMIT ?";
+          });
+          select.bind(1, b(request.is_finished));
+          select.bind_static(2, to_string(request.close_status));
+          select.bind(3, request.limit);
+          while (select.step()) {
+            ids.push_back(select.int64(0));
+            if (select.type(1) == SQLITE_TEXT) {
+              const auto parent_id = select.text(1);
+              if (!parent_id.empty()) ++decrements[std::string{parent_id}];
             }
           }
           select.reset();
         }
         if (ids.empty()) return std::int64_t{0};
-        auto set = make_set_clause(request.update);
-        auto& upd =
-            c.statement("UPDATE " + im.quoted_table + " SET " + set.sql + " WHERE id = ?");
-        for (auto id : ids) {
-          upd.reset();
-          bind_all(upd, set.values);
-          upd.bind(static_cast<int>(set.values.size()) + 1, static_cast<int64_t>(id));
-          upd.exec();
+        const auto shape = shape_of(request.update, std::nullopt);
+        auto& upd = c.statement(cache_key(q_update_by_is_finished_close_status, shape), [&] {
+          return "UPDATE " + im.quoted_table + " SET " + shape.sql() + " WHERE id = ?";
+        });
+        const int id_param = bind_update(upd, request.update, std::nullopt);
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+          if (i > 0) upd.reset();
+          upd.bind(id_param, ids[i]);
+          (void)upd.exec();
         }
         for (const auto& [parent_id, count] : decrements) {
           im.decrement_active_children_count(c, parent_id, count, request.update.updated_at);
@@ -1274,15 +1614,18 @@ std::int64_t SqliteTaskExecutionsStorage::
 
 void SqliteTaskExecutionsStorage::delete_by_id(const DeleteByIdRequest& request) {
   impl_->transaction(true, "delete_by_id", [&](Connection& c) {
-    auto& stmt = c.statement("DELETE FROM " + impl_->quoted_table + " WHERE execution_id = ?");
-    stmt.bind(1, request.execution_id);
-    stmt.exec();
+    auto& stmt = c.statement(cache_key(q_delete_by_id), [&] {
+      return "DELETE FROM " + impl_->quoted_table + " WHERE execution_id = ?";
+    });
+    stmt.bind_static(1, request.execution_id);
+    (void)stmt.exec();
   });
 }
 
 void SqliteTaskExecutionsStorage::delete_all() {
   impl_->transaction(true, "delete_all", [&](Connection& c) {
-    c.statement("DELETE FROM " + impl_->quoted_table).exec();
+    (void)c.statement(cache_key(q_delete_all), [&] { return "DELETE FROM " + impl_->quoted_table; })
+        .exec();
   });
 }
 
