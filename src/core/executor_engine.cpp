@@ -13,6 +13,8 @@
 
 #include <fmt/format.h>
 
+#include <time.h>
+
 #include <algorithm>
 #include <cmath>
 #include <condition_variable>
@@ -40,6 +42,15 @@ constexpr milliseconds kCloseLease{120'000};
 /** How long a queued run may wait for a worker before the pool adds workers for the queue. */
 constexpr std::chrono::microseconds kPoolStallThreshold{1000};
 constexpr std::int32_t kMaxCompletionWriteAttempts = 6;
+/** Runs that wait this long on average (not computing) get idle workers for a whole batch. */
+constexpr std::int64_t kWaitingRunNs = 100'000;
+
+/** CPU time of the calling thread (one system call, well under a microsecond). */
+std::int64_t thread_cpu_ns() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
 
 StoredError to_stored_error(std::exception_ptr ep) {
   try {
@@ -176,6 +187,12 @@ struct Engine::Impl {
   bool pool_check_scheduled = false;
   /** Workers inside a task function now (blocked or computing, as opposed to engine work). */
   std::atomic<std::int64_t> in_user_code{0};
+  /**
+   * Moving mean of the time recent runs spent waiting (wall time minus the thread's CPU time)
+   * inside task functions. Runs that wait (I/O, sleeps) gain from more workers at once; runs that
+   * compute do not, so only waiting runs make the pool wake its idle workers for a whole batch.
+   */
+  std::atomic<std::int64_t> run_wait_ns_mean{0};
   /** Set when the dispatcher stopped claiming because every slot was taken. */
   std::atomic<bool> dispatcher_at_capacity{false};
 
@@ -291,11 +308,16 @@ struct Engine::Impl {
     std::lock_guard lock(pool_mutex);
     const auto now = SteadyClock::now();
     for (auto& r : runs) pool_queue.push_back(Job{std::move(r), now});
-    // Start at most a core's worth of workers at once: quick tasks drain the queue without a
-    // wake-up per task. If the queue stalls (blocking tasks), the stall check adds the rest.
+    // Quick tasks: start at most a core's worth of workers at once, so that they drain the queue
+    // without a wake-up per task. Tasks that wait: wake every idle worker the queue can use (a
+    // batch of 1 ms sleeps should not queue behind two workers). Either way, if the queue stalls,
+    // the stall check starts new workers.
     const auto busy =
         static_cast<std::int64_t>(pool_threads.size()) - static_cast<std::int64_t>(pool_idle);
-    const auto room = std::max<std::int64_t>(0, static_cast<std::int64_t>(eager_workers) - busy);
+    auto room = std::max<std::int64_t>(0, static_cast<std::int64_t>(eager_workers) - busy);
+    if (run_wait_ns_mean.load(std::memory_order_relaxed) >= kWaitingRunNs) {
+      room = std::max<std::int64_t>(room, pool_idle);
+    }
     pool_add_workers(std::min<std::size_t>(pool_queue.size(), static_cast<std::size_t>(room)));
     schedule_pool_check_locked();
   }
@@ -429,9 +451,20 @@ struct Engine::Impl {
       }};
       in_user_code.fetch_add(1, std::memory_order_relaxed);
       struct Leave {
-        std::atomic<std::int64_t>& n;
-        ~Leave() { n.fetch_sub(1, std::memory_order_relaxed); }
-      } leave{in_user_code};
+        Impl& impl;
+        SteadyClock::time_point wall_start = SteadyClock::now();
+        std::int64_t cpu_start = thread_cpu_ns();
+        ~Leave() {
+          impl.in_user_code.fetch_sub(1, std::memory_order_relaxed);
+          const auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                SteadyClock::now() - wall_start)
+                                .count();
+          const auto waited = std::max<std::int64_t>(0, wall - (thread_cpu_ns() - cpu_start));
+          // A racy moving mean (weight 1/8) is enough for a pool heuristic.
+          const auto mean = impl.run_wait_ns_mean.load(std::memory_order_relaxed);
+          impl.run_wait_ns_mean.store(mean + (waited - mean) / 8, std::memory_order_relaxed);
+        }
+      } leave{*this};
       RunParentResult result = def->run(ctx, rec.input);
       return success_completion(rec, *def, std::move(result));
     } catch (...) {
