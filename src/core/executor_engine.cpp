@@ -1095,7 +1095,8 @@ struct Engine::Impl {
     std::unordered_map<std::string_view, const TaskExecutionRecord*> by_id;
     by_id.reserve(children.size());
     for (const auto& c : children) by_id.emplace(c.execution_id, &c);
-    const auto declared = parent.children.value_or(std::vector<TaskExecutionSummary>{});
+    static const std::vector<TaskExecutionSummary> kNone;
+    const auto& declared = parent.children ? *parent.children : kNone;
     if (def->are_children_sequential) {
       const auto it = std::find_if(declared.begin(), declared.end(),
                                    [](const auto& c) { return c.execution_id == "dummy"; });
@@ -1574,14 +1575,26 @@ TaskExecutionRecord Engine::wait_finished(const std::string& task_id,
   std::optional<SteadyClock::time_point> deadline;
   if (options.timeout) deadline = SteadyClock::now() + *options.timeout;
   std::stop_callback on_stop(options.stop_token, [&s] { s.finished_cv.notify_all(); });
+  // The first look (and one after each quiet polling interval) reads the whole record, which
+  // also reports a missing or foreign execution. Wake-ups by local completions ask the store for
+  // the execution only if it is finished: no copy of a large record per notification.
+  bool full_check = true;
   for (;;) {
     std::uint64_t seen = 0;
     {
       std::lock_guard lock(s.finished_mutex);
       seen = s.finished_seq;
     }
-    auto rec = get_execution(task_id, execution_id);
-    if (rec.is_finished) return rec;
+    if (full_check) {
+      auto rec = get_execution(task_id, execution_id);
+      if (rec.is_finished) return rec;
+    } else {
+      std::vector<GetByIdRequest> reqs{GetByIdRequest{execution_id, {.is_finished = true}}};
+      auto res = s.caller.call(StorageMethod::get_many_by_id, [&](TaskExecutionsStorage& st) {
+        return st.get_many_by_id(reqs);
+      });
+      if (!res.empty() && res.front()) return get_execution(task_id, execution_id);
+    }
     if (options.stop_token.stop_requested()) {
       throw DurableExecutionCancelledError("Wait for task execution cancelled");
     }
@@ -1594,9 +1607,10 @@ TaskExecutionRecord Engine::wait_finished(const std::string& task_id,
       until = std::min(until, *deadline);
     }
     std::unique_lock lock(s.finished_mutex);
-    s.finished_cv.wait_until(lock, until, [&] {
+    const bool notified = s.finished_cv.wait_until(lock, until, [&] {
       return s.finished_seq != seen || options.stop_token.stop_requested();
     });
+    full_check = !notified;
   }
 }
 
