@@ -5,13 +5,14 @@
 //
 //   ./resumable_workflow [database path, default durable_example.db]
 
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <string>
 #include <thread>
-#include <unistd.h>
 
 #include "durable_execution/durable_execution.hpp"
 #include "durable_execution/sqlite/sqlite_storage.hpp"
@@ -55,7 +56,8 @@ int main(int argc, char** argv) {
         // One write per line: steps run on several worker threads.
         std::cout << ("  image " + std::to_string(image) + " resized by process " +
                       std::to_string(getpid()) +
-                      (ctx.prev_error() ? " (retry after: " + ctx.prev_error()->message + ")" : "") +
+                      (ctx.prev_error() ? " (retry after: " + ctx.prev_error()->message + ")"
+                                        : "") +
                       "\n")
                   << std::flush;
         return "image_" + std::to_string(image) + "_small.jpg";
@@ -78,7 +80,8 @@ int main(int argc, char** argv) {
   executor.start();
 
   std::string id = read_saved_id(id_file);
-  if (!id.empty() && !executor.get_task_execution_handle(publish, id).get_execution().is_finished()) {
+  if (!id.empty() &&
+      !executor.get_task_execution_handle(publish, id).get_execution().is_finished()) {
     std::cout << "Resuming workflow " << id << " left unfinished by a previous run\n";
   } else {
     id = executor.enqueue_task(publish, kImages).execution_id();
@@ -90,7 +93,10 @@ int main(int argc, char** argv) {
   auto done = executor.get_task_execution_handle(publish, id)
                   .wait_and_get_finished_execution({.polling_interval = 50ms, .timeout = 120s});
   std::cout << "Workflow " << de::to_string(done.status) << ": "
-            << (done.output ? *done.output : done.error ? done.error->message : "") << "\n";
+            << (done.output  ? *done.output
+                : done.error ? done.error->message
+                             : "")
+            << "\n";
   executor.shutdown();
   std::filesystem::remove(id_file);
   return done.status == de::TaskExecutionStatus::completed ? 0 : 1;

@@ -69,8 +69,8 @@ int main() {
             << "\n";
 
   auto e3 = empty.wait_and_get_finished_execution({.timeout = 10s});
-  std::cout << "word_count(\"\"): " << de::to_string(e3.status) << ", error: "
-            << (e3.error ? e3.error->message : "") << "\n";
+  std::cout << "word_count(\"\"): " << de::to_string(e3.status)
+            << ", error: " << (e3.error ? e3.error->message : "") << "\n";
 
   executor.shutdown();
   return e1.status == de::TaskExecutionStatus::completed && e2.output == 4 &&

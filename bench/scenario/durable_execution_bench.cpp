@@ -17,6 +17,8 @@
 // Every scenario takes --storage memory|sqlite; sqlite uses a fresh database file (a temporary
 // file removed at exit, or --db PATH, any existing file there being deleted first).
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -32,8 +34,6 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
-
-#include <unistd.h>
 
 #include "durable_execution/durable_execution.hpp"
 #ifdef DE_BENCH_WITH_SQLITE
@@ -356,8 +356,7 @@ IterationResult reference_iteration(const Args& args) {
 
   auto child_task = executor.task(with_id("child"), [](const ChildInput& in) {
     simulated_work();
-    return "child_output_" + std::to_string(in.parent_index) + "_" +
-           std::to_string(in.child_index);
+    return "child_output_" + std::to_string(in.parent_index) + "_" + std::to_string(in.child_index);
   });
   // The finalize step is a task (as in the reference): it runs as one more child execution.
   auto finalize = executor.task(
@@ -389,9 +388,9 @@ IterationResult reference_iteration(const Args& args) {
           }
         }
         if (failed > 0) {
-          throw de::DurableExecutionError::non_retryable(
-              std::to_string(failed) + "/" + std::to_string(p.children.size()) +
-              " children failed");
+          throw de::DurableExecutionError::non_retryable(std::to_string(failed) + "/" +
+                                                         std::to_string(p.children.size()) +
+                                                         " children failed");
         }
         return "finalize_output";
       });
@@ -443,8 +442,10 @@ IterationResult reference_iteration(const Args& args) {
   // Waits for one top-level execution (bounded by the iteration deadline), checks it completed
   // with the expected output, and records its enqueue-to-finish latency.
   auto check = [&](const std::string& kind, int index, const auto& handle, auto is_expected) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    const std::string what = kind + " " + std::to_string(index) + " (" + handle.execution_id() + ")";
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const std::string what =
+        kind + " " + std::to_string(index) + " (" + handle.execution_id() + ")";
     try {
       auto e = handle.wait_and_get_finished_execution(
           {.polling_interval = std::chrono::milliseconds{50},
@@ -526,12 +527,13 @@ int reference(const Args& args) {
   const double mean = mean_of(iterations_ms);
   const double min = *std::min_element(iterations_ms.begin(), iterations_ms.end());
   const double max = *std::max_element(iterations_ms.begin(), iterations_ms.end());
-  std::printf("scenario=reference storage=%s iterations=%d executions=%lld\n",
-              args.storage.c_str(), args.iterations, static_cast<long long>(executions));
-  std::printf("mean %.1f ms, min %.1f ms, max %.1f ms; per kind: parent %.1f ms, sequential "
-              "%.1f ms, polling %.1f ms\n",
-              mean, min, max, mean_of(kind_means["parent"]), mean_of(kind_means["sequential"]),
-              mean_of(kind_means["polling"]));
+  std::printf("scenario=reference storage=%s iterations=%d executions=%lld\n", args.storage.c_str(),
+              args.iterations, static_cast<long long>(executions));
+  std::printf(
+      "mean %.1f ms, min %.1f ms, max %.1f ms; per kind: parent %.1f ms, sequential "
+      "%.1f ms, polling %.1f ms\n",
+      mean, min, max, mean_of(kind_means["parent"]), mean_of(kind_means["sequential"]),
+      mean_of(kind_means["polling"]));
   if (args.json) {
     std::string list;
     for (const double ms : iterations_ms) {
@@ -559,8 +561,8 @@ int main(int argc, char** argv) {
     BenchStorage storage{args};
     const Result r = args.scenario == "throughput" ? throughput(storage.get(), args.tasks)
                                                    : latency(storage.get(), args.tasks);
-    std::printf("scenario=%s storage=%s tasks=%d\n", args.scenario.c_str(),
-                args.storage.c_str(), args.tasks);
+    std::printf("scenario=%s storage=%s tasks=%d\n", args.scenario.c_str(), args.storage.c_str(),
+                args.tasks);
     std::printf("wall: %.1f ms, %.0f tasks/s, enqueue-to-finish p50 %.3f ms, p99 %.3f ms\n",
                 r.wall_ms, r.tasks_per_s, r.p50_ms, r.p99_ms);
     for (const auto& [k, v] : r.extra) std::printf("  %s: %.1f\n", k.c_str(), v);

@@ -27,7 +27,8 @@ struct ParentRunOutputOf<ParentRunResult<O>> {
   using type = O;
 };
 
-/** @brief Input (deduced unless given) and output O of a run_parent returning ParentRunResult<O>. */
+/** @brief Input (deduced unless given) and output O of a run_parent returning ParentRunResult<O>.
+ */
 template <class I, class F>
 struct ParentSignature {
   using Sig = RunSignature<F>;
@@ -158,7 +159,7 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
    *   Nothing is written when it throws.
    */
   template <class I, class O, class V>
-    requires InputFor<V, I>
+  requires InputFor<V, I>
   [[nodiscard]] TaskExecutionHandle<O> enqueue_task(const Task<I, O>& task, V&& input,
                                                     const EnqueueOptions& options = {}) {
     return detail::enqueue_typed(engine_, task, std::forward<V>(input), options);
@@ -279,9 +280,8 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
    * @throws DurableExecutionNotFoundError for an unknown unique id or one of another task.
    */
   template <class O, class V>
-    requires InputFor<V, O>
-  TaskExecution<O> wakeup_sleeping_task_execution(const Task<std::string, O>& task,
-                                                  const std::string& unique_id, V&& output) {
+  requires InputFor<V, O> TaskExecution<O> wakeup_sleeping_task_execution(
+      const Task<std::string, O>& task, const std::string& unique_id, V&& output) {
     return TaskExecution<O>::from_record(engine_->wakeup_sleeping(
         task.descriptor(), unique_id, TaskExecutionStatus::completed,
         detail::serialize_value(static_cast<const O&>(O(std::forward<V>(output))))));
@@ -337,8 +337,8 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
     detail::TaskDefinition def;
     def.options = options;
     def.is_parent = true;
-    def.run = [task_id = options.id, validate = std::move(validate),
-               run = std::move(run_parent)](TaskRunContext& ctx, const std::string& text) mutable {
+    def.run = [task_id = options.id, validate = std::move(validate), run = std::move(run_parent)](
+                  TaskRunContext& ctx, const std::string& text) mutable {
       std::optional<In> input;
       if (validate) {
         Raw raw = detail::deserialize_value<Raw>(text);

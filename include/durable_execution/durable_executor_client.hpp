@@ -44,7 +44,7 @@ class DURABLE_EXECUTION_EXPORT DurableExecutorClient {
 
   /** @brief As DurableExecutor::enqueue_task; the task must be in the client's list. */
   template <class I, class O, class V>
-    requires InputFor<V, I>
+  requires InputFor<V, I>
   [[nodiscard]] TaskExecutionHandle<O> enqueue_task(const Task<I, O>& task, V&& input,
                                                     const EnqueueOptions& options = {}) {
     return detail::enqueue_typed(engine_, task, std::forward<V>(input), options);

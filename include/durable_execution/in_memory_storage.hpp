@@ -32,8 +32,7 @@ class DURABLE_EXECUTION_EXPORT InMemoryTaskExecutionsStorage final : public Task
   void insert_many(const std::vector<TaskExecutionRecord>& executions) override;
   [[nodiscard]] std::vector<std::optional<TaskExecutionRecord>> get_many_by_id(
       const std::vector<GetByIdRequest>& requests) override;
-  [[nodiscard]] std::vector<std::optional<TaskExecutionRecord>>
-  get_many_by_sleeping_task_unique_id(
+  [[nodiscard]] std::vector<std::optional<TaskExecutionRecord>> get_many_by_sleeping_task_unique_id(
       const std::vector<GetBySleepingTaskUniqueIdRequest>& requests) override;
   void update_many_by_id(const std::vector<UpdateByIdRequest>& requests) override;
   void update_many_by_id_and_insert_children_if_updated(

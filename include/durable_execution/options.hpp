@@ -30,7 +30,8 @@ using LogSink = std::function<void(LogLevel level, std::string_view message)>;
 /**
  * @brief Options of a DurableExecutor (SPEC.md §6.1), with the reference defaults.
  *
- * Validated at construction; an invalid value throws DurableExecutionError "Invalid options: <field>
+ * Validated at construction; an invalid value throws DurableExecutionError "Invalid options:
+ * <field>
  * ...". Field order is API: fields are added at the end, never reordered.
  */
 struct DurableExecutorOptions {

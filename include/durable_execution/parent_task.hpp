@@ -21,13 +21,12 @@ struct ChildTask {
   EnqueueOptions options{};
 };
 
-
 /**
  * @brief Declares a child of a parent run: `child(task, input)`, type-checked like enqueue_task;
  * `options` override the child task's registered options for this execution.
  */
 template <class I, class O, class V>
-  requires InputFor<V, I>
+requires InputFor<V, I>
 [[nodiscard]] ChildTask child(const Task<I, O>& task, V&& input, EnqueueOptions options = {}) {
   return ChildTask{task.id(), detail::serialize_task_input(task, std::forward<V>(input)),
                    std::move(options)};
@@ -77,9 +76,8 @@ struct ChildExecutionResult {
 };
 
 inline void to_json(nlohmann::json& j, const ChildExecutionResult& c) {
-  j = nlohmann::json{{"taskId", c.task_id},
-                     {"executionId", c.execution_id},
-                     {"status", to_string(c.status)}};
+  j = nlohmann::json{
+      {"taskId", c.task_id}, {"executionId", c.execution_id}, {"status", to_string(c.status)}};
   if (c.output) j["output"] = *c.output;
   if (c.error) j["error"] = *c.error;
 }

@@ -85,7 +85,8 @@ struct CallableTraits<R (C::*)(A...) const noexcept> : CallableTraits<R (*)(A...
 template <class T>
 using VoidToEmpty = std::conditional_t<std::is_void_v<T>, Empty, T>;
 
-/** @brief Input and output types deduced from `run(ctx, input)`, `run(input)`, `run(ctx)` or `run()`. */
+/** @brief Input and output types deduced from `run(ctx, input)`, `run(input)`, `run(ctx)` or
+ * `run()`. */
 template <class F>
 struct RunSignature {
   using Traits = CallableTraits<std::decay_t<F>>;
@@ -148,8 +149,8 @@ O run_to_output(F& run, TaskRunContext& ctx, const I& input) {
  */
 template <class V, class I>
 concept InputFor = std::same_as<std::remove_cvref_t<V>, I> ||
-                   (std::convertible_to<V, I> && requires(V&& v) { I{std::forward<V>(v)}; } &&
-                    !(std::is_arithmetic_v<std::remove_cvref_t<V>> && std::is_arithmetic_v<I>));
+    (std::convertible_to<V, I>&& requires(V&& v) { I{std::forward<V>(v)}; } &&
+     !(std::is_arithmetic_v<std::remove_cvref_t<V>> && std::is_arithmetic_v<I>));
 
 /**
  * @brief A registered task: a cheap, copyable descriptor that carries the input and output
@@ -224,9 +225,7 @@ struct TaskExecution {
   CloseStatus close_status = CloseStatus::idle;
   std::optional<Timestamp> closed_at{};
 
-  [[nodiscard]] bool is_finished() const noexcept {
-    return durable_execution::is_finished(status);
-  }
+  [[nodiscard]] bool is_finished() const noexcept { return durable_execution::is_finished(status); }
 
   /** @brief Builds the view of a record; the output is parsed only when completed. */
   [[nodiscard]] static TaskExecution from_record(const TaskExecutionRecord& r) {
@@ -338,8 +337,8 @@ template <class I, class O, class V>
 template <class Raw, class I, class O, class F>
 [[nodiscard]] RunFunction make_simple_run(std::string task_id,
                                           std::function<I(const Raw&)> validate, F run) {
-  return [task_id = std::move(task_id), validate = std::move(validate),
-          run = std::move(run)](TaskRunContext& ctx, const std::string& text) mutable {
+  return [task_id = std::move(task_id), validate = std::move(validate), run = std::move(run)](
+             TaskRunContext& ctx, const std::string& text) mutable {
     std::optional<I> input;
     if (validate) {
       Raw raw = deserialize_value<Raw>(text);

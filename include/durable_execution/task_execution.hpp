@@ -252,8 +252,8 @@ struct TaskExecutionUpdate {
  *   field that its own status or sub-state clears (for example `run_output` with `completed`,
  *   `expires_at` with anything but `running`, `output` with anything but `completed`).
  */
-[[nodiscard]] DURABLE_EXECUTION_EXPORT TaskExecutionUpdate normalize_update(
-    Timestamp now, TaskExecutionUpdate update);
+[[nodiscard]] DURABLE_EXECUTION_EXPORT TaskExecutionUpdate
+normalize_update(Timestamp now, TaskExecutionUpdate update);
 
 /**
  * @brief Applies a (normalized) update to a record in place; unset directives win over set

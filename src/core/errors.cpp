@@ -19,8 +19,8 @@ std::string_view to_string(ErrorType type) noexcept {
 }
 
 ErrorType parse_error_type(std::string_view text) {
-  for (auto t : {ErrorType::generic, ErrorType::not_found, ErrorType::timed_out,
-                 ErrorType::cancelled}) {
+  for (auto t :
+       {ErrorType::generic, ErrorType::not_found, ErrorType::timed_out, ErrorType::cancelled}) {
     if (to_string(t) == text) return t;
   }
   throw DurableExecutionError(fmt::format("Invalid error type: {}", text));

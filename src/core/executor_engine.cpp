@@ -12,7 +12,6 @@
 //    becomes the flusher and writes everything queued meanwhile in one storage call.
 
 #include <fmt/format.h>
-
 #include <time.h>
 
 #include <algorithm>
@@ -341,8 +340,8 @@ struct Engine::Impl {
     const auto busy = static_cast<std::int64_t>(pool_threads.size()) - pool_idle;
     const bool blocked = in_user_code.load(std::memory_order_relaxed) >= busy;
     if (blocked && SteadyClock::now() - pool_queue.front().queued >= kPoolStallThreshold) {
-      pool_add_workers(std::min<std::size_t>(pool_queue.size(),
-                                             static_cast<std::size_t>(std::max<std::int64_t>(busy, 1))));
+      pool_add_workers(std::min<std::size_t>(
+          pool_queue.size(), static_cast<std::size_t>(std::max<std::int64_t>(busy, 1))));
     }
     schedule_pool_check_locked();
   }
@@ -397,8 +396,8 @@ struct Engine::Impl {
     zombies.fetch_add(1);
     run->reason.store(StopReason::timed_out, std::memory_order_release);
     run->stop.request_stop();
-    finish_run(run, error_completion(run->record,
-                                     DurableExecutionTimedOutError{}.to_stored(), now_timestamp()));
+    finish_run(run, error_completion(run->record, DurableExecutionTimedOutError{}.to_stored(),
+                                     now_timestamp()));
   }
 
   /** The run left this executor's hands: free its slot and record the outcome. */
@@ -421,8 +420,8 @@ struct Engine::Impl {
   void slot_freed(std::size_t running) {
     if (!dispatcher_at_capacity.load(std::memory_order_acquire)) return;
     const auto max = static_cast<std::size_t>(options.max_concurrent_task_executions);
-    const auto batch = std::min<std::size_t>(
-        static_cast<std::size_t>(options.max_task_executions_per_batch), max);
+    const auto batch =
+        std::min<std::size_t>(static_cast<std::size_t>(options.max_task_executions_per_batch), max);
     const auto free = max - std::min(running, max);
     if (free >= std::max<std::size_t>(1, batch / 2) || running == 0) {
       dispatcher_at_capacity.store(false, std::memory_order_release);
@@ -456,9 +455,9 @@ struct Engine::Impl {
         std::int64_t cpu_start = thread_cpu_ns();
         ~Leave() {
           impl.in_user_code.fetch_sub(1, std::memory_order_relaxed);
-          const auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                SteadyClock::now() - wall_start)
-                                .count();
+          const auto wall =
+              std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now() - wall_start)
+                  .count();
           const auto waited = std::max<std::int64_t>(0, wall - (thread_cpu_ns() - cpu_start));
           // A racy moving mean (weight 1/8) is enough for a pool heuristic.
           const auto mean = impl.run_wait_ns_mean.load(std::memory_order_relaxed);
@@ -536,17 +535,18 @@ struct Engine::Impl {
         }
         auto input = parent_result_json(result.output);
         check_size(input, options.max_serialized_input_data_size);
-        auto child = make_child_record(rec, *fin, std::move(input), EnqueueOptions{},
-                                       ParentTaskExecutionSummary{rec.task_id, rec.execution_id, 0,
-                                                                  false, true},
-                                       now);
+        auto child = make_child_record(
+            rec, *fin, std::move(input), EnqueueOptions{},
+            ParentTaskExecutionSummary{rec.task_id, rec.execution_id, 0, false, true}, now);
         TaskExecutionUpdate u;
         u.status = Status::waiting_for_finalize;
         u.children = std::vector<TaskExecutionSummary>{};
         u.finalize = TaskExecutionSummary{child.task_id, child.execution_id};
-        c.update_with_children = UpdateByIdAndInsertChildrenRequest{
-            rec.execution_id, GetByIdFilters{.status = Status::running},
-            normalize_update(now, std::move(u)), {std::move(child)}};
+        c.update_with_children =
+            UpdateByIdAndInsertChildrenRequest{rec.execution_id,
+                                               GetByIdFilters{.status = Status::running},
+                                               normalize_update(now, std::move(u)),
+                                               {std::move(child)}};
         return c;
       }
       std::string output;
@@ -658,8 +658,7 @@ struct Engine::Impl {
   TaskExecutionRecord make_child_record(const TaskExecutionRecord& parent,
                                         const TaskDefinition& child_def, std::string input,
                                         const EnqueueOptions& overrides,
-                                        ParentTaskExecutionSummary parent_summary,
-                                        Timestamp now) {
+                                        ParentTaskExecutionSummary parent_summary, Timestamp now) {
     NewTaskExecution n;
     n.root = root_for_children(parent);
     n.parent = std::move(parent_summary);
@@ -782,8 +781,8 @@ struct Engine::Impl {
     std::int64_t free_slots = 0;
     {
       std::lock_guard lock(runs_mutex);
-      free_slots = options.max_concurrent_task_executions -
-                   static_cast<std::int64_t>(in_flight.size());
+      free_slots =
+          options.max_concurrent_task_executions - static_cast<std::int64_t>(in_flight.size());
     }
     full_batch = false;
     if (free_slots <= 0) {
@@ -888,8 +887,7 @@ struct Engine::Impl {
       return n;
     } catch (const std::exception& e) {
       ++errors;
-      logger.error(
-          fmt::format("Error in {}: consecutive_errors={}: {}", name, errors, e.what()));
+      logger.error(fmt::format("Error in {}: consecutive_errors={}: {}", name, errors, e.what()));
       return 0;
     }
   }
@@ -943,12 +941,11 @@ struct Engine::Impl {
         // T11: a parent that did not complete cancels whatever of its tree still runs.
         TaskExecutionUpdate cu;
         cu.status = Status::cancelled;
-        cu.error = DurableExecutionCancelledError(fmt::format(
-                                                      "Parent task {} with execution id {} "
-                                                      "failed: {}",
-                                                      row.task_id, row.execution_id,
-                                                      row.error ? row.error->message
-                                                                : std::string{"Unknown error"}))
+        cu.error = DurableExecutionCancelledError(
+                       fmt::format("Parent task {} with execution id {} "
+                                   "failed: {}",
+                                   row.task_id, row.execution_id,
+                                   row.error ? row.error->message : std::string{"Unknown error"}))
                        .to_stored();
         cu.needs_promise_cancellation = true;
         cancel_children.push_back(UpdateByParentExecutionIdAndIsFinishedRequest{
@@ -1013,10 +1010,9 @@ struct Engine::Impl {
     std::vector<GetByParentExecutionIdRequest> reads;
     reads.reserve(rows.size());
     for (const auto& parent : rows) reads.push_back({parent.execution_id});
-    auto loaded = caller.call(StorageMethod::get_many_by_parent_execution_id,
-                              [&](TaskExecutionsStorage& s) {
-                                return s.get_many_by_parent_execution_id(reads);
-                              });
+    auto loaded = caller.call(
+        StorageMethod::get_many_by_parent_execution_id,
+        [&](TaskExecutionsStorage& s) { return s.get_many_by_parent_execution_id(reads); });
     if (loaded.size() != rows.size()) {
       throw DurableExecutionError(
           fmt::format("get_many_by_parent_execution_id returned {} results for {} requests",
@@ -1027,8 +1023,8 @@ struct Engine::Impl {
       try {
         process_parent(rows[i], loaded[i], writes);
       } catch (const std::exception& e) {
-        logger.error(fmt::format("Error in children: parent {}: {}", rows[i].execution_id,
-                                 e.what()));
+        logger.error(
+            fmt::format("Error in children: parent {}: {}", rows[i].execution_id, e.what()));
       }
     }
     if (!writes.updates.empty()) {
@@ -1103,8 +1099,7 @@ struct Engine::Impl {
       if (it != declared.end() && it != declared.begin()) {
         const auto j = static_cast<std::size_t>(it - declared.begin());
         const auto prev = by_id.find(declared[j - 1].execution_id);
-        advance_sequence(parent, declared, j, prev == by_id.end() ? nullptr : prev->second,
-                         writes);
+        advance_sequence(parent, declared, j, prev == by_id.end() ? nullptr : prev->second, writes);
         return;
       }
     }
@@ -1162,10 +1157,10 @@ struct Engine::Impl {
       try {
         output = def->finalize_function(result);
       } catch (...) {
-        fail_parent(parent, Status::finalize_failed,
-                    StoredError{ErrorType::generic, false, false,
-                                error_message(std::current_exception())},
-                    writes);
+        fail_parent(
+            parent, Status::finalize_failed,
+            StoredError{ErrorType::generic, false, false, error_message(std::current_exception())},
+            writes);
         return;
       }
       check_size(output, options.max_serialized_output_data_size);
@@ -1185,11 +1180,11 @@ struct Engine::Impl {
                         const TaskExecutionRecord* prev, ParentWrites& writes) {
     auto child_def = find_task(declared[j].task_id);
     if (!child_def) {
-      fail_parent(parent, Status::failed,
-                  DurableExecutionNotFoundError(
-                      fmt::format("Child task {} not found", declared[j].task_id))
-                      .to_stored(),
-                  writes);
+      fail_parent(
+          parent, Status::failed,
+          DurableExecutionNotFoundError(fmt::format("Child task {} not found", declared[j].task_id))
+              .to_stored(),
+          writes);
       return;
     }
     if (!prev) {
@@ -1281,9 +1276,8 @@ struct Engine::Impl {
       u.status = Status::ready;
       u.error = DurableExecutionError::non_retryable("Task execution expired").to_stored();
       u.start_at = now;
-      UpdateByIsSleepingTaskAndExpiresAtLessThanRequest req{false, now,
-                                                            normalize_update(now, std::move(u)),
-                                                            limit};
+      UpdateByIsSleepingTaskAndExpiresAtLessThanRequest req{
+          false, now, normalize_update(now, std::move(u)), limit};
       const auto n = caller.call(StorageMethod::expire_running, [&](TaskExecutionsStorage& s) {
         return s.update_by_is_sleeping_task_and_expires_at_less_than(req);
       });
@@ -1299,9 +1293,8 @@ struct Engine::Impl {
       u.status = Status::timed_out;
       u.error = DurableExecutionTimedOutError{}.to_stored();
       u.start_at = now;
-      UpdateByIsSleepingTaskAndExpiresAtLessThanRequest req{true, now,
-                                                            normalize_update(now, std::move(u)),
-                                                            limit};
+      UpdateByIsSleepingTaskAndExpiresAtLessThanRequest req{
+          true, now, normalize_update(now, std::move(u)), limit};
       const auto n = caller.call(StorageMethod::expire_running, [&](TaskExecutionsStorage& s) {
         return s.update_by_is_sleeping_task_and_expires_at_less_than(req);
       });
@@ -1354,15 +1347,15 @@ struct Engine::Impl {
       std::int64_t work = 0;
       work += step("mark", stats_mark, mark_errors, [this] { return mark_step(); });
       work += step("close", stats_close, close_errors, [this] { return close_step(); });
-      work += step("children", stats_children, children_errors,
-                   [this] { return children_step(); });
+      work += step("children", stats_children, children_errors, [this] { return children_step(); });
       auto now = SteadyClock::now();
       if (cancel_now || now >= next_cancel) {
         work += step("cancel", stats_cancel, cancel_errors, [this] { return cancel_step(); });
         next_cancel = now + jittered(base * 2);
       }
       if (expire_now || now >= next_expire) {
-        const auto n = step("expire", stats_expire, expire_errors, [this] { return expire_step(); });
+        const auto n =
+            step("expire", stats_expire, expire_errors, [this] { return expire_step(); });
         work += n;
         const bool busy = n >= options.retry_expired_task_executions_batch_size / 2;
         next_expire = now + (busy ? milliseconds{0} : jittered(base * 10));
@@ -1381,7 +1374,8 @@ struct Engine::Impl {
       const auto until =
           std::min({SteadyClock::now() + jittered(idle_wait), next_cancel, next_expire});
       std::unique_lock lock(bg_mutex);
-      bg_cv.wait_until(lock, until, [this] { return bg_wake || bg_cancel_now || stop_loops.load(); });
+      bg_cv.wait_until(lock, until,
+                       [this] { return bg_wake || bg_cancel_now || stop_loops.load(); });
     }
   }
 
@@ -1449,12 +1443,12 @@ TaskDescriptor Engine::register_task(TaskDefinition def) {
     validate_task_options(def.options);
   }
   if (def.finalize_function && def.finalize_task_id) {
-    throw DurableExecutionError::non_retryable(fmt::format(
-        "Task {} has both a finalize function and a finalize task", def.options.id));
+    throw DurableExecutionError::non_retryable(
+        fmt::format("Task {} has both a finalize function and a finalize task", def.options.id));
   }
-  TaskDescriptor descriptor{def.options.id, def.is_sleeping_task, def.options.retry,
-                            def.options.sleep_before_run, def.options.timeout,
-                            def.are_children_sequential};
+  TaskDescriptor descriptor{def.options.id,      def.is_sleeping_task,
+                            def.options.retry,   def.options.sleep_before_run,
+                            def.options.timeout, def.are_children_sequential};
   {
     std::unique_lock lock(s.registry_mutex);
     if (def.finalize_task_id && !s.registry.contains(*def.finalize_task_id)) {
@@ -1475,9 +1469,9 @@ TaskDescriptor Engine::register_task(TaskDefinition def) {
 TaskDescriptor Engine::find_descriptor(const std::string& task_id) const {
   auto def = impl_->find_task(task_id);
   if (!def) throw DurableExecutionNotFoundError(fmt::format("Task {} not found", task_id));
-  return TaskDescriptor{def->options.id, def->is_sleeping_task, def->options.retry,
-                        def->options.sleep_before_run, def->options.timeout,
-                        def->are_children_sequential};
+  return TaskDescriptor{def->options.id,      def->is_sleeping_task,
+                        def->options.retry,   def->options.sleep_before_run,
+                        def->options.timeout, def->are_children_sequential};
 }
 
 void Engine::register_descriptor(const TaskDescriptor& d) {
@@ -1560,8 +1554,8 @@ TaskExecutionRecord Engine::get_execution(const std::string& task_id,
     throw DurableExecutionNotFoundError(fmt::format("Task execution {} not found", execution_id));
   }
   if (rec->task_id != task_id) {
-    throw DurableExecutionNotFoundError(fmt::format("Task execution {} belongs to task {}",
-                                                    execution_id, rec->task_id));
+    throw DurableExecutionNotFoundError(
+        fmt::format("Task execution {} belongs to task {}", execution_id, rec->task_id));
   }
   return std::move(*rec);
 }
@@ -1590,9 +1584,8 @@ TaskExecutionRecord Engine::wait_finished(const std::string& task_id,
       if (rec.is_finished) return rec;
     } else {
       std::vector<GetByIdRequest> reqs{GetByIdRequest{execution_id, {.is_finished = true}}};
-      auto res = s.caller.call(StorageMethod::get_many_by_id, [&](TaskExecutionsStorage& st) {
-        return st.get_many_by_id(reqs);
-      });
+      auto res = s.caller.call(StorageMethod::get_many_by_id,
+                               [&](TaskExecutionsStorage& st) { return st.get_many_by_id(reqs); });
       if (!res.empty() && res.front()) return get_execution(task_id, execution_id);
     }
     if (options.stop_token.stop_requested()) {
@@ -1607,9 +1600,8 @@ TaskExecutionRecord Engine::wait_finished(const std::string& task_id,
       until = std::min(until, *deadline);
     }
     std::unique_lock lock(s.finished_mutex);
-    const bool notified = s.finished_cv.wait_until(lock, until, [&] {
-      return s.finished_seq != seen || options.stop_token.stop_requested();
-    });
+    const bool notified = s.finished_cv.wait_until(
+        lock, until, [&] { return s.finished_seq != seen || options.stop_token.stop_requested(); });
     full_check = !notified;
   }
 }
@@ -1639,18 +1631,17 @@ TaskExecutionRecord Engine::wakeup_sleeping(const TaskDescriptor& task,
         fmt::format("Task {} is not a sleeping task", task.id));
   }
   std::vector<GetBySleepingTaskUniqueIdRequest> reqs{GetBySleepingTaskUniqueIdRequest{unique_id}};
-  auto found = s.caller.call(StorageMethod::get_many_by_sleeping_task_unique_id,
-                             [&](TaskExecutionsStorage& st) {
-                               return st.get_many_by_sleeping_task_unique_id(reqs);
-                             });
+  auto found = s.caller.call(
+      StorageMethod::get_many_by_sleeping_task_unique_id,
+      [&](TaskExecutionsStorage& st) { return st.get_many_by_sleeping_task_unique_id(reqs); });
   if (found.empty() || !found.front()) {
     throw DurableExecutionNotFoundError(
         fmt::format("Sleeping task execution {} not found", unique_id));
   }
   auto rec = std::move(*found.front());
   if (rec.task_id != task.id) {
-    throw DurableExecutionNotFoundError(fmt::format(
-        "Sleeping task execution {} belongs to task {}", unique_id, rec.task_id));
+    throw DurableExecutionNotFoundError(
+        fmt::format("Sleeping task execution {} belongs to task {}", unique_id, rec.task_id));
   }
   if (rec.is_finished) return rec;
   TaskExecutionUpdate u;
@@ -1676,8 +1667,8 @@ TaskExecutionRecord Engine::wakeup_sleeping(const TaskDescriptor& task,
         fmt::format("Task execution {} not found", rec.execution_id));
   }
   if (!after->is_finished) {
-    throw DurableExecutionError::non_retryable(fmt::format(
-        "Task execution {} is not a sleeping task execution", rec.execution_id));
+    throw DurableExecutionError::non_retryable(
+        fmt::format("Task execution {} is not a sleeping task execution", rec.execution_id));
   }
   s.notify_finished();
   if (s.mode == Mode::executor) s.wake_background();
@@ -1725,9 +1716,9 @@ ExecutorStats Engine::stats() const {
   }
   st.storage_calls = s.caller.call_stats();
   st.storage_calls_per_second = s.caller.per_second_counts();
-  st.processes = {{"ready", s.stats_ready.get()},       {"children", s.stats_children.get()},
-                  {"mark", s.stats_mark.get()},         {"close", s.stats_close.get()},
-                  {"cancel", s.stats_cancel.get()},     {"expire", s.stats_expire.get()},
+  st.processes = {{"ready", s.stats_ready.get()},      {"children", s.stats_children.get()},
+                  {"mark", s.stats_mark.get()},        {"close", s.stats_close.get()},
+                  {"cancel", s.stats_cancel.get()},    {"expire", s.stats_expire.get()},
                   {"complete", s.stats_complete.get()}};
   return st;
 }

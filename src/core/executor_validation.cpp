@@ -1,15 +1,17 @@
 // Validation of executor options, task options and enqueue overrides (SPEC.md §6.1-§6.3).
 
+#include "executor_validation.hpp"
+
 #include <fmt/format.h>
 
 #include "durable_execution/detail/engine.hpp"
-#include "executor_validation.hpp"
 
 namespace durable_execution::detail {
 
 namespace {
 
-[[noreturn]] void invalid_option(std::string_view field, std::string_view rule, std::int64_t value) {
+[[noreturn]] void invalid_option(std::string_view field, std::string_view rule,
+                                 std::int64_t value) {
   throw DurableExecutionError::non_retryable(
       fmt::format("Invalid options: {} must be {} (got {})", field, rule, value));
 }
@@ -62,8 +64,8 @@ void validate_retry_options(const std::string& task_id, const RetryOptions& r) {
     fail(fmt::format("max_attempts must be between 0 and 100 (got {})", r.max_attempts));
   }
   if (r.base_delay && (r.base_delay->count() < 0 || r.base_delay->count() > 3'600'000)) {
-    fail(fmt::format("base_delay must be between 0 and 3600000 ms (got {})",
-                     r.base_delay->count()));
+    fail(
+        fmt::format("base_delay must be between 0 and 3600000 ms (got {})", r.base_delay->count()));
   }
   if (r.delay_multiplier && (!(*r.delay_multiplier >= 0.1) || !(*r.delay_multiplier <= 10.0))) {
     fail(fmt::format("delay_multiplier must be between 0.1 and 10 (got {})", *r.delay_multiplier));
@@ -81,17 +83,17 @@ void validate_retry_options(const std::string& task_id, const RetryOptions& r) {
 
 void validate_sleep_before_run(const std::string& task_id, std::chrono::milliseconds sleep) {
   if (sleep.count() < 0) {
-    throw DurableExecutionError::non_retryable(fmt::format(
-        "Invalid sleep ms before run for task {}: must be at least 0 (got {})", task_id,
-        sleep.count()));
+    throw DurableExecutionError::non_retryable(
+        fmt::format("Invalid sleep ms before run for task {}: must be at least 0 (got {})", task_id,
+                    sleep.count()));
   }
 }
 
 void validate_timeout(const std::string& task_id, std::chrono::milliseconds timeout) {
   if (timeout.count() < 1) {
-    throw DurableExecutionError::non_retryable(fmt::format(
-        "Invalid timeout value for task {}: must be at least 1 ms (got {})", task_id,
-        timeout.count()));
+    throw DurableExecutionError::non_retryable(
+        fmt::format("Invalid timeout value for task {}: must be at least 1 ms (got {})", task_id,
+                    timeout.count()));
   }
 }
 
@@ -101,8 +103,8 @@ void validate_task_id(const std::string& id) {
     throw DurableExecutionError::non_retryable("Task id cannot be longer than 255 characters");
   }
   for (const char c : id) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '_';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
     if (!ok) {
       throw DurableExecutionError::non_retryable(
           "Task id can only contain alphanumeric characters and underscores");

@@ -38,9 +38,9 @@ FinalizeFunction sequential_finalize(std::size_t count) {
   };
 }
 
-void Engine::register_polling_task(
-    const std::string& id, const std::string& poll_task_id, std::int32_t max_attempts,
-    std::function<std::chrono::milliseconds(std::int32_t)> sleep) {
+void Engine::register_polling_task(const std::string& id, const std::string& poll_task_id,
+                                   std::int32_t max_attempts,
+                                   std::function<std::chrono::milliseconds(std::int32_t)> sleep) {
   if (max_attempts <= 0) {
     throw DurableExecutionError::non_retryable("Max attempts must be greater than 0");
   }
@@ -57,10 +57,9 @@ void Engine::register_polling_task(
     const auto& state = j.at("output");
     const auto& children = j.at("children");
     if (children.empty() || children[0].at("status").get<std::string>() != "completed") {
-      throw DurableExecutionError::non_retryable(
-          fmt::format("Poll task {} failed: {}", poll_task_id,
-                      children.empty() ? std::string{"unknown error"}
-                                       : child_error_message(children[0])));
+      throw DurableExecutionError::non_retryable(fmt::format(
+          "Poll task {} failed: {}", poll_task_id,
+          children.empty() ? std::string{"unknown error"} : child_error_message(children[0])));
     }
     const auto& poll = children[0].at("output");
     if (poll.value("isDone", false)) {

@@ -62,15 +62,15 @@ struct Key {
 // instead of being re-keyed on every update (their keys hold updated_at), which cuts index upkeep
 // per execution by two thirds. A query for other values (no engine makes one) scans the store.
 enum Index : std::size_t {
-  kByStatusStartAt,             // claim: (status, start_at)
-  kByProcessingWithZeroCount,   // children claim: (status, processing status, updated_at), count 0
-  kByCloseStatus,               // close claim: (close status, updated_at)
-  kBySleepingExpiresAt,         // (is sleeping, expires_at), rows with expires_at
-  kByProcessingExpiresAt,       // (processing expires_at), rows with it
-  kByCloseExpiresAt,            // (close expires_at), rows with it
-  kByExecutorCancellation,      // (executor id, needs cancellation, updated_at), rows with executor
-  kByParent,                    // (parent id, is finished), children only
-  kByFinishedCloseStatus,       // mark: (is finished, close status, updated_at)
+  kByStatusStartAt,            // claim: (status, start_at)
+  kByProcessingWithZeroCount,  // children claim: (status, processing status, updated_at), count 0
+  kByCloseStatus,              // close claim: (close status, updated_at)
+  kBySleepingExpiresAt,        // (is sleeping, expires_at), rows with expires_at
+  kByProcessingExpiresAt,      // (processing expires_at), rows with it
+  kByCloseExpiresAt,           // (close expires_at), rows with it
+  kByExecutorCancellation,     // (executor id, needs cancellation, updated_at), rows with executor
+  kByParent,                   // (parent id, is finished), children only
+  kByFinishedCloseStatus,      // mark: (is finished, close status, updated_at)
   kIndexCount,
 };
 
@@ -224,9 +224,9 @@ struct InMemoryTaskExecutionsStorage::Impl {
       if (r.sleeping_task_unique_id &&
           (by_unique_id.contains(*r.sleeping_task_unique_id) ||
            (batch && !unique_ids.insert(*r.sleeping_task_unique_id).second))) {
-        throw DurableExecutionError::non_retryable(fmt::format(
-            "Sleeping task execution with unique id {} already exists",
-            *r.sleeping_task_unique_id));
+        throw DurableExecutionError::non_retryable(
+            fmt::format("Sleeping task execution with unique id {} already exists",
+                        *r.sleeping_task_unique_id));
       }
     }
   }
@@ -289,8 +289,7 @@ struct InMemoryTaskExecutionsStorage::Impl {
 
   // select() for values a partial index does not hold: every row's full key, in index order.
   template <class InRange, class Accept>
-  std::vector<Entry*> scan(Index index, InRange in_range, std::int64_t limit,
-                           Accept accept) const {
+  std::vector<Entry*> scan(Index index, InRange in_range, std::int64_t limit, Accept accept) const {
     std::vector<Key> keys;
     for (const auto& [id, entry] : by_id) {
       auto key = key_for(index, *entry, false);
@@ -379,7 +378,8 @@ void InMemoryTaskExecutionsStorage::update_many_by_id(
     auto* e = impl_->find(req.execution_id, req.filters);
     if (!e) continue;
     impl_->update(*e, req.update);
-    if (req.decrement_parent_active_children_count) impl_->decrement_parent_active_children_count(*e);
+    if (req.decrement_parent_active_children_count)
+      impl_->decrement_parent_active_children_count(*e);
   }
 }
 

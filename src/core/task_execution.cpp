@@ -11,10 +11,14 @@ namespace durable_execution {
 namespace {
 
 constexpr std::array kStatuses{
-    TaskExecutionStatus::ready,           TaskExecutionStatus::running,
-    TaskExecutionStatus::failed,          TaskExecutionStatus::timed_out,
-    TaskExecutionStatus::waiting_for_children, TaskExecutionStatus::waiting_for_finalize,
-    TaskExecutionStatus::finalize_failed, TaskExecutionStatus::completed,
+    TaskExecutionStatus::ready,
+    TaskExecutionStatus::running,
+    TaskExecutionStatus::failed,
+    TaskExecutionStatus::timed_out,
+    TaskExecutionStatus::waiting_for_children,
+    TaskExecutionStatus::waiting_for_finalize,
+    TaskExecutionStatus::finalize_failed,
+    TaskExecutionStatus::completed,
     TaskExecutionStatus::cancelled,
 };
 
@@ -101,8 +105,8 @@ OnChildrenFinishedProcessingStatus parse_on_children_finished_processing_status(
 
 CloseStatus parse_close_status(std::string_view text) {
   return parse_enum(
-      text, std::array{CloseStatus::idle, CloseStatus::ready, CloseStatus::closing,
-                       CloseStatus::closed},
+      text,
+      std::array{CloseStatus::idle, CloseStatus::ready, CloseStatus::closing, CloseStatus::closed},
       "close status");
 }
 

@@ -701,8 +701,7 @@ TEST_P(StorageConformance, ClaimsForValuesTheEngineNeverAsksForSelectInOrder) {
   // By close status: the oldest updated_at of the closed rows first, then the rest.
   auto by_close = storage().update_by_close_status_and_return(
       {.close_status = CloseStatus::closed, .update = touch, .limit = 10});
-  EXPECT_EQ(ids_of(by_close),
-            (std::vector{closed_early.execution_id, closed_late.execution_id}));
+  EXPECT_EQ(ids_of(by_close), (std::vector{closed_early.execution_id, closed_late.execution_id}));
   EXPECT_EQ(fetch(ready.execution_id), ready);
   EXPECT_EQ(fetch(failed_late.execution_id), failed_late);
   // By executor without the cancellation flag: every row touched above, oldest update first.

@@ -56,7 +56,8 @@ TEST(CrashRecovery, KilledWorkerWorkIsFinishedOnceByANewExecutor) {
     de::SqliteTaskExecutionsStorage storage{db.string()};
     de::DurableExecutor executor{storage, {.log_level = de::LogLevel::error}};
     auto tasks = crash::register_tasks(executor, {});
-    for (int i = 0; i < 4; ++i) inc_ids.push_back(executor.enqueue_task(tasks.inc, i).execution_id());
+    for (int i = 0; i < 4; ++i)
+      inc_ids.push_back(executor.enqueue_task(tasks.inc, i).execution_id());
     fan_out_id = executor.enqueue_task(tasks.fan_out, 5).execution_id();
     for (int i = 0; i < 2; ++i) {
       chain_ids.push_back(executor.enqueue_task(tasks.chain, 100 * i).execution_id());
@@ -86,15 +87,15 @@ TEST(CrashRecovery, KilledWorkerWorkIsFinishedOnceByANewExecutor) {
   std::mutex mutex;
   std::map<std::string, int> runs;
   de::SqliteTaskExecutionsStorage storage{db.string()};
-  de::DurableExecutor executor{storage,
-                               {.expire_leeway = std::chrono::milliseconds{0},
-                                .background_process_intra_batch_sleep =
-                                    std::chrono::milliseconds{20},
-                                .log_level = de::LogLevel::error}};
+  de::DurableExecutor executor{
+      storage,
+      {.expire_leeway = std::chrono::milliseconds{0},
+       .background_process_intra_batch_sleep = std::chrono::milliseconds{20},
+       .log_level = de::LogLevel::error}};
   auto tasks = crash::register_tasks(executor, {.on_run = [&](const std::string& id) {
-                                                  std::lock_guard lock(mutex);
-                                                  ++runs[id];
-                                                }});
+                                       std::lock_guard lock(mutex);
+                                       ++runs[id];
+                                     }});
   executor.start();
   const de::WaitOptions wait{.polling_interval = std::chrono::milliseconds{20},
                              .timeout = std::chrono::seconds{60}};

@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
                                {.expire_leeway = 0ms,
                                 .background_process_intra_batch_sleep = 20ms,
                                 .log_level = de::LogLevel::error}};
-  [[maybe_unused]] auto tasks = crash::register_tasks(executor, {.block = true, .marker_dir = argv[2]});
+  [[maybe_unused]] auto tasks =
+      crash::register_tasks(executor, {.block = true, .marker_dir = argv[2]});
   executor.start();
   // Bounded: the test kills this process long before; if it does not, exit instead of lingering.
   std::this_thread::sleep_for(150s);

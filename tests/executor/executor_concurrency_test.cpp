@@ -69,7 +69,9 @@ TEST_P(ExecutorConcurrency, TenQuickTasksNeverExceedTheLimit) {
   std::vector<TaskExecutionHandle<int>> handles;
   for (int i = 0; i < 10; ++i) handles.push_back(executor.enqueue_task(t, i));
   for (int i = 0; i < 10; ++i) {
-    EXPECT_EQ(handles[static_cast<std::size_t>(i)].wait_and_get_finished_execution(bounded_wait()).output, i);
+    EXPECT_EQ(
+        handles[static_cast<std::size_t>(i)].wait_and_get_finished_execution(bounded_wait()).output,
+        i);
   }
   EXPECT_LE(meter.max_seen.load(), 3);
   EXPECT_GE(meter.max_seen.load(), 2);
@@ -172,7 +174,8 @@ void run_many_executors(TaskExecutionsStorage& storage, int n_executors, int n_t
     handles.push_back(executors[idx]->enqueue_task(tasks[idx], i));
   }
   for (int i = 0; i < n_tasks; ++i) {
-    auto e = handles[static_cast<std::size_t>(i)].wait_and_get_finished_execution(bounded_wait(20s));
+    auto e =
+        handles[static_cast<std::size_t>(i)].wait_and_get_finished_execution(bounded_wait(20s));
     EXPECT_EQ(e.status, TaskExecutionStatus::completed);
     EXPECT_EQ(e.output, i * 10);
   }
@@ -201,9 +204,9 @@ TEST_P(ExecutorConcurrency, TwoExecutorsMixedEnqueues) {
   (void)e2.task({.id = "t2", .timeout = 1s}, [] { return std::string{"result2"}; });
   e1.start();
   e2.start();
-  std::vector<TaskExecutionHandle<std::string>> hs{
-      e1.enqueue_task(t1a), e1.enqueue_task(t2a), e1.enqueue_task(t1a), e1.enqueue_task(t2a),
-      e1.enqueue_task(t1a)};
+  std::vector<TaskExecutionHandle<std::string>> hs{e1.enqueue_task(t1a), e1.enqueue_task(t2a),
+                                                   e1.enqueue_task(t1a), e1.enqueue_task(t2a),
+                                                   e1.enqueue_task(t1a)};
   int r1 = 0;
   int r2 = 0;
   for (auto& h : hs) {

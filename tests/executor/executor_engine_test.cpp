@@ -36,7 +36,8 @@ TaskExecutionRecord wait_record(detail::Engine& engine, const std::string& task,
 TEST_P(ExecutorEngine, ParentWithChildrenCompletesAllSettledInDeclarationOrder) {
   DurableExecutor executor{storage(), fast_options()};
   auto& engine = *executor.engine();
-  auto child = engine.register_task(simple("child", [](const std::string& in) { return add(in, 1); }));
+  auto child =
+      engine.register_task(simple("child", [](const std::string& in) { return add(in, 1); }));
   auto failing = engine.register_task(simple("failing", [](const std::string&) -> std::string {
     throw DurableExecutionError::non_retryable("child failed");
   }));
@@ -44,8 +45,9 @@ TEST_P(ExecutorEngine, ParentWithChildrenCompletesAllSettledInDeclarationOrder) 
   parent.options = {.id = "parent", .timeout = 2s};
   parent.is_parent = true;
   parent.run = [](TaskRunContext&, const std::string& in) {
-    return RunParentResult{in, {ChildSpec{"child", "1", {}}, ChildSpec{"failing", "0", {}},
-                                ChildSpec{"child", "10", {}}}};
+    return RunParentResult{
+        in,
+        {ChildSpec{"child", "1", {}}, ChildSpec{"failing", "0", {}}, ChildSpec{"child", "10", {}}}};
   };
   auto p = engine.register_task(std::move(parent));
   executor.start();
@@ -169,8 +171,8 @@ TaskDefinition sequence(const std::string& id, std::vector<std::string> steps) {
     const auto& last = j["children"][n - 1];
     if (last["status"] != "completed") {
       throw DurableExecutionError::non_retryable(
-          "Task at index " + std::to_string(n - 1) + " failed: " +
-          last["error"]["message"].get<std::string>());
+          "Task at index " + std::to_string(n - 1) +
+          " failed: " + last["error"]["message"].get<std::string>());
     }
     return last["output"].dump();
   };
@@ -181,9 +183,8 @@ TEST_P(ExecutorEngine, SequentialChainPassesOutputsAlong) {
   DurableExecutor executor{storage(), fast_options()};
   auto& engine = *executor.engine();
   (void)engine.register_task(simple("plus1", [](const std::string& in) { return add(in, 1); }));
-  (void)engine.register_task(simple("times2", [](const std::string& in) {
-    return json(json::parse(in).get<int>() * 2).dump();
-  }));
+  (void)engine.register_task(simple(
+      "times2", [](const std::string& in) { return json(json::parse(in).get<int>() * 2).dump(); }));
   std::atomic<int> third_runs{0};
   (void)engine.register_task(simple("boom", [&](const std::string&) -> std::string {
     ++third_runs;

@@ -33,12 +33,10 @@ TEST_P(ExecutorLifecycle, InvalidOptionsThrowNamingTheField) {
       "close_finished_task_executions_batch_size");
   bad([](auto& o) { o.mark_finished_task_executions_as_close_status_ready_batch_size = 201; },
       "mark_finished_task_executions_as_close_status_ready_batch_size");
-  bad([](auto& o) { o.max_children_per_task_execution = 1001; },
-      "max_children_per_task_execution");
+  bad([](auto& o) { o.max_children_per_task_execution = 1001; }, "max_children_per_task_execution");
   bad([](auto& o) { o.max_serialized_input_data_size = 1'048'577; },
       "max_serialized_input_data_size");
-  bad([](auto& o) { o.max_serialized_output_data_size = 1023; },
-      "max_serialized_output_data_size");
+  bad([](auto& o) { o.max_serialized_output_data_size = 1023; }, "max_serialized_output_data_size");
   bad([](auto& o) { o.storage_max_retry_attempts = 11; }, "storage_max_retry_attempts");
   bad([](auto& o) { o.background_process_intra_batch_sleep = 0ms; },
       "background_process_intra_batch_sleep");
@@ -70,18 +68,21 @@ TEST_P(ExecutorLifecycle, RegistrationRejectsBadDefinitionsAndDuplicates) {
   auto noop = [] {};
   EXPECT_EQ(error_of([&] { (void)executor.task({.id = "", .timeout = 1s}, noop); }),
             "Task id cannot be empty");
-  EXPECT_NE(error_of([&] { (void)executor.task({.id = "a-b", .timeout = 1s}, noop); })
-                .find("alphanumeric"),
+  EXPECT_NE(error_of([&] {
+              (void)executor.task({.id = "a-b", .timeout = 1s}, noop);
+            }).find("alphanumeric"),
             std::string::npos);
   EXPECT_NE(error_of([&] {
               (void)executor.task({.id = std::string(256, 'a'), .timeout = 1s}, noop);
             }).find("255"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { (void)executor.task({.id = "a", .timeout = -1ms}, noop); })
-                .find("Invalid timeout value for task a"),
+  EXPECT_NE(error_of([&] {
+              (void)executor.task({.id = "a", .timeout = -1ms}, noop);
+            }).find("Invalid timeout value for task a"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { (void)executor.task({.id = "a", .timeout = 0ms}, noop); })
-                .find("Invalid timeout value"),
+  EXPECT_NE(error_of([&] {
+              (void)executor.task({.id = "a", .timeout = 0ms}, noop);
+            }).find("Invalid timeout value"),
             std::string::npos);
   EXPECT_NE(error_of([&] {
               (void)executor.task({.id = "a", .timeout = 1s, .sleep_before_run = -1ms}, noop);
@@ -139,16 +140,17 @@ TEST_P(ExecutorLifecycle, NothingIsWrittenForBadEnqueues) {
   o.max_serialized_input_data_size = 1000;
   DurableExecutor executor{storage(), o};
   auto t = executor.task({.id = "t", .timeout = 1s}, [](const std::string& s) { return s.size(); });
-  EXPECT_NE(error_of([&] { (void)executor.enqueue_task(t, std::string(2000, 'x')); })
-                .find("exceeds maximum allowed size"),
+  EXPECT_NE(error_of([&] {
+              (void)executor.enqueue_task(t, std::string(2000, 'x'));
+            }).find("exceeds maximum allowed size"),
             std::string::npos);
   EXPECT_NE(error_of([&] {
               (void)executor.enqueue_task(t, "x", EnqueueOptions{.timeout = 0ms});
             }).find("Invalid timeout value"),
             std::string::npos);
   EXPECT_NE(error_of([&] {
-              (void)executor.enqueue_task(t, "x",
-                                          EnqueueOptions{.retry = RetryOptions{.max_attempts = 101}});
+              (void)executor.enqueue_task(
+                  t, "x", EnqueueOptions{.retry = RetryOptions{.max_attempts = 101}});
             }).find("Invalid retry options"),
             std::string::npos);
   // Nothing reached the storage: the ready claim finds nothing.

@@ -48,20 +48,25 @@ TEST_P(ExecutorTasks, ExplicitTypesAndAllRunShapes) {
   auto explicit_types = executor.task<int, std::string>(
       {.id = "explicit", .timeout = 1s},
       [](TaskRunContext&, const int& x) { return std::to_string(x); });
-  auto no_ctx = executor.task({.id = "no_ctx", .timeout = 1s},
-                              [](const std::string& s) { return s + "!"; });
+  auto no_ctx =
+      executor.task({.id = "no_ctx", .timeout = 1s}, [](const std::string& s) { return s + "!"; });
   auto no_input = executor.task({.id = "no_input", .timeout = 1s}, [] { return 7; });
   auto void_out = executor.task({.id = "void_out", .timeout = 1s}, [](const int&) {});
   static_assert(std::is_same_v<decltype(no_input), Task<Empty, int>>);
   static_assert(std::is_same_v<decltype(void_out), Task<int, Empty>>);
   executor.start();
-  EXPECT_EQ(executor.enqueue_task(explicit_types, 42).wait_and_get_finished_execution(bounded_wait()).output,
+  EXPECT_EQ(executor.enqueue_task(explicit_types, 42)
+                .wait_and_get_finished_execution(bounded_wait())
+                .output,
             "42");
-  EXPECT_EQ(executor.enqueue_task(no_ctx, "hi").wait_and_get_finished_execution(bounded_wait()).output,
-            "hi!");
-  EXPECT_EQ(executor.enqueue_task(no_input).wait_and_get_finished_execution(bounded_wait()).output, 7);
-  EXPECT_EQ(executor.enqueue_task(void_out, 1).wait_and_get_finished_execution(bounded_wait()).status,
-            TaskExecutionStatus::completed);
+  EXPECT_EQ(
+      executor.enqueue_task(no_ctx, "hi").wait_and_get_finished_execution(bounded_wait()).output,
+      "hi!");
+  EXPECT_EQ(executor.enqueue_task(no_input).wait_and_get_finished_execution(bounded_wait()).output,
+            7);
+  EXPECT_EQ(
+      executor.enqueue_task(void_out, 1).wait_and_get_finished_execution(bounded_wait()).status,
+      TaskExecutionStatus::completed);
 }
 
 TEST_P(ExecutorTasks, ValidatedInputTransformsOrFailsWithoutRunning) {
@@ -113,17 +118,17 @@ TEST_P(ExecutorTasks, RetriesWithMaxAttemptsOne) {
                                if (ctx.attempt() == 0) throw std::runtime_error("Test error");
                                return std::string{"ok"};
                              });
-  auto failing = executor.task({.id = "failing", .timeout = 1s, .retry = {.max_attempts = 1}},
-                               [&](TaskRunContext& ctx) -> int {
-                                 ++failing_runs;
-                                 throw std::runtime_error("Test error " +
-                                                          std::to_string(ctx.attempt()));
-                               });
-  auto fatal = executor.task({.id = "fatal", .timeout = 1s, .retry = {.max_attempts = 1}},
-                             [&]() -> int {
-                               ++fatal_runs;
-                               throw DurableExecutionError::non_retryable("fatal");
-                             });
+  auto failing =
+      executor.task({.id = "failing", .timeout = 1s, .retry = {.max_attempts = 1}},
+                    [&](TaskRunContext& ctx) -> int {
+                      ++failing_runs;
+                      throw std::runtime_error("Test error " + std::to_string(ctx.attempt()));
+                    });
+  auto fatal =
+      executor.task({.id = "fatal", .timeout = 1s, .retry = {.max_attempts = 1}}, [&]() -> int {
+        ++fatal_runs;
+        throw DurableExecutionError::non_retryable("fatal");
+      });
   executor.start();
   auto a = executor.enqueue_task(flaky).wait_and_get_finished_execution(bounded_wait());
   auto b = executor.enqueue_task(failing).wait_and_get_finished_execution(bounded_wait());
@@ -323,8 +328,8 @@ TEST_P(ExecutorTasks, ATaskThatThrowsCancelledOnShutdownEndsCancelled) {
 TEST_P(ExecutorTasks, OversizeOutputFails) {
   DurableExecutor executor{storage(), fast_options()};
   // Serializing 10 MiB takes seconds under sanitizers: the timeout must not win the race.
-  auto t = executor.task({.id = "t", .timeout = 60s},
-                         [] { return std::string(10 * 1024 * 1024, 'x'); });
+  auto t =
+      executor.task({.id = "t", .timeout = 60s}, [] { return std::string(10 * 1024 * 1024, 'x'); });
   executor.start();
   auto e = executor.enqueue_task(t).wait_and_get_finished_execution(bounded_wait(60s));
   EXPECT_EQ(e.status, TaskExecutionStatus::failed);

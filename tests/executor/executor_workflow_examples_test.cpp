@@ -54,7 +54,9 @@ TEST_P(WorkflowExamples, FailingChildMakesFinalizeFailWithChildrenFailed) {
   std::atomic<int> finalizes{0};
   auto parent = executor.parent_task(
       {.id = "parent", .timeout = 1s},
-      [&](const int& x) { return ParentRunResult<Empty>{{}, {child(ok, x), child(bad, x)}}; },
+      [&](const int& x) {
+        return ParentRunResult<Empty>{{}, {child(ok, x), child(bad, x)}};
+      },
       [&](const ParentTaskOutput<Empty>& p) {
         ++finalizes;
         require_all_completed(p.children);
@@ -78,7 +80,9 @@ TEST_P(WorkflowExamples, PartialSuccessCountsCompletedChildren) {
   });
   auto parent = executor.parent_task(
       {.id = "partial", .timeout = 1s},
-      [&](const int& x) { return ParentRunResult<Empty>{{}, {child(ok, x), child(bad, x)}}; },
+      [&](const int& x) {
+        return ParentRunResult<Empty>{{}, {child(ok, x), child(bad, x)}};
+      },
       [](const ParentTaskOutput<Empty>& p) {
         int succeeded = 0;
         int sum = 0;
@@ -146,7 +150,9 @@ TEST_P(WorkflowExamples, SequentialHelperAndManualChainGiveTheSameOutput) {
       manual_c);
   auto manual = executor.parent_task(
       {.id = "manual_seq", .timeout = 1s},
-      [&](const std::string& s) { return ParentRunResult<Empty>{{}, {child(ta, s)}}; },
+      [&](const std::string& s) {
+        return ParentRunResult<Empty>{{}, {child(ta, s)}};
+      },
       manual_b);
   static_assert(std::is_same_v<decltype(manual), Task<std::string, std::string>>);
   executor.start();
@@ -176,8 +182,8 @@ TEST_P(WorkflowExamples, ParallelChildrenInsideASequence) {
     return executor.parent_task(
         {.id = id, .timeout = 1s},
         [&greet, tag](const std::string& s) {
-          return ParentRunResult<std::string>{
-              s + "|", {child(greet, tag + "1"), child(greet, tag + "2")}};
+          return ParentRunResult<std::string>{s + "|",
+                                              {child(greet, tag + "1"), child(greet, tag + "2")}};
         },
         combine);
   };
@@ -271,8 +277,7 @@ TEST_P(WorkflowExamples, ManualPollingLoopCountsBetweenTwoAndTwenty) {
         if (now - *first_poll >= 150ms) {
           return ParentRunResult<ManualPoll>{{true, 10, prev_count}, {}};
         }
-        return ParentRunResult<ManualPoll>{{false, 0, prev_count},
-                                           {child(*self, prev_count + 1)}};
+        return ParentRunResult<ManualPoll>{{false, 0, prev_count}, {child(*self, prev_count + 1)}};
       },
       [](const ParentTaskOutput<ManualPoll>& p) {
         if (p.output.is_done) return std::pair<int, int>{p.output.prev_count + 1, p.output.value};
@@ -374,7 +379,9 @@ TEST_P(WorkflowExamples, ParentIsProcessedThenClosed) {
   auto leaf = executor.task({.id = "leaf", .timeout = 1s}, [](const int& x) { return x + 1; });
   auto parent = executor.parent_task(
       {.id = "closing_parent", .timeout = 1s},
-      [&](const int& x) { return ParentRunResult<int>{x, {child(leaf, x), child(leaf, x + 1)}}; },
+      [&](const int& x) {
+        return ParentRunResult<int>{x, {child(leaf, x), child(leaf, x + 1)}};
+      },
       [](const ParentTaskOutput<int>& p) {
         require_all_completed(p.children);
         return p.output + p.children[0].output_as<int>() + p.children[1].output_as<int>();
@@ -384,7 +391,8 @@ TEST_P(WorkflowExamples, ParentIsProcessedThenClosed) {
   auto e = h.wait_and_get_finished_execution(bounded_wait());
   ASSERT_EQ(e.status, TaskExecutionStatus::completed);
   EXPECT_EQ(e.output, 1 + 2 + 3);
-  EXPECT_EQ(e.on_children_finished_processing_status, OnChildrenFinishedProcessingStatus::processed);
+  EXPECT_EQ(e.on_children_finished_processing_status,
+            OnChildrenFinishedProcessingStatus::processed);
   ASSERT_TRUE(e.on_children_finished_processing_finished_at.has_value());
   std::optional<TaskExecution<int>> closed;
   ASSERT_TRUE(wait_until([&] {

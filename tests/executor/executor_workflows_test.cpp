@@ -59,11 +59,11 @@ TEST_P(ExecutorWorkflows, FinalizeFunctionAndFinalizeTaskCombineOutputs) {
   };
   auto with_fn = executor.parent_task({.id = "with_fn", .timeout = 1s}, run_parent, combine);
   static_assert(std::is_same_v<decltype(with_fn), Task<std::string, std::string>>);
-  auto fin_task = executor.task({.id = "fin", .timeout = 1s},
-                                [&](const ParentTaskOutput<std::string>& p) {
-                                  ++runs;
-                                  return combine(p);
-                                });
+  auto fin_task =
+      executor.task({.id = "fin", .timeout = 1s}, [&](const ParentTaskOutput<std::string>& p) {
+        ++runs;
+        return combine(p);
+      });
   auto with_task = executor.parent_task({.id = "with_task", .timeout = 1s}, run_parent, fin_task);
   static_assert(std::is_same_v<decltype(with_task), Task<std::string, std::string>>);
   executor.start();
@@ -79,23 +79,19 @@ TEST_P(ExecutorWorkflows, FailingFinalizeGivesFinalizeFailedWithTheRightFlags) {
   DurableExecutor executor{storage(), fast_options()};
   auto failing = executor.task({.id = "failing", .timeout = 1s},
                                []() -> int { throw DurableExecutionError::non_retryable("no"); });
-  auto run_parent = [&](TaskRunContext&) {
-    return ParentRunResult<Empty>{{}, {child(failing)}};
-  };
+  auto run_parent = [&](TaskRunContext&) { return ParentRunResult<Empty>{{}, {child(failing)}}; };
   auto fn_parent = executor.parent_task(
-      {.id = "fn_parent", .timeout = 1s}, run_parent,
-      [](const ParentTaskOutput<Empty>& p) -> int {
+      {.id = "fn_parent", .timeout = 1s}, run_parent, [](const ParentTaskOutput<Empty>& p) -> int {
         if (!p.children[0].is_completed()) {
           throw DurableExecutionError::non_retryable("Children failed");
         }
         return 1;
       });
-  auto throwing_fin = executor.task({.id = "throwing_fin", .timeout = 1s},
-                                    [](const ParentTaskOutput<Empty>&) -> int {
-                                      throw std::runtime_error("Failed");
-                                    });
-  auto task_parent = executor.parent_task({.id = "task_parent", .timeout = 1s}, run_parent,
-                                          throwing_fin);
+  auto throwing_fin = executor.task(
+      {.id = "throwing_fin", .timeout = 1s},
+      [](const ParentTaskOutput<Empty>&) -> int { throw std::runtime_error("Failed"); });
+  auto task_parent =
+      executor.parent_task({.id = "task_parent", .timeout = 1s}, run_parent, throwing_fin);
   executor.start();
   auto a = executor.enqueue_task(fn_parent).wait_and_get_finished_execution(bounded_wait());
   EXPECT_EQ(a.status, TaskExecutionStatus::finalize_failed);
@@ -169,8 +165,9 @@ TEST_P(ExecutorWorkflows, ValidatedParentInput) {
                         });
   static_assert(std::is_same_v<decltype(parent), Task<std::string, int>>);
   executor.start();
-  EXPECT_EQ(executor.enqueue_task(parent, "abc").wait_and_get_finished_execution(bounded_wait()).output,
-            6);
+  EXPECT_EQ(
+      executor.enqueue_task(parent, "abc").wait_and_get_finished_execution(bounded_wait()).output,
+      6);
   EXPECT_EQ(runs.load(), 2);
   auto bad = executor.enqueue_task(parent, "").wait_and_get_finished_execution(bounded_wait());
   EXPECT_EQ(bad.status, TaskExecutionStatus::failed);
@@ -182,18 +179,21 @@ TEST_P(ExecutorWorkflows, SequentialTasksChainTypes) {
   DurableExecutor executor{storage(), fast_options()};
   auto parse = executor.task({.id = "parse", .timeout = 1s},
                              [](const std::string& s) { return std::stod(s); });
-  auto above_ten = executor.task({.id = "above_ten", .timeout = 1s},
-                                 [](const double& d) { return d > 10.0; });
+  auto above_ten =
+      executor.task({.id = "above_ten", .timeout = 1s}, [](const double& d) { return d > 10.0; });
   auto seq = executor.sequential_tasks("seq", parse, above_ten);
   static_assert(std::is_same_v<decltype(seq), Task<std::string, bool>>);
   auto single = executor.sequential_tasks("single", parse);
   executor.start();
-  EXPECT_EQ(executor.enqueue_task(seq, "10.5").wait_and_get_finished_execution(bounded_wait()).output,
-            true);
-  EXPECT_EQ(executor.enqueue_task(seq, "9.5").wait_and_get_finished_execution(bounded_wait()).output,
-            false);
-  EXPECT_EQ(executor.enqueue_task(single, "2.5").wait_and_get_finished_execution(bounded_wait()).output,
-            2.5);
+  EXPECT_EQ(
+      executor.enqueue_task(seq, "10.5").wait_and_get_finished_execution(bounded_wait()).output,
+      true);
+  EXPECT_EQ(
+      executor.enqueue_task(seq, "9.5").wait_and_get_finished_execution(bounded_wait()).output,
+      false);
+  EXPECT_EQ(
+      executor.enqueue_task(single, "2.5").wait_and_get_finished_execution(bounded_wait()).output,
+      2.5);
 }
 
 TEST_P(ExecutorWorkflows, SequentialFailureStopsTheChain) {
@@ -231,10 +231,9 @@ TEST_P(ExecutorWorkflows, PollingTask) {
     const int n = ++polls;
     return n >= target ? PollResult<int>{true, n * 10} : PollResult<int>{false, std::nullopt};
   });
-  auto poll_error = executor.task({.id = "poll_error", .timeout = 1s},
-                                  []() -> PollResult<int> {
-                                    throw DurableExecutionError::non_retryable("unknown error");
-                                  });
+  auto poll_error = executor.task({.id = "poll_error", .timeout = 1s}, []() -> PollResult<int> {
+    throw DurableExecutionError::non_retryable("unknown error");
+  });
   auto polling = executor.polling_task("polling", poll, 5, 5ms);
   auto polling_fn = executor.polling_task("polling_fn", poll, 2,
                                           [](std::int32_t attempt) { return attempt * 5ms; });
@@ -261,7 +260,9 @@ TEST_P(ExecutorWorkflows, SleepingTasks) {
   auto quick = executor.sleeping_task<int>({.id = "quick", .timeout = 50ms});
   auto parent = executor.parent_task(
       {.id = "parent", .timeout = 1s},
-      [&](const std::string& uid) { return ParentRunResult<Empty>{{}, {child(webhook, uid)}}; },
+      [&](const std::string& uid) {
+        return ParentRunResult<Empty>{{}, {child(webhook, uid)}};
+      },
       [](const ParentTaskOutput<Empty>& p) {
         if (!p.children[0].is_completed()) {
           throw DurableExecutionError::non_retryable(p.children[0].error->message);
@@ -278,7 +279,8 @@ TEST_P(ExecutorWorkflows, SleepingTasks) {
   h2.cancel();
   EXPECT_EQ(executor.wakeup_sleeping_task_execution(webhook, "uid_2", "late").status,
             TaskExecutionStatus::cancelled);
-  auto timed = executor.enqueue_task(quick, "uid_3").wait_and_get_finished_execution(bounded_wait());
+  auto timed =
+      executor.enqueue_task(quick, "uid_3").wait_and_get_finished_execution(bounded_wait());
   EXPECT_EQ(timed.status, TaskExecutionStatus::timed_out);
   // A sleeping child supplies its parent's output, or fails it.
   auto p1 = executor.enqueue_task(parent, "hook_1");
