@@ -15,14 +15,12 @@ namespace durable_execution {
 /** @brief Why a run's stop token fired. */
 enum class StopReason : std::uint8_t { none, timed_out, cancelled, shutdown };
 
-/** @brief What the engine hands a run; see TaskRunContext. Not for direct use. */
+/**
+ * @brief What the engine hands a run; see TaskRunContext. Not for direct use. The run reads the
+ * engine's own copy of its execution (no per-run copies of ids).
+ */
 struct TaskRunContextData {
-  std::optional<TaskExecutionSummary> root{};
-  std::optional<ParentTaskExecutionSummary> parent{};
-  std::string task_id{};
-  std::string execution_id{};
-  std::int32_t attempt = 0;
-  std::optional<StoredError> prev_error{};
+  const TaskExecutionRecord* execution = nullptr;
   std::stop_token stop_token{};
   const std::atomic<StopReason>* stop_reason = nullptr;
 };
@@ -43,21 +41,23 @@ class TaskRunContext {
  public:
   explicit TaskRunContext(TaskRunContextData data) : data_(std::move(data)) {}
 
-  [[nodiscard]] const std::string& task_id() const noexcept { return data_.task_id; }
-  [[nodiscard]] const std::string& execution_id() const noexcept { return data_.execution_id; }
+  [[nodiscard]] const std::string& task_id() const noexcept { return data_.execution->task_id; }
+  [[nodiscard]] const std::string& execution_id() const noexcept {
+    return data_.execution->execution_id;
+  }
   /** @brief The top-level execution of the tree, unset for a top-level execution. */
   [[nodiscard]] const std::optional<TaskExecutionSummary>& root() const noexcept {
-    return data_.root;
+    return data_.execution->root;
   }
   /** @brief The parent execution, set on children and finalize executions. */
   [[nodiscard]] const std::optional<ParentTaskExecutionSummary>& parent() const noexcept {
-    return data_.parent;
+    return data_.execution->parent;
   }
   /** @brief 0 on the first run, then the number of retries so far. */
-  [[nodiscard]] std::int32_t attempt() const noexcept { return data_.attempt; }
+  [[nodiscard]] std::int32_t attempt() const noexcept { return data_.execution->retry_attempts; }
   /** @brief The previous attempt's error (also "Task execution expired" after a lost lease). */
   [[nodiscard]] const std::optional<StoredError>& prev_error() const noexcept {
-    return data_.prev_error;
+    return data_.execution->error;
   }
   [[nodiscard]] std::stop_token stop_token() const noexcept { return data_.stop_token; }
   [[nodiscard]] bool stop_requested() const noexcept { return data_.stop_token.stop_requested(); }

@@ -439,12 +439,7 @@ struct Engine::Impl {
         throw DurableExecutionError::non_retryable("Sleeping tasks cannot be run", true);
       }
       TaskRunContext ctx{TaskRunContextData{
-          .root = rec.root,
-          .parent = rec.parent,
-          .task_id = rec.task_id,
-          .execution_id = rec.execution_id,
-          .attempt = rec.retry_attempts,
-          .prev_error = rec.error,
+          .execution = &rec,
           .stop_token = run.stop.get_token(),
           .stop_reason = &run.reason,
       }};
