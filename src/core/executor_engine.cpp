@@ -153,7 +153,8 @@ struct Engine::Impl {
   // ---- runs in flight -----------------------------------------------------------------------
   mutable std::mutex runs_mutex;
   std::condition_variable runs_cv;  // signalled when in-flight or pending completions drop
-  std::unordered_map<std::string, std::shared_ptr<Run>> in_flight;
+  // Keys view the run's own execution id (the run outlives its entry): no copy per run.
+  std::unordered_map<std::string_view, std::shared_ptr<Run>> in_flight;
   std::int64_t pending_completions = 0;
   std::atomic<std::int32_t> zombies{0};
 
@@ -582,9 +583,11 @@ struct Engine::Impl {
     std::vector<TaskExecutionSummary> summaries;
     std::vector<TaskExecutionRecord> inserts;
     summaries.reserve(count);
+    std::shared_ptr<const TaskDefinition> child_def;
     for (std::size_t i = 0; i < count; ++i) {
       auto& spec = result.children[i];
-      auto child_def = find_task(spec.task_id);
+      // Children usually share a task: one registry lookup per run of equal task ids.
+      if (!child_def || child_def->options.id != spec.task_id) child_def = find_task(spec.task_id);
       if (!child_def) {
         throw DurableExecutionNotFoundError(fmt::format("Child task {} not found", spec.task_id));
       }
@@ -1722,7 +1725,7 @@ std::vector<std::string> Engine::running_execution_ids() const {
   std::lock_guard lock(impl_->runs_mutex);
   std::vector<std::string> ids;
   ids.reserve(impl_->in_flight.size());
-  for (const auto& [id, run] : impl_->in_flight) ids.push_back(id);
+  for (const auto& [id, run] : impl_->in_flight) ids.emplace_back(id);
   return ids;
 }
 
