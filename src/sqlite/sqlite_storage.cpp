@@ -1,8 +1,8 @@
 #include "durable_execution/sqlite/sqlite_storage.hpp"
 
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <sqlite3.h>
 
-#include <SQLiteCpp/SQLiteCpp.h>
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -194,7 +194,8 @@ constexpr std::array<IndexDef, 11> kIndexesV1{{
 constexpr std::string_view kSchemaTable = "durable_execution_schema";
 
 std::string replace_all(std::string text, std::string_view from, std::string_view to) {
-  for (auto pos = text.find(from); pos != std::string::npos; pos = text.find(from, pos + to.size())) {
+  for (auto pos = text.find(from); pos != std::string::npos;
+       pos = text.find(from, pos + to.size())) {
     text.replace(pos, from.size(), to);
   }
   return text;
@@ -209,11 +210,19 @@ bool is_valid_table_name(std::string_view name) {
     return false;
   }
   std::string lower(name);
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; });
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](char c) {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  });
   // sqlite_* names are reserved by SQLite; the schema table is ours.
   return lower.rfind("sqlite_", 0) != 0 && lower != kSchemaTable;
 }
+
+// Every write runs inside a transaction that is rolled back whole when any statement fails, so
+// no statement needs its own rollback: OR FAIL (instead of the default ABORT) spares SQLite the
+// statement journal (a savepoint per statement) that ABORT needs for multi-row statements and
+// RETURNING. Errors (constraints, NOT NULL) are still raised with the same codes.
+constexpr std::string_view kUpdate = "UPDATE OR FAIL ";
+constexpr std::string_view kInsert = "INSERT OR FAIL INTO ";
 
 // ---- statements ------------------------------------------------------------------------------
 
@@ -245,8 +254,8 @@ class Stmt {
   void bind(int index, std::int64_t value) { check(sqlite3_bind_int64(stmt_, index, value)); }
   /** Binds text that stays alive and unchanged until the statement is stepped to completion. */
   void bind_static(int index, std::string_view value) {
-    check(sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_STATIC,
-                              SQLITE_UTF8));
+    check(
+        sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_STATIC, SQLITE_UTF8));
   }
   /** Binds a copy of the text (for temporaries). */
   void bind_copy(int index, std::string_view value) {
@@ -483,8 +492,8 @@ int bind_update(Stmt& stmt, const TaskExecutionUpdate& u,
 [[noreturn]] void corrupt(const std::string& table, std::string_view execution_id,
                           std::string_view column, const std::string& detail) {
   throw DurableExecutionError("Corrupt task execution row in SQLite table " + table +
-                                  " (execution id '" + std::string{execution_id} +
-                                  "', column " + std::string{column} + "): " + detail,
+                                  " (execution id '" + std::string{execution_id} + "', column " +
+                                  std::string{column} + "): " + detail,
                               ErrorType::generic, false, true);
 }
 
@@ -614,7 +623,8 @@ TaskExecutionRecord read_record(const Stmt& stmt, const std::string& table, Deco
   r.executor_id = row.opt_text(c_executor_id);
   r.is_sleeping_task = row.boolean(c_is_sleeping_task);
   r.sleeping_task_unique_id = row.opt_text(c_sleeping_task_unique_id);
-  r.status = row.parsed(c_status, [](std::string_view s) { return parse_task_execution_status(s); });
+  r.status =
+      row.parsed(c_status, [](std::string_view s) { return parse_task_execution_status(s); });
   r.is_finished = row.boolean(c_is_finished);
   r.run_output = row.opt_text(c_run_output);
   r.output = row.opt_text(c_output);
@@ -630,10 +640,9 @@ TaskExecutionRecord read_record(const Stmt& stmt, const std::string& table, Deco
     r.children = row.opt_json<std::vector<TaskExecutionSummary>>(c_children);
   }
   r.active_children_count = row.int32(c_active_children_count);
-  r.on_children_finished_processing_status =
-      row.parsed(c_on_children_finished_processing_status, [](std::string_view s) {
-        return parse_on_children_finished_processing_status(s);
-      });
+  r.on_children_finished_processing_status = row.parsed(
+      c_on_children_finished_processing_status,
+      [](std::string_view s) { return parse_on_children_finished_processing_status(s); });
   r.on_children_finished_processing_expires_at =
       row.opt_time(c_on_children_finished_processing_expires_at);
   r.on_children_finished_processing_finished_at =
@@ -674,8 +683,6 @@ DurableExecutionError translate(const SQLite::Exception& e, const std::string& p
   const bool retryable = is_busy(code) || primary == SQLITE_FULL || primary == SQLITE_IOERR;
   return DurableExecutionError(message, ErrorType::generic, retryable, false);
 }
-
-
 
 // ---- connections -----------------------------------------------------------------------------
 
@@ -786,6 +793,92 @@ struct SqliteTaskExecutionsStorage::Impl {
   std::vector<std::unique_ptr<Connection>> readers;
   std::vector<Connection*> free_readers;
 
+  // SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL past its threshold,
+  // on the committing connection: with one writer connection per storage, every other write
+  // waited for it (pages copied back into the database, and the fsyncs of synchronous=NORMAL).
+  // The writer's WAL hook hands checkpoints instead to a background thread with a connection of
+  // its own: a PASSIVE checkpoint runs alongside writes, and the next write after a complete one
+  // restarts the WAL, as before. Same threshold as SQLite's default.
+  static constexpr int kCheckpointPages = 1000;
+  std::mutex checkpoint_mutex;
+  std::condition_variable checkpoint_cv;
+  bool checkpoint_requested = false;
+  bool checkpoint_stop = false;
+  std::thread checkpoint_thread;    // started at the first request
+  int checkpoint_requested_at = 0;  // WAL pages at the last request; writer_mutex guards it
+
+  ~Impl() {
+    if (writer.db) sqlite3_wal_hook(writer.db->getHandle(), nullptr, nullptr);
+    {
+      std::lock_guard lock(checkpoint_mutex);
+      checkpoint_stop = true;
+    }
+    checkpoint_cv.notify_one();
+    if (checkpoint_thread.joinable()) checkpoint_thread.join();
+  }
+
+  /** The writer's WAL hook (after each commit, with the WAL's size in pages). */
+  static int on_wal_commit(void* self, sqlite3* db, const char* /*schema*/, int pages) {
+    static_cast<Impl*>(self)->wal_committed(db, pages);
+    return SQLITE_OK;
+  }
+
+  void wal_committed(sqlite3* db, int pages) noexcept {
+    if (pages < checkpoint_requested_at) checkpoint_requested_at = 0;  // the WAL was restarted
+    if (pages < checkpoint_requested_at + kCheckpointPages) return;
+    checkpoint_requested_at = pages;
+    try {
+      {
+        std::lock_guard lock(checkpoint_mutex);
+        checkpoint_requested = true;
+        if (!checkpoint_thread.joinable()) {
+          checkpoint_thread = std::thread([this] { checkpoint_loop(); });
+        }
+      }
+      checkpoint_cv.notify_one();
+    } catch (...) {
+      // No thread: checkpoint here, as SQLite's own hook would.
+      (void)sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    }
+  }
+
+  void checkpoint_loop() {
+    std::unique_ptr<Connection> c;
+    for (;;) {
+      {
+        std::unique_lock lock(checkpoint_mutex);
+        checkpoint_cv.wait(lock, [&] { return checkpoint_requested || checkpoint_stop; });
+        if (checkpoint_stop) return;
+        checkpoint_requested = false;
+      }
+      try {
+        if (!c) {
+          c = std::make_unique<Connection>();
+          connect(*c);
+          c->db->exec(std::string{"PRAGMA synchronous="} + synchronous_name());
+        }
+        // Busy (another process checkpointing) or any failure: the next request tries again.
+        const int rc = sqlite3_wal_checkpoint_v2(c->db->getHandle(), nullptr,
+                                                 SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+        if (rc == SQLITE_OK) {
+          // Writes went on meanwhile. A WAL restarts only once every frame is copied, so copy
+          // the (short) tail with this process's writes paused; unbounded WAL growth otherwise.
+          std::lock_guard lock(writer_mutex);
+          (void)sqlite3_wal_checkpoint_v2(c->db->getHandle(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                          nullptr, nullptr);
+        }
+      } catch (...) {
+        c.reset();
+      }
+    }
+  }
+
+  [[nodiscard]] const char* synchronous_name() const {
+    return options.synchronous == SqliteSynchronous::off      ? "OFF"
+           : options.synchronous == SqliteSynchronous::normal ? "NORMAL"
+                                                              : "FULL";
+  }
+
   Impl(std::string p, SqliteStorageOptions o) : path(std::move(p)), options(std::move(o)) {
     if (!is_valid_table_name(options.table_name)) {
       throw DurableExecutionError(
@@ -813,6 +906,7 @@ struct SqliteTaskExecutionsStorage::Impl {
       with_busy_retries("open", [&] { refuse_newer_schema(read_version()); });
       configure(writer);
       with_busy_retries("schema migration", [&] { migrate(); });
+      sqlite3_wal_hook(writer.db->getHandle(), &Impl::on_wal_commit, this);
       for (std::int32_t i = 0; i < options.read_connections; ++i) {
         auto reader = std::make_unique<Connection>();
         connect(*reader);
@@ -831,7 +925,8 @@ struct SqliteTaskExecutionsStorage::Impl {
         std::min<std::int64_t>(options.busy_timeout.count(), std::numeric_limits<int>::max()));
     // NOMUTEX: each connection is used by one thread at a time (guarded by our own mutexes).
     c.db = std::make_unique<SQLite::Database>(
-        path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_URI | SQLite::OPEN_NOMUTEX,
+        path,
+        SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_URI | SQLite::OPEN_NOMUTEX,
         timeout);
   }
 
@@ -840,10 +935,7 @@ struct SqliteTaskExecutionsStorage::Impl {
       // A VFS without WAL support keeps its journal mode; locking is still correct then.
       (void)c.db->execAndGet("PRAGMA journal_mode=WAL").getString();
     });
-    const char* sync = options.synchronous == SqliteSynchronous::off      ? "OFF"
-                       : options.synchronous == SqliteSynchronous::normal ? "NORMAL"
-                                                                          : "FULL";
-    c.db->exec(std::string{"PRAGMA synchronous="} + sync);
+    c.db->exec(std::string{"PRAGMA synchronous="} + synchronous_name());
     c.db->exec("PRAGMA cache_size=-" +
                std::to_string(std::max<std::int64_t>(options.cache_size_kib, 64)));
     c.db->exec("PRAGMA temp_store=MEMORY");
@@ -903,12 +995,12 @@ struct SqliteTaskExecutionsStorage::Impl {
 
   void refuse_newer_schema(std::optional<std::int64_t> version) const {
     if (version && *version > SqliteTaskExecutionsStorage::schema_version) {
-      throw DurableExecutionError(
-          "SQLite table " + table + " in " + path + " has schema version " +
-              std::to_string(*version) + ", newer than the version this library supports (" +
-              std::to_string(SqliteTaskExecutionsStorage::schema_version) +
-              "); upgrade durable_execution to open it",
-          ErrorType::generic, false, false);
+      throw DurableExecutionError("SQLite table " + table + " in " + path + " has schema version " +
+                                      std::to_string(*version) +
+                                      ", newer than the version this library supports (" +
+                                      std::to_string(SqliteTaskExecutionsStorage::schema_version) +
+                                      "); upgrade durable_execution to open it",
+                                  ErrorType::generic, false, false);
     }
   }
 
@@ -1041,9 +1133,9 @@ struct SqliteTaskExecutionsStorage::Impl {
     } catch (const std::exception& e) {
       // Anything else (say, bad_alloc while mapping rows) still reaches the caller as the
       // documented error type, after the rollback above.
-      throw DurableExecutionError("SQLite storage (" + path + ") " + std::string{operation} +
-                                      " failed: " + e.what(),
-                                  ErrorType::generic, false, true);
+      throw DurableExecutionError(
+          "SQLite storage (" + path + ") " + std::string{operation} + " failed: " + e.what(),
+          ErrorType::generic, false, true);
     }
     if constexpr (!std::is_void_v<Result>) return std::move(*result);
   }
@@ -1063,7 +1155,7 @@ struct SqliteTaskExecutionsStorage::Impl {
   void insert_rows(Connection& c, const std::vector<TaskExecutionRecord>& rows) const {
     if (rows.empty()) return;
     auto& stmt = c.statement(cache_key(q_insert), [&] {
-      std::string sql = "INSERT INTO " + quoted_table + " (";
+      std::string sql = std::string{kInsert} + quoted_table + " (";
       std::string params;
       for (std::size_t i = 0; i < kColumns.size(); ++i) {
         if (i > 0) {
@@ -1155,11 +1247,11 @@ struct SqliteTaskExecutionsStorage::Impl {
                             const GetByIdFilters& filters, const TaskExecutionUpdate& update,
                             bool want_parent) const {
     const auto shape = shape_of(update, std::nullopt);
-    const std::uint64_t flags = (filters.is_sleeping_task ? 1U : 0U) |
-                                (filters.status ? 2U : 0U) | (filters.is_finished ? 4U : 0U) |
-                                (want_parent ? 8U : 0U);
+    const std::uint64_t flags = (filters.is_sleeping_task ? 1U : 0U) | (filters.status ? 2U : 0U) |
+                                (filters.is_finished ? 4U : 0U) | (want_parent ? 8U : 0U);
     auto& stmt = c.statement(cache_key(q_update_by_id, shape, flags), [&] {
-      std::string sql = "UPDATE " + quoted_table + " SET " + shape.sql() + " WHERE execution_id = ?";
+      std::string sql =
+          std::string{kUpdate} + quoted_table + " SET " + shape.sql() + " WHERE execution_id = ?";
       if (filters.is_sleeping_task) sql += " AND is_sleeping_task = ?";
       if (filters.status) sql += " AND status = ?";
       if (filters.is_finished) sql += " AND is_finished = ?";
@@ -1187,7 +1279,7 @@ struct SqliteTaskExecutionsStorage::Impl {
   void decrement_active_children_count(Connection& c, const std::string& parent_id,
                                        std::int64_t count, Timestamp updated_at) const {
     auto& dec = c.statement(cache_key(q_decrement_parent), [&] {
-      return "UPDATE " + quoted_table +
+      return std::string{kUpdate} + quoted_table +
              " SET active_children_count = active_children_count - ?, updated_at = ? WHERE "
              "execution_id = ?";
     });
@@ -1245,9 +1337,8 @@ struct SqliteTaskExecutionsStorage::Impl {
    */
   template <class BindWhere>
   std::vector<TaskExecutionRecord> select_and_update(
-      Connection& c, Query select_q, Query update_q, std::string_view where,
-      BindWhere&& bind_where, std::string_view order_by, std::int64_t limit,
-      const TaskExecutionUpdate& update,
+      Connection& c, Query select_q, Query update_q, std::string_view where, BindWhere&& bind_where,
+      std::string_view order_by, std::int64_t limit, const TaskExecutionUpdate& update,
       std::optional<Timestamp> expires_at_base = std::nullopt) const {
     std::vector<std::int64_t> ids;
     std::vector<TaskExecutionRecord> rows;
@@ -1266,7 +1357,7 @@ struct SqliteTaskExecutionsStorage::Impl {
     if (rows.empty()) return {};
     const auto shape = shape_of(update, expires_at_base);
     auto& upd = c.statement(cache_key(update_q, shape), [&] {
-      return "UPDATE " + quoted_table + " SET " + shape.sql() + " WHERE id = ?";
+      return std::string{kUpdate} + quoted_table + " SET " + shape.sql() + " WHERE id = ?";
     });
     // Bindings survive a reset: the update's values are bound once, the rowid per row.
     const int id_param = bind_update(upd, update, expires_at_base);
@@ -1289,9 +1380,9 @@ struct SqliteTaskExecutionsStorage::Impl {
                                std::int64_t limit, const TaskExecutionUpdate& update) const {
     const auto shape = shape_of(update, std::nullopt);
     auto& stmt = c.statement(cache_key(q, shape), [&] {
-      return "UPDATE " + quoted_table + " SET " + shape.sql() + " WHERE id IN (SELECT id FROM " +
-             quoted_table + " WHERE " + std::string{where} + " ORDER BY " +
-             std::string{order_by} + " LIMIT ?)";
+      return std::string{kUpdate} + quoted_table + " SET " + shape.sql() +
+             " WHERE id IN (SELECT id FROM " + quoted_table + " WHERE " + std::string{where} +
+             " ORDER BY " + std::string{order_by} + " LIMIT ?)";
     });
     int next = bind_update(stmt, update, std::nullopt);
     next = bind_where(stmt, next);
@@ -1309,9 +1400,7 @@ SqliteTaskExecutionsStorage::SqliteTaskExecutionsStorage(std::string path,
 SqliteTaskExecutionsStorage::~SqliteTaskExecutionsStorage() = default;
 
 const std::string& SqliteTaskExecutionsStorage::path() const noexcept { return impl_->path; }
-const std::string& SqliteTaskExecutionsStorage::table_name() const noexcept {
-  return impl_->table;
-}
+const std::string& SqliteTaskExecutionsStorage::table_name() const noexcept { return impl_->table; }
 
 std::vector<std::string> SqliteTaskExecutionsStorage::prepared_statement_sql() const {
   std::vector<std::string> out;
@@ -1368,9 +1457,8 @@ SqliteTaskExecutionsStorage::get_many_by_sleeping_task_unique_id(
     std::vector<std::optional<TaskExecutionRecord>> out;
     out.reserve(requests.size());
     for (const auto& req : requests) {
-      auto& stmt = c.statement(cache_key(q_get_by_sleeping_task_unique_id), [&] {
-        return impl_->select_where("sleeping_task_unique_id = ?");
-      });
+      auto& stmt = c.statement(cache_key(q_get_by_sleeping_task_unique_id),
+                               [&] { return impl_->select_where("sleeping_task_unique_id = ?"); });
       stmt.bind_static(1, req.sleeping_task_unique_id);
       std::optional<TaskExecutionRecord> found;
       if (stmt.step()) found = read_record(stmt, impl_->table, c.decode);
@@ -1380,7 +1468,8 @@ SqliteTaskExecutionsStorage::get_many_by_sleeping_task_unique_id(
   });
 }
 
-void SqliteTaskExecutionsStorage::update_many_by_id(const std::vector<UpdateByIdRequest>& requests) {
+void SqliteTaskExecutionsStorage::update_many_by_id(
+    const std::vector<UpdateByIdRequest>& requests) {
   if (requests.empty()) return;
   const auto& im = *impl_;
   impl_->transaction(true, "update_many_by_id", [&](Connection& c) {
@@ -1400,16 +1489,13 @@ void SqliteTaskExecutionsStorage::update_many_by_id(const std::vector<UpdateById
 void SqliteTaskExecutionsStorage::update_many_by_id_and_insert_children_if_updated(
     const std::vector<UpdateByIdAndInsertChildrenRequest>& requests) {
   if (requests.empty()) return;
-  impl_->transaction(true, "update_many_by_id_and_insert_children_if_updated",
-                     [&](Connection& c) {
-                       for (const auto& req : requests) {
-                         if (impl_->update_by_id(c, req.execution_id, req.filters, req.update,
-                                                 false)
-                                 .updated) {
-                           impl_->insert_rows(c, req.children_to_insert_if_updated);
-                         }
-                       }
-                     });
+  impl_->transaction(true, "update_many_by_id_and_insert_children_if_updated", [&](Connection& c) {
+    for (const auto& req : requests) {
+      if (impl_->update_by_id(c, req.execution_id, req.filters, req.update, false).updated) {
+        impl_->insert_rows(c, req.children_to_insert_if_updated);
+      }
+    }
+  });
 }
 
 std::vector<TaskExecutionRecord>
@@ -1426,8 +1512,7 @@ SqliteTaskExecutionsStorage::update_by_status_and_start_at_less_than_and_return(
               s.bind(i + 1, ms(request.start_at_less_than));
               return i + 2;
             },
-            "start_at", request.limit, request.update,
-            request.update_expires_at_with_started_at);
+            "start_at", request.limit, request.update, request.update_expires_at_with_started_at);
       });
 }
 
@@ -1514,19 +1599,18 @@ std::vector<TaskExecutionRecord>
 SqliteTaskExecutionsStorage::update_by_executor_id_and_needs_promise_cancellation_and_return(
     const UpdateByExecutorIdAndNeedsPromiseCancellationRequest& request) {
   if (request.limit <= 0) return {};
-  return impl_->transaction(
-      true, "update_by_executor_id_and_needs_promise_cancellation_and_return",
-      [&](Connection& c) {
-        return impl_->select_and_update(
-            c, q_select_by_executor_id_npc, q_update_by_executor_id_npc,
-            "executor_id = ? AND needs_promise_cancellation = ?",
-            [&](Stmt& s, int i) {
-              s.bind_static(i, request.executor_id);
-              s.bind(i + 1, b(request.needs_promise_cancellation));
-              return i + 2;
-            },
-            "updated_at", request.limit, request.update);
-      });
+  return impl_->transaction(true, "update_by_executor_id_and_needs_promise_cancellation_and_return",
+                            [&](Connection& c) {
+                              return impl_->select_and_update(
+                                  c, q_select_by_executor_id_npc, q_update_by_executor_id_npc,
+                                  "executor_id = ? AND needs_promise_cancellation = ?",
+                                  [&](Stmt& s, int i) {
+                                    s.bind_static(i, request.executor_id);
+                                    s.bind(i + 1, b(request.needs_promise_cancellation));
+                                    return i + 2;
+                                  },
+                                  "updated_at", request.limit, request.update);
+                            });
 }
 
 std::vector<std::vector<TaskExecutionRecord>>
@@ -1537,9 +1621,8 @@ SqliteTaskExecutionsStorage::get_many_by_parent_execution_id(
     std::vector<std::vector<TaskExecutionRecord>> out;
     out.reserve(requests.size());
     for (const auto& req : requests) {
-      auto& stmt = c.statement(cache_key(q_get_by_parent_execution_id), [&] {
-        return impl_->select_where("parent_execution_id = ?");
-      });
+      auto& stmt = c.statement(cache_key(q_get_by_parent_execution_id),
+                               [&] { return impl_->select_where("parent_execution_id = ?"); });
       stmt.bind_static(1, req.parent_execution_id);
       out.push_back(impl_->read_all(c, stmt));
     }
@@ -1557,7 +1640,7 @@ void SqliteTaskExecutionsStorage::update_many_by_parent_execution_id_and_is_fini
           const auto shape = shape_of(req.update, std::nullopt);
           auto& stmt =
               c.statement(cache_key(q_update_by_parent_execution_id_is_finished, shape), [&] {
-                return "UPDATE " + im.quoted_table + " SET " + shape.sql() +
+                return std::string{kUpdate} + im.quoted_table + " SET " + shape.sql() +
                        " WHERE parent_execution_id = ? AND is_finished = ?";
               });
           const int next = bind_update(stmt, req.update, std::nullopt);
@@ -1597,7 +1680,7 @@ std::int64_t SqliteTaskExecutionsStorage::
         if (ids.empty()) return std::int64_t{0};
         const auto shape = shape_of(request.update, std::nullopt);
         auto& upd = c.statement(cache_key(q_update_by_is_finished_close_status, shape), [&] {
-          return "UPDATE " + im.quoted_table + " SET " + shape.sql() + " WHERE id = ?";
+          return std::string{kUpdate} + im.quoted_table + " SET " + shape.sql() + " WHERE id = ?";
         });
         const int id_param = bind_update(upd, request.update, std::nullopt);
         for (std::size_t i = 0; i < ids.size(); ++i) {
