@@ -310,6 +310,74 @@ std::string json_text(const auto& value) {
   return nlohmann::json(value).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// The `children` column is a list of {executionId, taskId} summaries, written and read for every
+// parent: its JSON text is made and parsed directly in the common case (ids of printable ASCII
+// without quotes or backslashes, as generate_execution_id and task ids are), in nlohmann's exact
+// output format; anything else goes through nlohmann.
+bool is_plain_json_string(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char ch) {
+    const auto u = static_cast<unsigned char>(ch);
+    return u >= 0x20 && u < 0x7f && ch != '"' && ch != '\\';
+  });
+}
+
+std::string children_json(const std::vector<TaskExecutionSummary>& children) {
+  std::size_t size = 2;
+  for (const auto& c : children) {
+    if (!is_plain_json_string(c.execution_id) || !is_plain_json_string(c.task_id)) {
+      return json_text(children);
+    }
+    size += c.execution_id.size() + c.task_id.size() + 32;
+  }
+  std::string out;
+  out.reserve(size);
+  out += '[';
+  for (std::size_t i = 0; i < children.size(); ++i) {
+    if (i > 0) out += ',';
+    out += R"({"executionId":")";
+    out += children[i].execution_id;
+    out += R"(","taskId":")";
+    out += children[i].task_id;
+    out += R"("})";
+  }
+  out += ']';
+  return out;
+}
+
+/** Parses children_json's own format; nullopt for anything else (then nlohmann parses it). */
+std::optional<std::vector<TaskExecutionSummary>> parse_plain_children(std::string_view text) {
+  constexpr std::string_view kExec = R"({"executionId":")";
+  constexpr std::string_view kTask = R"(","taskId":")";
+  constexpr std::string_view kEnd = R"("})";
+  std::vector<TaskExecutionSummary> out;
+  if (text.size() < 2 || text.front() != '[' || text.back() != ']') return std::nullopt;
+  text = text.substr(1, text.size() - 2);
+  auto take = [&](std::string_view prefix) {
+    if (text.substr(0, prefix.size()) != prefix) return false;
+    text.remove_prefix(prefix.size());
+    return true;
+  };
+  auto string_until_quote = [&](std::string& into) {
+    const auto end = text.find('"');
+    if (end == std::string_view::npos) return false;
+    const auto value = text.substr(0, end);
+    if (!is_plain_json_string(value)) return false;
+    into.assign(value);
+    text.remove_prefix(end);
+    return true;
+  };
+  while (!text.empty()) {
+    if (!out.empty() && !take(",")) return std::nullopt;
+    TaskExecutionSummary s;
+    if (!take(kExec) || !string_until_quote(s.execution_id) || !take(kTask) ||
+        !string_until_quote(s.task_id) || !take(kEnd)) {
+      return std::nullopt;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 // The columns an update can assign, in SET clause order. An update's shape (which columns it
 // sets to a value and which to NULL) keys its cached statement, so the SQL text is built once
 // per shape, not per call.
@@ -406,7 +474,7 @@ void visit_update(const TaskExecutionUpdate& u, std::optional<Timestamp> expires
   } else {
     time_opt(s_expires_at, u.expires_at, u.unset_expires_at);
   }
-  if (u.children) v.value(s_children, json_text(*u.children));
+  if (u.children) v.value(s_children, children_json(*u.children));
   if (u.active_children_count) {
     v.value(s_active_children_count, std::int64_t{*u.active_children_count});
   }
@@ -634,10 +702,10 @@ TaskExecutionRecord read_record(const Stmt& stmt, const std::string& table, Deco
   r.started_at = row.opt_time(c_started_at);
   r.expires_at = row.opt_time(c_expires_at);
   r.finished_at = row.opt_time(c_finished_at);
-  if (!row.is_null(c_children) && row.text_view(c_children) == "[]") {
-    r.children = std::vector<TaskExecutionSummary>{};  // the common case, without a parse
-  } else {
-    r.children = row.opt_json<std::vector<TaskExecutionSummary>>(c_children);
+  if (!row.is_null(c_children)) {
+    auto plain = parse_plain_children(row.text_view(c_children));
+    r.children =
+        plain ? std::move(plain) : row.opt_json<std::vector<TaskExecutionSummary>>(c_children);
   }
   r.active_children_count = row.int32(c_active_children_count);
   r.on_children_finished_processing_status = row.parsed(
@@ -1222,7 +1290,7 @@ struct SqliteTaskExecutionsStorage::Impl {
     opt_time(r.started_at);
     opt_time(r.expires_at);
     opt_time(r.finished_at);
-    r.children ? (r.children->empty() ? text("[]") : copy(json_text(*r.children))) : null();
+    r.children ? (r.children->empty() ? text("[]") : copy(children_json(*r.children))) : null();
     integer(r.active_children_count);
     text(to_string(r.on_children_finished_processing_status));
     opt_time(r.on_children_finished_processing_expires_at);

@@ -601,3 +601,39 @@ TEST_F(SqliteFileTest, BackgroundCheckpointsKeepTheWalBoundedUnderContinuousWrit
   EXPECT_EQ(db.execAndGet("SELECT count(*) FROM task_executions").getInt64(), 4000);
   EXPECT_EQ(db.execAndGet("PRAGMA integrity_check").getString(), "ok");
 }
+
+TEST_F(SqliteFileTest, ChildrenListsRoundTripWhateverTheirIdsAndKeyOrder) {
+  de::SqliteTaskExecutionsStorage storage{path_};
+  auto plain = ready_record();
+  plain.children = std::vector<de::TaskExecutionSummary>{{"task_a", "de_1"}, {"task_b", "de_2"}};
+  auto odd = ready_record();
+  odd.children = std::vector<de::TaskExecutionSummary>{
+      {"quote\"d", "back\\slash"}, {"tab\there", "ünïcode"}, {"", ""}};
+  auto empty = ready_record();
+  empty.children = std::vector<de::TaskExecutionSummary>{};
+  storage.insert_many({plain, odd, empty});
+  EXPECT_EQ(get(storage, plain.execution_id), plain);
+  EXPECT_EQ(get(storage, odd.execution_id), odd);
+  EXPECT_EQ(get(storage, empty.execution_id), empty);
+  {
+    // Written by another program: other key order, whitespace.
+    auto db = raw(path_);
+    SQLite::Statement u(db, "UPDATE task_executions SET children = ? WHERE execution_id = ?");
+    u.bind(1, R"([ {"taskId": "t1", "executionId": "e1"}, {"executionId":"e2","taskId":"t2"} ])");
+    u.bind(2, plain.execution_id);
+    u.exec();
+  }
+  auto other = get(storage, plain.execution_id);
+  ASSERT_TRUE(other.has_value());
+  const std::vector<de::TaskExecutionSummary> expected{{"t1", "e1"}, {"t2", "e2"}};
+  EXPECT_EQ(other->children, expected);
+  // An update writes the list back in the storage's own format.
+  de::TaskExecutionUpdate u;
+  u.children = std::vector<de::TaskExecutionSummary>{{"task_c", "de_3"}};
+  storage.update_many_by_id({{plain.execution_id, {}, de::normalize_update(test_now(), u)}});
+  auto db = raw(path_);
+  SQLite::Statement q(db, "SELECT children FROM task_executions WHERE execution_id = ?");
+  q.bind(1, plain.execution_id);
+  ASSERT_TRUE(q.executeStep());
+  EXPECT_EQ(q.getColumn(0).getString(), R"([{"executionId":"de_3","taskId":"task_c"}])");
+}
