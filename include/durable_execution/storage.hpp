@@ -19,6 +19,12 @@ struct GetBySleepingTaskUniqueIdRequest {
   std::string sleeping_task_unique_id{};
 };
 
+/** @brief A guarded update of a row's parent, made together with the row's own update. */
+struct ParentUpdateRequest {
+  GetByIdFilters filters{};
+  TaskExecutionUpdate update{};
+};
+
 struct UpdateByIdRequest {
   std::string execution_id{};
   GetByIdFilters filters{};
@@ -29,6 +35,12 @@ struct UpdateByIdRequest {
    * of a later mark step (which does the same decrement).
    */
   bool decrement_parent_active_children_count = false;
+  /**
+   * If the row is updated and has a parent that matches these filters, also apply this update to
+   * the parent in the same transaction. Lets a finalize child settle its parent in its result
+   * write instead of a later close step.
+   */
+  std::optional<ParentUpdateRequest> parent_update{};
 };
 
 struct UpdateByIdAndInsertChildrenRequest {

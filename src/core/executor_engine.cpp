@@ -467,23 +467,52 @@ struct Engine::Impl {
     }
   }
 
+  /** T20: a parent's outcome, decided by its finalize child's final status. */
+  static TaskExecutionUpdate settle_parent_update(Status status,
+                                                  const std::optional<std::string>& output,
+                                                  const std::optional<StoredError>& error,
+                                                  const std::string& finalize_task_id) {
+    TaskExecutionUpdate u;
+    if (status == Status::completed) {
+      u.status = Status::completed;
+      u.output = output.value_or("null");
+    } else {
+      u.status = Status::finalize_failed;
+      u.error = error.value_or(StoredError{
+          ErrorType::generic, false, false,
+          fmt::format("Finalize task {} failed with an unknown error", finalize_task_id)});
+    }
+    return u;
+  }
+
   /**
    * Closes an execution in the write that finishes it when the close path would have nothing
-   * more to do: no parent waiting on it as its finalize child (T20) and no descendants to cancel
-   * (T11). A child's parent count is decremented in the same storage call, as the mark step
-   * would: two to three fewer storage round trips per execution, and none on the background
-   * thread.
+   * more to do than mark it closed: no descendants to cancel (T11) — or it completed. A child's
+   * parent count is decremented in the same storage call, as the mark step would. A finalize
+   * child also settles its parent there (T20, guarded by `waiting_for_finalize`), and a settled
+   * top-level parent that completed is closed with it. Two to three fewer storage round trips
+   * per execution, and none on the background thread.
    */
-  static void close_in_write(UpdateByIdRequest& req,
-                             const std::optional<ParentTaskExecutionSummary>& parent,
+  static void close_in_write(UpdateByIdRequest& req, const TaskExecutionRecord& rec,
                              bool has_descendants, Timestamp now) {
     auto& u = req.update;
     if (!u.status || !is_finished(*u.status)) return;
-    if (parent && parent->is_finalize_of_parent) return;
     if (has_descendants && *u.status != Status::completed) return;
+    if (rec.parent && rec.parent->is_finalize_of_parent) {
+      auto settle = settle_parent_update(*u.status, u.output, u.error, rec.task_id);
+      // A child's root is its parent exactly when the parent is top-level: nothing to notify.
+      const bool parent_is_top_level =
+          rec.root && rec.root->execution_id == rec.parent->execution_id;
+      if (parent_is_top_level && settle.status == Status::completed) {
+        settle.close_status = CloseStatus::closed;
+        settle.closed_at = now;
+      }
+      req.parent_update = ParentUpdateRequest{{.status = Status::waiting_for_finalize},
+                                              normalize_update(now, std::move(settle))};
+    }
     u.close_status = CloseStatus::closed;
     u.closed_at = now;
-    req.decrement_parent_active_children_count = parent.has_value();
+    req.decrement_parent_active_children_count = rec.parent.has_value();
   }
 
   /** The guarded result write of a run without children. */
@@ -491,7 +520,7 @@ struct Engine::Impl {
                                           TaskExecutionUpdate update, Timestamp now) {
     UpdateByIdRequest req{rec.execution_id, GetByIdFilters{.status = Status::running},
                           std::move(update)};
-    close_in_write(req, rec.parent, false, now);
+    close_in_write(req, rec, false, now);
     req.update = normalize_update(now, std::move(req.update));
     return req;
   }
@@ -920,19 +949,10 @@ struct Engine::Impl {
     for (const auto& row : rows) {
       if (row.parent && row.parent->is_finalize_of_parent) {
         // T20: the finalize child decides its parent's outcome.
-        TaskExecutionUpdate pu;
-        if (row.status == Status::completed) {
-          pu.status = Status::completed;
-          pu.output = row.output.value_or("null");
-        } else {
-          pu.status = Status::finalize_failed;
-          pu.error = row.error.value_or(StoredError{
-              ErrorType::generic, false, false,
-              fmt::format("Finalize task {} failed with an unknown error", row.task_id)});
-        }
         parent_updates.push_back(UpdateByIdRequest{
             row.parent->execution_id, GetByIdFilters{.status = Status::waiting_for_finalize},
-            normalize_update(now, std::move(pu))});
+            normalize_update(
+                now, settle_parent_update(row.status, row.output, row.error, row.task_id))});
       }
       const bool has_descendants = (row.children && !row.children->empty()) || row.finalize;
       if (row.status != Status::completed && has_descendants) {
@@ -1058,7 +1078,7 @@ struct Engine::Impl {
     GetByIdFilters guard{.status = Status::waiting_for_children};
     if (children.empty()) {
       UpdateByIdRequest req{parent.execution_id, guard, std::move(u)};
-      close_in_write(req, parent.parent, true, now);
+      close_in_write(req, parent, true, now);
       req.update = normalize_update(now, std::move(req.update));
       writes.updates.push_back(std::move(req));
     } else {

@@ -378,8 +378,14 @@ void InMemoryTaskExecutionsStorage::update_many_by_id(
     auto* e = impl_->find(req.execution_id, req.filters);
     if (!e) continue;
     impl_->update(*e, req.update);
-    if (req.decrement_parent_active_children_count)
+    if (req.decrement_parent_active_children_count) {
       impl_->decrement_parent_active_children_count(*e);
+    }
+    if (req.parent_update && e->record.parent) {
+      if (auto* parent = impl_->find(e->record.parent->execution_id, req.parent_update->filters)) {
+        impl_->update(*parent, req.parent_update->update);
+      }
+    }
   }
 }
 

@@ -100,8 +100,11 @@ void ReferenceStorage::update_many_by_id(const std::vector<UpdateByIdRequest>& r
     auto* r = find(req.execution_id);
     if (!r || !req.filters.matches(*r)) continue;
     apply_update(*r, req.update);
-    if (req.decrement_parent_active_children_count && r->parent) {
-      if (auto* p = find(r->parent->execution_id)) --p->active_children_count;
+    if (!r->parent) continue;
+    auto* p = find(r->parent->execution_id);
+    if (p && req.decrement_parent_active_children_count) --p->active_children_count;
+    if (p && req.parent_update && req.parent_update->filters.matches(*p)) {
+      apply_update(*p, req.parent_update->update);
     }
   }
 }

@@ -712,3 +712,53 @@ TEST_P(StorageConformance, ClaimsForValuesTheEngineNeverAsksForSelectInOrder) {
        .limit = 10});
   EXPECT_EQ(by_executor.size(), 3U);
 }
+
+TEST_P(StorageConformance, UpdateByIdUpdatesTheParentOnlyWhenBothGuardsMatch) {
+  auto parent = new_record();
+  parent.status = TaskExecutionStatus::waiting_for_finalize;
+  auto settled_parent = new_record();
+  settled_parent.status = TaskExecutionStatus::cancelled;  // the parent's guard fails
+  settled_parent.is_finished = true;
+  auto finalize_child = [](const TaskExecutionRecord& p, TaskExecutionRecord c) {
+    c.status = TaskExecutionStatus::running;
+    c.parent =
+        durable_execution::ParentTaskExecutionSummary{p.task_id, p.execution_id, 0, false, true};
+    return c;
+  };
+  const auto fin = finalize_child(parent, new_child_record(parent, 0));
+  const auto fin_of_settled = finalize_child(settled_parent, new_child_record(settled_parent, 0));
+  auto stale = finalize_child(parent, new_child_record(parent, 1));
+  stale.status = TaskExecutionStatus::timed_out;  // the child's own guard fails
+  stale.is_finished = true;
+  insert({parent, settled_parent, fin, fin_of_settled, stale});
+
+  const auto t = now_ + milliseconds{10};
+  const auto done = normalized(t, {.status = TaskExecutionStatus::completed,
+                                   .output = std::string{R"("done")"},
+                                   .close_status = CloseStatus::closed,
+                                   .closed_at = t});
+  const durable_execution::ParentUpdateRequest settle{
+      .filters = {.status = TaskExecutionStatus::waiting_for_finalize},
+      .update = normalized(
+          t, {.status = TaskExecutionStatus::completed, .output = std::string{R"("done")"}})};
+  const durable_execution::GetByIdFilters running{.status = TaskExecutionStatus::running};
+  auto request = [&](const TaskExecutionRecord& child) {
+    return durable_execution::UpdateByIdRequest{.execution_id = child.execution_id,
+                                                .filters = running,
+                                                .update = done,
+                                                .parent_update = settle};
+  };
+
+  storage().update_many_by_id({request(stale)});
+  EXPECT_EQ(fetch(stale.execution_id), stale);
+  EXPECT_EQ(fetch(parent.execution_id), parent);
+
+  storage().update_many_by_id({request(fin), request(fin_of_settled)});
+  const auto p = fetch(parent.execution_id);
+  EXPECT_EQ(p.status, TaskExecutionStatus::completed);
+  EXPECT_EQ(p.output, R"("done")");
+  EXPECT_EQ(p.updated_at, t);
+  EXPECT_EQ(fetch(fin.execution_id).status, TaskExecutionStatus::completed);
+  EXPECT_EQ(fetch(fin_of_settled.execution_id).status, TaskExecutionStatus::completed);
+  EXPECT_EQ(fetch(settled_parent.execution_id), settled_parent);
+}
