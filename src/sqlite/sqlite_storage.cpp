@@ -1589,10 +1589,18 @@ void SqliteTaskExecutionsStorage::update_many_by_id(
     Impl::PendingDecrements decrements;
     for (const auto& req : requests) {
       if (!decrements.entries.empty()) decrements.flush_one(im, c, req.execution_id);
-      auto result = im.update_by_id(c, req.execution_id, req.filters, req.update,
-                                    req.decrement_parent_active_children_count);
-      if (result.updated && !result.parent_execution_id.empty()) {
-        decrements.add(std::move(result.parent_execution_id), req.update.updated_at);
+      auto result =
+          im.update_by_id(c, req.execution_id, req.filters, req.update,
+                          req.decrement_parent_active_children_count || req.parent_update);
+      if (!result.updated || result.parent_execution_id.empty()) continue;
+      if (req.decrement_parent_active_children_count) {
+        decrements.add(result.parent_execution_id, req.update.updated_at);
+      }
+      if (req.parent_update) {
+        // Decrements first, as a request's own effects apply in order.
+        decrements.flush_one(im, c, result.parent_execution_id);
+        (void)im.update_by_id(c, result.parent_execution_id, req.parent_update->filters,
+                              req.parent_update->update, false);
       }
     }
     decrements.flush_all(im, c);
