@@ -122,8 +122,7 @@ TEST_F(SqliteFileTest, TwoProcessesOnOneFileClaimDisjointSetsThatCoverAllRows) {
       char byte = 'r';
       if (write(ready_pipe[1], &byte, 1) != 1) _exit(3);
       if (read(go_pipe[0], &byte, 1) != 1) _exit(4);
-      auto ids = claim_until_empty(storage, "de_child", 3,
-                                   std::chrono::steady_clock::now() + 60s);
+      auto ids = claim_until_empty(storage, "de_child", 3, std::chrono::steady_clock::now() + 60s);
       std::ofstream out(child_out);
       for (const auto& id : ids) out << id << '\n';
       out.close();
@@ -184,7 +183,8 @@ TEST_F(SqliteFileTest, TwoProcessesOnOneFileClaimDisjointSetsThatCoverAllRows) {
   EXPECT_EQ(all.size(), kRows);
   EXPECT_EQ(parent_ids.size() + child_ids.size(), kRows);
   // Every row is running under the executor id of the process that claimed it.
-  auto check = storage.get_many_by_id({{parent_ids.empty() ? child_ids.at(0) : parent_ids.at(0), {}}});
+  auto check =
+      storage.get_many_by_id({{parent_ids.empty() ? child_ids.at(0) : parent_ids.at(0), {}}});
   ASSERT_TRUE(check.at(0).has_value());
   EXPECT_EQ(check.at(0)->status, de::TaskExecutionStatus::running);
   RecordProperty("parent_claims", static_cast<int>(parent_ids.size()));

@@ -1,9 +1,11 @@
 // SQLite-specific behaviour of SqliteTaskExecutionsStorage: query plans, table names, schema
 // versions, unusable files, corrupt rows, NULL mapping, busy handling, persistence.
 
-#include <gtest/gtest.h>
+#include "durable_execution/sqlite/sqlite_storage.hpp"
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -15,7 +17,6 @@
 #include <vector>
 
 #include "durable_execution/errors.hpp"
-#include "durable_execution/sqlite/sqlite_storage.hpp"
 #include "sqlite_test_support.hpp"
 
 namespace de = durable_execution;
@@ -42,7 +43,8 @@ void exercise_every_method(de::SqliteTaskExecutionsStorage& s) {
   const auto now = test_now();
   auto parent = ready_record(now);
   auto child = ready_record(now);
-  child.parent = de::ParentTaskExecutionSummary{parent.task_id, parent.execution_id, 0, true, false};
+  child.parent =
+      de::ParentTaskExecutionSummary{parent.task_id, parent.execution_id, 0, true, false};
   s.insert_many({parent});
 
   de::TaskExecutionUpdate running;
@@ -56,16 +58,16 @@ void exercise_every_method(de::SqliteTaskExecutionsStorage& s) {
   waiting.run_output = "out";
   waiting.children = std::vector<de::TaskExecutionSummary>{{child.task_id, child.execution_id}};
   waiting.active_children_count = 1;
-  s.update_many_by_id_and_insert_children_if_updated(
-      {{parent.execution_id,
-        {.status = de::TaskExecutionStatus::running},
-        de::normalize_update(now, waiting),
-        {child}}});
+  s.update_many_by_id_and_insert_children_if_updated({{parent.execution_id,
+                                                       {.status = de::TaskExecutionStatus::running},
+                                                       de::normalize_update(now, waiting),
+                                                       {child}}});
   de::TaskExecutionUpdate cancel;
   cancel.status = de::TaskExecutionStatus::cancelled;
   cancel.error = de::StoredError{de::ErrorType::cancelled, false, false, "cancelled"};
   cancel.needs_promise_cancellation = true;
-  s.update_many_by_id({{child.execution_id, {.is_finished = false}, de::normalize_update(now, cancel)}});
+  s.update_many_by_id(
+      {{child.execution_id, {.is_finished = false}, de::normalize_update(now, cancel)}});
   s.update_many_by_parent_execution_id_and_is_finished(
       {{parent.execution_id, false, de::normalize_update(now, cancel)}});
   (void)s.get_many_by_id({{parent.execution_id, {}}});
@@ -77,11 +79,14 @@ void exercise_every_method(de::SqliteTaskExecutionsStorage& s) {
   (void)s.update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(
       {true, de::CloseStatus::idle, de::normalize_update(now, close_ready), 10});
   de::TaskExecutionUpdate processing;
-  processing.on_children_finished_processing_status = de::OnChildrenFinishedProcessingStatus::processing;
+  processing.on_children_finished_processing_status =
+      de::OnChildrenFinishedProcessingStatus::processing;
   processing.on_children_finished_processing_expires_at = now + 1s;
-  (void)s.update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(
-      {de::TaskExecutionStatus::waiting_for_children, de::OnChildrenFinishedProcessingStatus::idle,
-       de::normalize_update(now, processing), 10});
+  (void)s
+      .update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(
+          {de::TaskExecutionStatus::waiting_for_children,
+           de::OnChildrenFinishedProcessingStatus::idle, de::normalize_update(now, processing),
+           10});
   de::TaskExecutionUpdate closing;
   closing.close_status = de::CloseStatus::closing;
   closing.close_expires_at = now + 1s;
@@ -131,7 +136,8 @@ TEST_F(SqliteFileTest, EveryPreparedStatementIsServedByAnIndex) {
       // "SCAN <table>" is a full table (or full index) walk; a temp B-tree means a sort that an
       // index should have made unnecessary.
       EXPECT_EQ(d.find("SCAN"), std::string::npos) << "full scan in: " << sql << "\n  plan: " << d;
-      EXPECT_EQ(d.find("TEMP B-TREE"), std::string::npos) << "sort in: " << sql << "\n  plan: " << d;
+      EXPECT_EQ(d.find("TEMP B-TREE"), std::string::npos)
+          << "sort in: " << sql << "\n  plan: " << d;
     }
   }
 }
@@ -152,8 +158,18 @@ TEST_F(SqliteFileTest, PreparedStatementsAreReused) {
 // ---- table names ---------------------------------------------------------------------------
 
 TEST_F(SqliteFileTest, InvalidTableNamesAreRejectedAtConstruction) {
-  const std::vector<std::string> names{"", "1abc", "a-b", "a b", "x;DROP TABLE y", "t\"", "t'", "sqlite_master", "SQLITE_x",
-        "durable_execution_schema", std::string(64, 'a'), "tábla"};
+  const std::vector<std::string> names{"",
+                                       "1abc",
+                                       "a-b",
+                                       "a b",
+                                       "x;DROP TABLE y",
+                                       "t\"",
+                                       "t'",
+                                       "sqlite_master",
+                                       "SQLITE_x",
+                                       "durable_execution_schema",
+                                       std::string(64, 'a'),
+                                       "tábla"};
   for (const auto& name : names) {
     EXPECT_THROW(de::SqliteTaskExecutionsStorage(path_, {.table_name = name}),
                  de::DurableExecutionError)
@@ -219,7 +235,8 @@ TEST_F(SqliteFileTest, NewerSchemaVersionIsRefusedWithoutTouchingTheFile) {
   }
   {
     auto db = raw(path_);
-    db.exec("UPDATE durable_execution_schema SET version = 99 WHERE table_name = 'task_executions'");
+    db.exec(
+        "UPDATE durable_execution_schema SET version = 99 WHERE table_name = 'task_executions'");
     db.exec("ALTER TABLE task_executions ADD COLUMN future_column TEXT");
     // A newer library might have chosen another journal mode: opening must not switch it.
     EXPECT_EQ(db.execAndGet("PRAGMA journal_mode=DELETE").getString(), "delete");
@@ -283,7 +300,8 @@ TEST_F(SqliteFileTest, CorruptRowsThrowOnReadAndTheStorageKeepsWorking) {
   storage.insert_many({good, bad_status, bad_json, bad_type, bad_error});
   {
     auto db = raw(path_);
-    SQLite::Statement u1(db, "UPDATE task_executions SET status = 'exploded' WHERE execution_id = ?");
+    SQLite::Statement u1(db,
+                         "UPDATE task_executions SET status = 'exploded' WHERE execution_id = ?");
     u1.bind(1, bad_status.execution_id);
     u1.exec();
     SQLite::Statement u2(db,
@@ -291,8 +309,8 @@ TEST_F(SqliteFileTest, CorruptRowsThrowOnReadAndTheStorageKeepsWorking) {
                          "execution_id = ?");
     u2.bind(1, bad_json.execution_id);
     u2.exec();
-    SQLite::Statement u3(db,
-                         "UPDATE task_executions SET retry_attempts = 'many' WHERE execution_id = ?");
+    SQLite::Statement u3(
+        db, "UPDATE task_executions SET retry_attempts = 'many' WHERE execution_id = ?");
     u3.bind(1, bad_type.execution_id);
     u3.exec();
     SQLite::Statement u4(db,
@@ -301,8 +319,8 @@ TEST_F(SqliteFileTest, CorruptRowsThrowOnReadAndTheStorageKeepsWorking) {
     u4.bind(1, bad_error.execution_id);
     u4.exec();
   }
-  for (const auto* id : {&bad_status.execution_id, &bad_json.execution_id,
-                         &bad_type.execution_id, &bad_error.execution_id}) {
+  for (const auto* id : {&bad_status.execution_id, &bad_json.execution_id, &bad_type.execution_id,
+                         &bad_error.execution_id}) {
     try {
       (void)get(storage, *id);
       FAIL() << "corrupt row " << *id << " must not read";
@@ -312,9 +330,9 @@ TEST_F(SqliteFileTest, CorruptRowsThrowOnReadAndTheStorageKeepsWorking) {
     }
   }
   // A claim that selects a corrupt row fails as a whole and changes nothing.
-  EXPECT_THROW((void)storage.update_by_status_and_start_at_less_than_and_return(
-                   claim_request("de_x", 10)),
-               de::DurableExecutionError);
+  EXPECT_THROW(
+      (void)storage.update_by_status_and_start_at_less_than_and_return(claim_request("de_x", 10)),
+      de::DurableExecutionError);
   auto still = get(storage, good.execution_id);
   ASSERT_TRUE(still.has_value());
   EXPECT_EQ(still->status, de::TaskExecutionStatus::ready);
@@ -342,13 +360,14 @@ TEST_F(SqliteFileTest, AbsentOptionalsAreNullAndZeroValuesStaySet) {
   storage.insert_many({fresh, zeros});
 
   auto db = raw(path_);
-  SQLite::Statement q(db,
-                      "SELECT root_task_id IS NULL, parent_execution_id IS NULL, "
-                      "index_in_parent_children IS NULL, executor_id IS NULL, started_at IS NULL, "
-                      "expires_at IS NULL, finished_at IS NULL, run_output IS NULL, output IS NULL, "
-                      "error IS NULL, children IS NULL, finalize IS NULL, close_expires_at IS NULL, "
-                      "closed_at IS NULL, sleeping_task_unique_id IS NULL FROM task_executions "
-                      "WHERE execution_id = ?");
+  SQLite::Statement q(
+      db,
+      "SELECT root_task_id IS NULL, parent_execution_id IS NULL, "
+      "index_in_parent_children IS NULL, executor_id IS NULL, started_at IS NULL, "
+      "expires_at IS NULL, finished_at IS NULL, run_output IS NULL, output IS NULL, "
+      "error IS NULL, children IS NULL, finalize IS NULL, close_expires_at IS NULL, "
+      "closed_at IS NULL, sleeping_task_unique_id IS NULL FROM task_executions "
+      "WHERE execution_id = ?");
   q.bind(1, fresh.execution_id);
   ASSERT_TRUE(q.executeStep());
   for (int i = 0; i < q.getColumnCount(); ++i) EXPECT_EQ(q.getColumn(i).getInt(), 1) << i;
@@ -474,8 +493,9 @@ TEST_F(SqliteFileTest, UnversionedTableWithAllColumnsIsAdoptedWithItsRows) {
     // same columns): no version row and no indexes.
     auto db = raw(path_);
     db.exec("DELETE FROM durable_execution_schema");
-    SQLite::Statement ix(db, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = "
-                             "'legacy' AND name LIKE 'ix_%'");
+    SQLite::Statement ix(db,
+                         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = "
+                         "'legacy' AND name LIKE 'ix_%'");
     std::vector<std::string> names;
     while (ix.executeStep()) names.push_back(ix.getColumn(0).getString());
     ASSERT_EQ(names.size(), 11U);
@@ -561,8 +581,8 @@ TEST_F(SqliteFileTest, ParentDecrementsOfOneCallKeepRequestOrder) {
     de::TaskExecutionUpdate u;
     u.status = de::TaskExecutionStatus::completed;
     u.output = "{}";
-    de::UpdateByIdRequest req{id, {.status = de::TaskExecutionStatus::ready},
-                              de::normalize_update(at, u)};
+    de::UpdateByIdRequest req{
+        id, {.status = de::TaskExecutionStatus::ready}, de::normalize_update(at, u)};
     req.decrement_parent_active_children_count = true;
     return req;
   };

@@ -84,7 +84,8 @@ struct SqliteStorageOptions {
  */
 class DURABLE_EXECUTION_EXPORT SqliteTaskExecutionsStorage final : public TaskExecutionsStorage {
  public:
-  /** @brief The schema version this library writes (stored per table in `durable_execution_schema`). */
+  /** @brief The schema version this library writes (stored per table in
+   * `durable_execution_schema`). */
   static constexpr std::int32_t schema_version = 1;
 
   /**
@@ -98,8 +99,7 @@ class DURABLE_EXECUTION_EXPORT SqliteTaskExecutionsStorage final : public TaskEx
   void insert_many(const std::vector<TaskExecutionRecord>& executions) override;
   [[nodiscard]] std::vector<std::optional<TaskExecutionRecord>> get_many_by_id(
       const std::vector<GetByIdRequest>& requests) override;
-  [[nodiscard]] std::vector<std::optional<TaskExecutionRecord>>
-  get_many_by_sleeping_task_unique_id(
+  [[nodiscard]] std::vector<std::optional<TaskExecutionRecord>> get_many_by_sleeping_task_unique_id(
       const std::vector<GetBySleepingTaskUniqueIdRequest>& requests) override;
   void update_many_by_id(const std::vector<UpdateByIdRequest>& requests) override;
   void update_many_by_id_and_insert_children_if_updated(
