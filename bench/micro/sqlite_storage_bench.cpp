@@ -20,6 +20,7 @@
 
 #include "durable_execution/sqlite/sqlite_storage.hpp"
 #include "durable_execution/task_execution.hpp"
+#include "history_record.hpp"
 
 namespace de = durable_execution;
 using std::chrono::milliseconds;
@@ -40,24 +41,7 @@ void remove_db(const std::string& path) {
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
 }
 
-de::TaskExecutionRecord finished_record(de::Timestamp now, std::int64_t i) {
-  auto r = de::make_task_execution_record(now - milliseconds{10'000'000 - i},
-                                          {.task_id = "history_task_" + std::to_string(i % 100),
-                                           .execution_id = de::generate_execution_id(),
-                                           .retry_options = {.max_attempts = 3},
-                                           .timeout = milliseconds{30'000},
-                                           .input = R"({"n":)" + std::to_string(i) + "}"});
-  r.status = de::TaskExecutionStatus::completed;
-  r.is_finished = true;
-  r.output = R"({"ok":true})";
-  r.started_at = r.start_at;
-  r.finished_at = r.start_at + milliseconds{5};
-  r.children = std::vector<de::TaskExecutionSummary>{};
-  r.close_status = de::CloseStatus::closed;
-  r.closed_at = r.start_at + milliseconds{6};
-  r.updated_at = r.start_at + milliseconds{6};
-  return r;
-}
+using de::bench::finished_record;
 
 void BM_SqliteClaimAndCompleteBatch(benchmark::State& state) {
   const auto path = temp_db_path();

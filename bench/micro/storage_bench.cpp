@@ -19,6 +19,7 @@
 
 #include "durable_execution/in_memory_storage.hpp"
 #include "durable_execution/task_execution.hpp"
+#include "history_record.hpp"
 
 namespace de = durable_execution;
 using std::chrono::milliseconds;
@@ -28,24 +29,7 @@ namespace {
 constexpr std::size_t kBatch = 1000;
 using Clock = std::chrono::steady_clock;
 
-de::TaskExecutionRecord finished_record(de::Timestamp now, std::int64_t i) {
-  auto r = de::make_task_execution_record(now - milliseconds{10'000'000 - i},
-                                          {.task_id = "history_task_" + std::to_string(i % 100),
-                                           .execution_id = de::generate_execution_id(),
-                                           .retry_options = {.max_attempts = 3},
-                                           .timeout = milliseconds{30'000},
-                                           .input = R"({"n":)" + std::to_string(i) + "}"});
-  r.status = de::TaskExecutionStatus::completed;
-  r.is_finished = true;
-  r.output = R"({"ok":true})";
-  r.started_at = r.start_at;
-  r.finished_at = r.start_at + milliseconds{5};
-  r.children = std::vector<de::TaskExecutionSummary>{};
-  r.close_status = de::CloseStatus::closed;
-  r.closed_at = r.start_at + milliseconds{6};
-  r.updated_at = r.start_at + milliseconds{6};
-  return r;
-}
+using de::bench::finished_record;
 
 // One pre-filled store per history size, built once however often the benchmark body runs.
 de::InMemoryTaskExecutionsStorage& store_with_history(std::int64_t history) {
