@@ -182,6 +182,20 @@ de::DurableExecutorOptions bench_options() {
   return o;
 }
 
+// With DE_BENCH_VERBOSE set: per-storage-method and per-process statistics.
+void print_verbose_stats(const de::ExecutorStats& stats) {
+  if (std::getenv("DE_BENCH_VERBOSE") == nullptr) return;
+  for (const auto& [name, c] : stats.storage_calls) {
+    std::printf("  storage %s: %lld calls, mean %.3f ms\n", name.c_str(),
+                static_cast<long long>(c.count), c.mean_duration_ms);
+  }
+  for (const auto& [name, p] : stats.processes) {
+    std::printf("  process %s: %lld batches, %lld items, mean %.3f ms\n", name.c_str(),
+                static_cast<long long>(p.batches), static_cast<long long>(p.items),
+                p.mean_batch_duration_ms);
+  }
+}
+
 Result throughput(de::TaskExecutionsStorage& storage, int n) {
   de::DurableExecutor executor{storage, bench_options()};
   auto noop = executor.task({.id = "noop", .timeout = std::chrono::seconds{60}}, [] {});
@@ -233,17 +247,7 @@ Result throughput(de::TaskExecutionsStorage& storage, int n) {
   r.extra["enqueue_ms"] = std::chrono::duration<double, std::milli>(t1 - t0).count();
   const auto stats = executor.stats();
   r.extra["worker_threads"] = stats.worker_threads;
-  if (std::getenv("DE_BENCH_VERBOSE") != nullptr) {
-    for (const auto& [name, c] : stats.storage_calls) {
-      std::printf("  storage %s: %lld calls, mean %.3f ms\n", name.c_str(),
-                  static_cast<long long>(c.count), c.mean_duration_ms);
-    }
-    for (const auto& [name, p] : stats.processes) {
-      std::printf("  process %s: %lld batches, %lld items, mean %.3f ms\n", name.c_str(),
-                  static_cast<long long>(p.batches), static_cast<long long>(p.items),
-                  p.mean_batch_duration_ms);
-    }
-  }
+  print_verbose_stats(stats);
   executor.shutdown();
   return r;
 }
@@ -329,19 +333,6 @@ struct IterationResult {
 
 double mean_of(const std::vector<double>& v) {
   return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
-}
-
-void print_verbose_stats(const de::ExecutorStats& stats) {
-  if (std::getenv("DE_BENCH_VERBOSE") == nullptr) return;
-  for (const auto& [name, c] : stats.storage_calls) {
-    std::printf("  storage %s: %lld calls, mean %.3f ms\n", name.c_str(),
-                static_cast<long long>(c.count), c.mean_duration_ms);
-  }
-  for (const auto& [name, p] : stats.processes) {
-    std::printf("  process %s: %lld batches, %lld items, mean %.3f ms\n", name.c_str(),
-                static_cast<long long>(p.batches), static_cast<long long>(p.items),
-                p.mean_batch_duration_ms);
-  }
 }
 
 IterationResult reference_iteration(const Args& args) {

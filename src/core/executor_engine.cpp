@@ -739,6 +739,22 @@ struct Engine::Impl {
     flushing = false;
   }
 
+  /**
+   * Local bookkeeping for children about to be inserted: sleeping ones get their expiry step
+   * scheduled; the distinct start times of the others are added to `starts`, to be claimed
+   * (schedule_dispatch_at) once the insert is written.
+   */
+  void note_children(const std::vector<TaskExecutionRecord>& children,
+                     std::set<Timestamp>& starts) {
+    for (const auto& child : children) {
+      if (!child.is_sleeping_task) {
+        starts.insert(child.start_at);
+      } else if (child.expires_at) {
+        schedule_expiry_at(*child.expires_at);
+      }
+    }
+  }
+
   void write_completions(std::vector<Completion>& batch) {
     const auto start = SteadyClock::now();
     std::vector<UpdateByIdRequest> updates;
@@ -754,10 +770,7 @@ struct Engine::Impl {
         updates.push_back(std::move(*c.update));
       }
       if (c.update_with_children) {
-        for (const auto& child : c.update_with_children->children_to_insert_if_updated) {
-          if (!child.is_sleeping_task) with_children_starts.insert(child.start_at);
-          if (child.is_sleeping_task && child.expires_at) schedule_expiry_at(*child.expires_at);
-        }
+        note_children(c.update_with_children->children_to_insert_if_updated, with_children_starts);
         with_children.push_back(std::move(*c.update_with_children));
         wake_close_path = true;
       }
@@ -1051,12 +1064,8 @@ struct Engine::Impl {
     }
     if (!writes.with_children.empty()) {
       std::set<Timestamp> starts;
-      for (const auto& w : writes.with_children) {
-        for (const auto& child : w.children_to_insert_if_updated) {
-          if (!child.is_sleeping_task) starts.insert(child.start_at);
-          if (child.is_sleeping_task && child.expires_at) schedule_expiry_at(*child.expires_at);
-        }
-      }
+      for (const auto& w : writes.with_children)
+        note_children(w.children_to_insert_if_updated, starts);
       caller.call(StorageMethod::update_many_by_id_and_insert_children_if_updated,
                   [&](TaskExecutionsStorage& s) {
                     s.update_many_by_id_and_insert_children_if_updated(writes.with_children);
