@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -119,6 +120,79 @@ void from_json(const nlohmann::json& j, ParentTaskOutput<O>& p) {
   }
   p.children = j.at("children").get<std::vector<ChildExecutionResult>>();
 }
+
+namespace detail {
+
+/** Reads one child's result object; false if a required member is missing. */
+inline bool read_child_result(JsonCursor& in, ChildExecutionResult& c) {
+  bool has_task_id = false;
+  bool has_execution_id = false;
+  bool has_status = false;
+  in.object([&](std::string_view key) {
+    if (key == "taskId") {
+      c.task_id = in.string();
+      has_task_id = true;
+    } else if (key == "executionId") {
+      c.execution_id = in.string();
+      has_execution_id = true;
+    } else if (key == "status") {
+      c.status = parse_task_execution_status(in.string());
+      has_status = true;
+    } else if (key == "output") {
+      const auto raw = in.value();
+      c.output = nlohmann::json::parse(raw.begin(), raw.end());
+    } else if (key == "error") {
+      const auto raw = in.value();
+      c.error = nlohmann::json::parse(raw.begin(), raw.end()).get<StoredError>();
+    } else {
+      in.value();
+    }
+  });
+  return has_task_id && has_execution_id && has_status;
+}
+
+/**
+ * The input of every finalize step, read without a DOM of the whole document: a wide parent's
+ * children are read straight into their results, and only each child's output (and error) is
+ * parsed. Any surprise (malformed text, a missing member, a value of the wrong type) falls back
+ * to nlohmann's from_json, so results and error messages are the same as without this path.
+ */
+template <class O>
+struct JsonCodec<ParentTaskOutput<O>> {
+  static std::string serialize(const ParentTaskOutput<O>& value) {
+    return nlohmann::json(value).dump();
+  }
+
+  static ParentTaskOutput<O> deserialize(std::string_view text) {
+    try {
+      ParentTaskOutput<O> p;
+      bool has_output = std::is_same_v<O, Empty>;
+      bool has_children = false;
+      JsonCursor in{text};
+      in.object([&](std::string_view key) {
+        if (key == "children") {
+          p.children.clear();
+          in.array([&] {
+            if (!read_child_result(in, p.children.emplace_back())) throw JsonCursor::Malformed{};
+          });
+          has_children = true;
+        } else if (key == "output") {
+          const auto raw = in.value();
+          if constexpr (!std::is_same_v<O, Empty>) p.output = JsonCodec<O>::deserialize(raw);
+          has_output = true;
+        } else {
+          in.value();
+        }
+      });
+      if (in.at_end() && has_output && has_children) return p;
+    } catch (const JsonCursor::Malformed&) {  // NOLINT(bugprone-empty-catch): falls back below
+    } catch (const std::exception&) {         // NOLINT(bugprone-empty-catch): falls back below
+    }
+    return nlohmann::json::parse(text.begin(), text.end()).template get<ParentTaskOutput<O>>();
+  }
+};
+
+}  // namespace detail
 
 /** @brief What a poll function returns: done with an output, or not yet. */
 template <class O>

@@ -11,11 +11,13 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "durable_execution/detail/engine.hpp"
+#include "durable_execution/detail/json_text.hpp"
 #include "durable_execution/errors.hpp"
 #include "durable_execution/options.hpp"
 #include "durable_execution/task_context.hpp"
@@ -36,7 +38,7 @@ namespace detail {
 template <class T>
 [[nodiscard]] std::string serialize_value(const T& value) {
   try {
-    return nlohmann::json(value).dump();
+    return JsonCodec<T>::serialize(value);
   } catch (const DurableExecutionError&) {
     throw;
   } catch (const std::exception& e) {
@@ -46,12 +48,12 @@ template <class T>
 
 /** @brief Parses a JSON value; failures become "Error deserializing value: ...". */
 template <class T>
-[[nodiscard]] T deserialize_value(const std::string& text) {
+[[nodiscard]] T deserialize_value(std::string_view text) {
   try {
     if constexpr (std::is_same_v<T, Empty>) {
       return Empty{};
     } else {
-      return nlohmann::json::parse(text).template get<T>();
+      return JsonCodec<T>::deserialize(text);
     }
   } catch (const DurableExecutionError&) {
     throw;
