@@ -139,8 +139,7 @@ inline bool read_child_result(JsonCursor& in, ChildExecutionResult& c) {
       c.status = parse_task_execution_status(in.string());
       has_status = true;
     } else if (key == "output") {
-      const auto raw = in.value();
-      c.output = nlohmann::json::parse(raw.begin(), raw.end());
+      c.output = parse_json_value(in.value());
     } else if (key == "error") {
       const auto raw = in.value();
       c.error = nlohmann::json::parse(raw.begin(), raw.end()).get<StoredError>();

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <condition_variable>
 #include <deque>
@@ -197,9 +198,14 @@ struct Engine::Impl {
   std::atomic<bool> dispatcher_at_capacity{false};
 
   // ---- completions (group commit) -----------------------------------------------------------
-  std::mutex completion_mutex;
-  std::vector<Completion> completion_queue;
-  bool flushing = false;
+  // A lock-free stack: runs that finish together (a batch of 1 ms sleeps wakes at once) push
+  // without queueing on a mutex, and one of them writes them all.
+  struct CompletionNode {
+    Completion completion;
+    CompletionNode* next = nullptr;
+  };
+  std::atomic<CompletionNode*> completion_head{nullptr};
+  std::atomic<bool> flushing{false};
 
   // ---- finished notifications (for waiters) -------------------------------------------------
   std::mutex finished_mutex;
@@ -725,18 +731,27 @@ struct Engine::Impl {
   // =========================================================================================
 
   void submit_completion(Completion completion) {
-    std::unique_lock lock(completion_mutex);
-    completion_queue.push_back(std::move(completion));
-    if (flushing) return;  // the active flusher picks it up
-    flushing = true;
-    while (!completion_queue.empty()) {
-      std::vector<Completion> batch;
-      batch.swap(completion_queue);
-      lock.unlock();
-      write_completions(batch);
-      lock.lock();
+    auto* node = new CompletionNode{std::move(completion)};
+    node->next = completion_head.load();
+    while (!completion_head.compare_exchange_weak(node->next, node)) {
     }
-    flushing = false;
+    // Whoever sets `flushing` writes everything queued, including what arrives meanwhile. After
+    // clearing it, the flusher looks once more: a submitter that saw the flag set relied on it.
+    // (Sequentially consistent throughout: the flag and the stack form a Dekker pair.)
+    while (!flushing.exchange(true)) {
+      while (auto* head = completion_head.exchange(nullptr)) {
+        std::vector<Completion> batch;
+        for (auto* n = head; n != nullptr;) {
+          std::unique_ptr<CompletionNode> owned{n};
+          n = owned->next;
+          batch.push_back(std::move(owned->completion));
+        }
+        std::reverse(batch.begin(), batch.end());  // arrival order
+        write_completions(batch);
+      }
+      flushing.store(false);
+      if (completion_head.load() == nullptr) return;
+    }
   }
 
   /**

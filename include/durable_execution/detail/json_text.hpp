@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -18,6 +19,14 @@ namespace durable_execution::detail {
     if (c < 0x20 || c > 0x7E || c == '"' || c == '\\') return false;
   }
   return true;
+}
+
+/** @brief The content of `raw` if it is a string token that needs no unescaping. */
+[[nodiscard]] inline std::optional<std::string_view> plain_json_string(std::string_view raw) {
+  if (raw.size() < 2 || raw.front() != '"' || raw.back() != '"') return std::nullopt;
+  const auto inner = raw.substr(1, raw.size() - 2);
+  if (!is_plain_json_text(inner)) return std::nullopt;
+  return inner;
 }
 
 /**
@@ -73,8 +82,7 @@ class JsonCursor {
   /** A decoded string: copied when plain, decoded by nlohmann when it has escapes or UTF-8. */
   std::string string() {
     const auto token = string_token();
-    const auto inner = token.substr(1, token.size() - 2);
-    if (is_plain_json_text(inner)) return std::string{inner};
+    if (const auto plain = plain_json_string(token)) return std::string{*plain};
     return nlohmann::json::parse(token.begin(), token.end()).get<std::string>();
   }
 
@@ -150,6 +158,12 @@ class JsonCursor {
   std::size_t pos_ = 0;
 };
 
+/** @brief The JSON value of `raw` (one value's text): a plain string without the parser. */
+[[nodiscard]] inline nlohmann::json parse_json_value(std::string_view raw) {
+  if (const auto plain = plain_json_string(raw)) return nlohmann::json(std::string{*plain});
+  return nlohmann::json::parse(raw.begin(), raw.end());
+}
+
 /**
  * @brief How a value becomes JSON text and back: nlohmann's to_json/from_json, with fast paths
  * specialized for types the engine handles on every run (std::string here; the finalize input
@@ -175,10 +189,7 @@ struct JsonCodec<std::string> {
     return out;
   }
   static std::string deserialize(std::string_view text) {
-    if (text.size() >= 2 && text.front() == '"' && text.back() == '"') {
-      const auto inner = text.substr(1, text.size() - 2);
-      if (is_plain_json_text(inner)) return std::string{inner};
-    }
+    if (const auto plain = plain_json_string(text)) return std::string{*plain};
     return nlohmann::json::parse(text.begin(), text.end()).get<std::string>();
   }
 };
