@@ -44,8 +44,10 @@ constexpr std::chrono::microseconds kPoolStallThreshold{1000};
 constexpr std::int32_t kMaxCompletionWriteAttempts = 6;
 /** Runs that wait this long on average (not computing) get idle workers for a whole batch. */
 constexpr std::int64_t kWaitingRunNs = 100'000;
+/** One run in this many per worker is timed for that mean. */
+constexpr std::uint32_t kWaitSampleEvery = 4;
 
-/** CPU time of the calling thread (one system call, well under a microsecond). */
+/** CPU time of the calling thread (one system call: CPU-time clocks have no vDSO path). */
 std::int64_t thread_cpu_ns() noexcept {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -451,12 +453,18 @@ struct Engine::Impl {
           .stop_reason = &run.reason,
       }};
       in_user_code.fetch_add(1, std::memory_order_relaxed);
+      // Each worker samples one run in kWaitSampleEvery for the wait mean: reading the thread's
+      // CPU time is a system call (no vDSO), too dear to make twice per run.
+      thread_local std::uint32_t runs_on_this_worker = 0;
       struct Leave {
         Impl& impl;
-        SteadyClock::time_point wall_start = SteadyClock::now();
-        std::int64_t cpu_start = thread_cpu_ns();
+        bool sampled = runs_on_this_worker++ % kWaitSampleEvery == 0;
+        SteadyClock::time_point wall_start =
+            sampled ? SteadyClock::now() : SteadyClock::time_point{};
+        std::int64_t cpu_start = sampled ? thread_cpu_ns() : 0;
         ~Leave() {
           impl.in_user_code.fetch_sub(1, std::memory_order_relaxed);
+          if (!sampled) return;
           const auto wall =
               std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now() - wall_start)
                   .count();

@@ -413,9 +413,10 @@ InMemoryTaskExecutionsStorage::update_by_status_and_start_at_less_than_and_retur
   std::vector<TaskExecutionRecord> out;
   out.reserve(entries.size());
   for (auto* e : entries) {
-    auto update = req.update;
-    update.expires_at = req.update_expires_at_with_started_at + e->record.timeout;
-    impl_->update(*e, update);
+    // The shared update, then this row's own expiry: no copy of the update per row.
+    apply_update(e->record, req.update);
+    e->record.expires_at = req.update_expires_at_with_started_at + e->record.timeout;
+    impl_->index(*e);
     out.push_back(e->record);
   }
   return out;
