@@ -19,6 +19,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
@@ -196,6 +197,19 @@ struct Engine::Impl {
    * compute do not, so only waiting runs make the pool wake its idle workers for a whole batch.
    */
   std::atomic<std::int64_t> run_wait_ns_mean{0};
+  /**
+   * The run a worker is executing and its deadline, one per worker thread. Only the worker and
+   * the deadline check touch a slot, so its mutex is uncontended: a run's timeout costs no
+   * timer entry, no allocation and no shared lock.
+   */
+  struct RunSlot {
+    std::mutex mutex;
+    std::shared_ptr<Run> run;
+    SteadyClock::time_point deadline{};
+  };
+  std::deque<RunSlot> run_slots;  // one per pool thread (pool_mutex); addresses are stable
+  /** The time of the earliest deadline check on the timer, or max if none is pending. */
+  std::atomic<SteadyClock::rep> next_deadline_check{std::numeric_limits<SteadyClock::rep>::max()};
   /** Set when the dispatcher stopped claiming because every slot was taken. */
   std::atomic<bool> dispatcher_at_capacity{false};
 
@@ -357,6 +371,7 @@ struct Engine::Impl {
 
   void worker_loop() {
     std::unique_lock lock(pool_mutex);
+    auto& slot = run_slots.emplace_back();
     for (;;) {
       while (pool_queue.empty() && !pool_stop) {
         ++pool_idle;
@@ -367,7 +382,7 @@ struct Engine::Impl {
       auto job = std::move(pool_queue.front());
       pool_queue.pop_front();
       lock.unlock();
-      execute(job.run);
+      execute(job.run, slot);
       job.run.reset();
       lock.lock();
     }
@@ -377,27 +392,70 @@ struct Engine::Impl {
   // Running one execution
   // =========================================================================================
 
-  void execute(const std::shared_ptr<Run>& run) {
+  void execute(const std::shared_ptr<Run>& run, RunSlot& slot) {
     if (run->settled.load()) {  // cancelled while queued
       zombies.fetch_sub(1);
       return;
     }
-    const auto& rec = run->record;
-    std::optional<TimerThread::Key> timeout_key;
     if (timer) {
-      std::weak_ptr<Run> weak = run;
-      timeout_key = timer->schedule(SteadyClock::now() + rec.timeout, [this, weak] {
-        if (auto r = weak.lock()) on_timeout(r);
-      });
+      const auto deadline = SteadyClock::now() + run->record.timeout;
+      {
+        std::lock_guard lock(slot.mutex);
+        slot.run = run;
+        slot.deadline = deadline;
+      }
+      arm_deadline_check(deadline);
     }
     Completion completion = run_and_build(*run);
+    if (timer) {
+      std::lock_guard lock(slot.mutex);
+      slot.run.reset();
+    }
     if (run->settled.exchange(true)) {
       // Timed out or cancelled meanwhile: that outcome is recorded; this late result is not.
       zombies.fetch_sub(1);
       return;
     }
-    if (timeout_key) timer->cancel(*timeout_key);
     finish_run(run, std::move(completion));
+  }
+
+  /**
+   * Makes sure a deadline check is pending at or before `deadline`. Runs of one task share a
+   * timeout, so a new run's deadline is almost never the earliest: usually nothing to do.
+   */
+  void arm_deadline_check(SteadyClock::time_point deadline) {
+    const auto t = deadline.time_since_epoch().count();
+    auto pending = next_deadline_check.load();
+    while (t < pending) {
+      if (next_deadline_check.compare_exchange_weak(pending, t)) {
+        timer->schedule(deadline, [this] { check_deadlines(); });
+        return;
+      }
+    }
+  }
+
+  /** Times out every run past its deadline (T12) and arms the check for the earliest other. */
+  void check_deadlines() {
+    // Reset first: a worker that arms from here on schedules a check of its own, and one that
+    // armed before has its run in a slot that the scan below sees.
+    next_deadline_check.store(std::numeric_limits<SteadyClock::rep>::max());
+    std::vector<std::shared_ptr<Run>> due;
+    auto earliest = SteadyClock::time_point::max();
+    {
+      std::lock_guard pool(pool_mutex);
+      const auto now = SteadyClock::now();
+      for (auto& slot : run_slots) {
+        std::lock_guard lock(slot.mutex);
+        if (!slot.run) continue;
+        if (slot.deadline <= now) {
+          due.push_back(std::move(slot.run));  // leaves the slot empty
+        } else {
+          earliest = std::min(earliest, slot.deadline);
+        }
+      }
+    }
+    for (const auto& run : due) on_timeout(run);
+    if (earliest != SteadyClock::time_point::max()) arm_deadline_check(earliest);
   }
 
   void on_timeout(const std::shared_ptr<Run>& run) {

@@ -213,6 +213,37 @@ TEST_P(ExecutorTasks, TimeoutIsRecordedAtTheDeadlineEvenIfTheTaskIgnoresItsStopT
   EXPECT_FALSE(after.output);
 }
 
+// Deadlines are checked at the earliest one pending: a short timeout that starts while a long one
+// is running must still fire on time, and runs that pass their deadlines together all time out.
+TEST_P(ExecutorTasks, ShortTimeoutsStartedAfterALongOneFireOnTime) {
+  DurableExecutor executor{storage(), fast_options()};
+  Gate release;
+  auto slow = executor.task({.id = "slow", .timeout = 10s}, [&](TaskRunContext& ctx) {
+    (void)release.wait(ctx.stop_token(), 5s);
+    return std::string{"slow"};
+  });
+  auto quick = executor.task({.id = "quick", .timeout = 30ms}, [](TaskRunContext& ctx) {
+    Gate never;
+    (void)never.wait(ctx.stop_token(), 5s);
+    return std::string{"never"};
+  });
+  executor.start();
+  auto long_running = executor.enqueue_task(slow);
+  ASSERT_TRUE(wait_until([&] { return executor.running_execution_ids().size() == 1; }));
+  std::vector<TaskExecutionHandle<std::string>> short_ones;
+  for (int i = 0; i < 3; ++i) short_ones.push_back(executor.enqueue_task(quick));
+  for (auto& h : short_ones) {
+    auto e = h.wait_and_get_finished_execution(bounded_wait());
+    EXPECT_EQ(e.status, TaskExecutionStatus::timed_out);
+    ASSERT_TRUE(e.finished_at && e.started_at);
+    EXPECT_LT(*e.finished_at - *e.started_at, 2s);  // not the long run's 10 s deadline
+  }
+  release.open();
+  auto e = long_running.wait_and_get_finished_execution(bounded_wait());
+  EXPECT_EQ(e.status, TaskExecutionStatus::completed);
+  EXPECT_EQ(e.output, "slow");
+}
+
 TEST_P(ExecutorTasks, TimeoutFiresTheStopTokenAndRetriesWhileAttemptsRemain) {
   DurableExecutor executor{storage(), fast_options()};
   std::atomic<int> runs{0};
