@@ -310,24 +310,39 @@ struct Engine::Impl {
     return options.max_concurrent_task_executions + zombies.load(std::memory_order_relaxed);
   }
 
-  /** Wakes idle workers, then starts new ones, until `want` are on the way. pool_mutex held. */
-  void pool_add_workers(std::size_t want) {
+  /** Idle workers to wake, decided under pool_mutex and sent after it is released. */
+  struct Wakeups {
+    std::size_t count = 0;
+    bool all = false;
+  };
+
+  /**
+   * Starts new workers beyond the idle ones until `want` are on the way (pool_mutex held), and
+   * returns the idle ones to wake. The caller wakes them after releasing pool_mutex: a worker
+   * woken while it is held (on 2 cores, it often runs at once) would only block on it again.
+   */
+  [[nodiscard]] Wakeups pool_add_workers(std::size_t want) {
     const auto idle = static_cast<std::size_t>(pool_idle);
-    if (want >= idle && idle > 0) {
-      pool_cv.notify_all();
-    } else {
-      for (std::size_t i = 0; i < want; ++i) pool_cv.notify_one();
-    }
-    if (want <= idle) return;
+    const Wakeups wake{std::min(want, idle), want >= idle && idle > 0};
+    if (want <= idle) return wake;
     auto to_spawn = want - idle;
     while (to_spawn-- > 0 && static_cast<std::int32_t>(pool_threads.size()) < pool_cap()) {
       pool_threads.emplace_back([this] { worker_loop(); });
     }
+    return wake;
+  }
+
+  void wake_workers(Wakeups wake) {
+    if (wake.all) {
+      pool_cv.notify_all();
+      return;
+    }
+    for (std::size_t i = 0; i < wake.count; ++i) pool_cv.notify_one();
   }
 
   void pool_submit(std::vector<std::shared_ptr<Run>> runs) {
     if (runs.empty()) return;
-    std::lock_guard lock(pool_mutex);
+    std::unique_lock lock(pool_mutex);
     const auto now = SteadyClock::now();
     for (auto& r : runs) pool_queue.push_back(Job{std::move(r), now});
     // Quick tasks: start at most a core's worth of workers at once, so that they drain the queue
@@ -340,8 +355,11 @@ struct Engine::Impl {
     if (run_wait_ns_mean.load(std::memory_order_relaxed) >= kWaitingRunNs) {
       room = std::max<std::int64_t>(room, pool_idle);
     }
-    pool_add_workers(std::min<std::size_t>(pool_queue.size(), static_cast<std::size_t>(room)));
+    const auto wake =
+        pool_add_workers(std::min<std::size_t>(pool_queue.size(), static_cast<std::size_t>(room)));
     schedule_pool_check_locked();
+    lock.unlock();
+    wake_workers(wake);
   }
 
   void schedule_pool_check_locked() {
@@ -351,7 +369,7 @@ struct Engine::Impl {
   }
 
   void pool_check() {
-    std::lock_guard lock(pool_mutex);
+    std::unique_lock lock(pool_mutex);
     pool_check_scheduled = false;
     if (pool_queue.empty() || pool_stop) return;
     // The oldest queued run waited past the threshold while every busy worker is inside a task
@@ -362,11 +380,14 @@ struct Engine::Impl {
     // its threads within milliseconds.
     const auto busy = static_cast<std::int64_t>(pool_threads.size()) - pool_idle;
     const bool blocked = in_user_code.load(std::memory_order_relaxed) >= busy;
+    Wakeups wake;
     if (blocked && SteadyClock::now() - pool_queue.front().queued >= kPoolStallThreshold) {
-      pool_add_workers(std::min<std::size_t>(
+      wake = pool_add_workers(std::min<std::size_t>(
           pool_queue.size(), static_cast<std::size_t>(std::max<std::int64_t>(busy, 1))));
     }
     schedule_pool_check_locked();
+    lock.unlock();
+    wake_workers(wake);
   }
 
   void worker_loop() {
