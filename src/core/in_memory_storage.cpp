@@ -210,41 +210,61 @@ struct InMemoryTaskExecutionsStorage::Impl {
     if (e.record.sleeping_task_unique_id) by_unique_id.erase(*e.record.sleeping_task_unique_id);
   }
 
+  using Entries = std::vector<std::unique_ptr<Entry>>;
+
+  // New entries holding copies of `records`. Made before the store's lock is taken: the copies'
+  // allocations then do not lengthen the critical section that every thread queues on.
+  static Entries make_entries(const std::vector<TaskExecutionRecord>& records) {
+    Entries out;
+    out.reserve(records.size());
+    for (const auto& r : records) {
+      auto& e = out.emplace_back(std::make_unique<Entry>());
+      e->record = r;
+    }
+    return out;
+  }
+
+  [[noreturn]] static void throw_duplicate_id(const TaskExecutionRecord& r) {
+    throw DurableExecutionError::non_retryable(
+        fmt::format("Task execution {} already exists", r.execution_id));
+  }
+  [[noreturn]] static void throw_duplicate_unique_id(const TaskExecutionRecord& r) {
+    throw DurableExecutionError::non_retryable(
+        fmt::format("Sleeping task execution with unique id {} already exists",
+                    r.sleeping_task_unique_id.value_or("")));
+  }
+
   // Checks a whole batch before any of it is written, so a rejected insert leaves no trace.
-  void check_insertable(const std::vector<TaskExecutionRecord>& records) const {
+  void check_insertable(const Entries& entries) const {
     // Duplicates within the batch need the local sets only when there is more than one record.
-    const bool batch = records.size() > 1;
+    const bool batch = entries.size() > 1;
     std::unordered_set<std::string_view> ids;
     std::unordered_set<std::string_view> unique_ids;
-    for (const auto& r : records) {
+    for (const auto& e : entries) {
+      const auto& r = e->record;
       if (by_id.contains(r.execution_id) || (batch && !ids.insert(r.execution_id).second)) {
-        throw DurableExecutionError::non_retryable(
-            fmt::format("Task execution {} already exists", r.execution_id));
+        throw_duplicate_id(r);
       }
       if (r.sleeping_task_unique_id &&
           (by_unique_id.contains(*r.sleeping_task_unique_id) ||
            (batch && !unique_ids.insert(*r.sleeping_task_unique_id).second))) {
-        throw DurableExecutionError::non_retryable(
-            fmt::format("Sleeping task execution with unique id {} already exists",
-                        *r.sleeping_task_unique_id));
+        throw_duplicate_unique_id(r);
       }
     }
   }
 
-  void insert(const std::vector<TaskExecutionRecord>& records) {
+  void insert(Entries& entries) {
     // A batch is checked whole first; a single record is checked by its own insertion (one hash
     // lookup instead of two), undone if its unique id is taken.
-    if (records.size() > 1) check_insertable(records);
-    for (const auto& r : records) {
-      auto entry = std::make_unique<Entry>();
-      entry->record = r;
+    if (entries.size() > 1) check_insertable(entries);
+    for (auto& entry : entries) {
       auto& e = *entry;
       auto [it, inserted] = by_id.try_emplace(e.record.execution_id, nullptr);
-      if (!inserted) check_insertable({r});  // throws the duplicate-id error
+      if (!inserted) throw_duplicate_id(e.record);
       if (e.record.sleeping_task_unique_id &&
           !by_unique_id.try_emplace(*e.record.sleeping_task_unique_id, &e).second) {
         by_id.erase(it);
-        check_insertable({r});  // throws the duplicate-unique-id error
+        throw_duplicate_unique_id(e.record);
       }
       it->second = std::move(entry);
       e.seq = next_seq++;
@@ -341,8 +361,9 @@ std::size_t InMemoryTaskExecutionsStorage::size() const {
 }
 
 void InMemoryTaskExecutionsStorage::insert_many(const std::vector<TaskExecutionRecord>& records) {
+  auto entries = Impl::make_entries(records);
   std::lock_guard lock(impl_->mutex);
-  impl_->insert(records);
+  impl_->insert(entries);
 }
 
 std::vector<std::optional<TaskExecutionRecord>> InMemoryTaskExecutionsStorage::get_many_by_id(
@@ -391,13 +412,19 @@ void InMemoryTaskExecutionsStorage::update_many_by_id(
 
 void InMemoryTaskExecutionsStorage::update_many_by_id_and_insert_children_if_updated(
     const std::vector<UpdateByIdAndInsertChildrenRequest>& requests) {
-  std::lock_guard lock(impl_->mutex);
+  std::vector<Impl::Entries> children;
+  children.reserve(requests.size());
   for (const auto& req : requests) {
+    children.push_back(Impl::make_entries(req.children_to_insert_if_updated));
+  }
+  std::lock_guard lock(impl_->mutex);
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    const auto& req = requests[i];
     auto* e = impl_->find(req.execution_id, req.filters);
     if (!e) continue;
-    impl_->check_insertable(req.children_to_insert_if_updated);  // before the update: atomic
+    impl_->check_insertable(children[i]);  // before the update: atomic
     impl_->update(*e, req.update);
-    impl_->insert(req.children_to_insert_if_updated);
+    impl_->insert(children[i]);
   }
 }
 
