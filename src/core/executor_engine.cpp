@@ -706,6 +706,7 @@ struct Engine::Impl {
     std::vector<TaskExecutionSummary> summaries;
     std::vector<TaskExecutionRecord> inserts;
     summaries.reserve(count);
+    inserts.reserve(def.are_children_sequential ? 1 : count);
     std::shared_ptr<const TaskDefinition> child_def;
     for (std::size_t i = 0; i < count; ++i) {
       auto& spec = result.children[i];

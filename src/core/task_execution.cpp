@@ -484,8 +484,16 @@ std::string generate_execution_id() {
     id[3 + kTimeChars - 1 - i] = kAlphabet[ms % kAlphabet.size()];
     ms /= kAlphabet.size();
   }
-  std::uniform_int_distribution<std::size_t> pick(0, kAlphabet.size() - 1);
-  for (std::size_t i = 0; i < kRandomChars; ++i) id[3 + kTimeChars + i] = kAlphabet[pick(rng)];
+  // Eight characters per 64-bit draw: 56^8 < 2^64, and only a draw in the top 3e-6 of the range
+  // (2^64 mod 56^8) is biased.
+  static_assert(kRandomChars % 8 == 0);
+  for (std::size_t i = 0; i < kRandomChars; i += 8) {
+    auto bits = rng();
+    for (std::size_t j = i; j < i + 8; ++j) {
+      id[3 + kTimeChars + j] = kAlphabet[bits % kAlphabet.size()];
+      bits /= kAlphabet.size();
+    }
+  }
   return id;
 }
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <future>
 #include <latch>
 #include <string_view>
@@ -99,4 +100,21 @@ TEST(ExecutionId, UniqueAcrossThreads) {
     }
   }
   EXPECT_EQ(all.size(), static_cast<std::size_t>(kThreads * kPerThread));
+}
+
+// Every random position draws from the whole alphabet, about evenly.
+TEST(ExecutionId, RandomCharactersCoverTheAlphabetEvenly) {
+  constexpr int kIds = 56 * 400;
+  std::array<std::array<int, 56>, 16> counts{};
+  for (int i = 0; i < kIds; ++i) {
+    const auto id = de::generate_execution_id();
+    for (std::size_t p = 0; p < 16; ++p) ++counts[p][kAlphabet.find(id[11 + p])];
+  }
+  for (std::size_t p = 0; p < 16; ++p) {
+    for (std::size_t c = 0; c < 56; ++c) {
+      // 400 expected; 250-550 is more than 7 standard deviations either side.
+      EXPECT_GT(counts[p][c], 250) << "position " << p << ", character " << kAlphabet[c];
+      EXPECT_LT(counts[p][c], 550) << "position " << p << ", character " << kAlphabet[c];
+    }
+  }
 }
