@@ -166,19 +166,13 @@ TimerThread::TimerThread() : thread_([this] { loop(); }) {}
 
 TimerThread::~TimerThread() { stop(); }
 
-TimerThread::Key TimerThread::schedule(SteadyClock::time_point when, std::function<void()> fn) {
+void TimerThread::schedule(SteadyClock::time_point when, std::function<void()> fn) {
   std::unique_lock lock(mutex_);
   Key key{when, ++seq_};
   const bool earliest = entries_.empty() || key < entries_.begin()->first;
   entries_.emplace(key, std::move(fn));
   lock.unlock();
   if (earliest) cv_.notify_one();
-  return key;
-}
-
-void TimerThread::cancel(const Key& key) {
-  std::lock_guard lock(mutex_);
-  entries_.erase(key);
 }
 
 void TimerThread::stop() {

@@ -135,8 +135,9 @@ class StorageCaller {
 };
 
 /**
- * @brief One thread, one min-heap of deadlines (an ordered map, so entries can be cancelled).
- * Callbacks run on the timer thread and must be short.
+ * @brief One thread, one ordered map of deadlines (ties run in scheduling order). Entries are
+ * not cancelled: callbacks check whether they still have work (run timeouts have their own
+ * slots; see the engine). Callbacks run on the timer thread and must be short.
  */
 class TimerThread {
  public:
@@ -149,8 +150,7 @@ class TimerThread {
   TimerThread& operator=(TimerThread&&) = delete;
   ~TimerThread();
 
-  Key schedule(SteadyClock::time_point when, std::function<void()> fn);
-  void cancel(const Key& key);
+  void schedule(SteadyClock::time_point when, std::function<void()> fn);
   /** @brief Drops pending entries and joins the thread. Idempotent. */
   void stop();
 
