@@ -45,8 +45,10 @@ constexpr std::chrono::microseconds kPoolStallThreshold{1000};
 constexpr std::int32_t kMaxCompletionWriteAttempts = 6;
 /** Runs that wait this long on average (not computing) get idle workers for a whole batch. */
 constexpr std::int64_t kWaitingRunNs = 100'000;
-/** The pool grows only while the process uses less than this share of the cores. */
+/** A pool of waiting runs stops growing while the process uses this share of the cores... */
 constexpr double kGrowUnderCpuUtilization = 0.8;
+/** ...once it has this many workers per core. */
+constexpr std::int64_t kBrakeFromWorkersPerCore = 16;
 /** One run in this many per worker is timed for that mean. */
 constexpr std::uint32_t kWaitSampleEvery = 4;
 
@@ -393,10 +395,12 @@ struct Engine::Impl {
     // Growth doubles the busy workers per check (2, 4, 8, ...), so a burst of blocking tasks gets
     // its threads within milliseconds.
     const auto busy = static_cast<std::int64_t>(pool_threads.size()) - pool_idle;
-    // Not while the process already keeps most of the cores busy, though: then the CPU, not the
-    // number of workers, bounds throughput, and more threads only add switching (measured: 256
-    // workers instead of 128 made the reference scenario ~8 % slower). The share is a moving
-    // mean over the checks; runs that wait (I/O, sleeps) leave it low, so they still get workers.
+    // One brake: when runs mostly wait (sleeps, I/O), the pool is already large and the process
+    // keeps most of the cores busy, the CPU, not the number of workers, bounds throughput, and
+    // more threads only add switching (measured: 256 workers instead of 128 made the reference
+    // scenario ~8 % slower). The CPU share is a moving mean over the checks. Tasks that compute
+    // keep the old rule, so a long computation never holds back the runs queued behind it, and
+    // a small pool always grows.
     const bool blocked = in_user_code.load(std::memory_order_relaxed) >= busy;
     const auto now = SteadyClock::now();
     const auto cpu = process_cpu_ns();
@@ -409,8 +413,11 @@ struct Engine::Impl {
     cpu_at_check = cpu;
     wall_at_check = now;
     Wakeups wake;
-    if (blocked && cpu_utilization < kGrowUnderCpuUtilization &&
-        now - pool_queue.front().queued >= kPoolStallThreshold) {
+    const bool cpu_bound =
+        cpu_utilization >= kGrowUnderCpuUtilization &&
+        run_wait_ns_mean.load(std::memory_order_relaxed) >= kWaitingRunNs &&
+        busy >= kBrakeFromWorkersPerCore * static_cast<std::int64_t>(eager_workers);
+    if (blocked && !cpu_bound && now - pool_queue.front().queued >= kPoolStallThreshold) {
       wake = pool_add_workers(std::min<std::size_t>(
           pool_queue.size(), static_cast<std::size_t>(std::max<std::int64_t>(busy, 1))));
     }

@@ -139,6 +139,44 @@ TEST_P(ExecutorConcurrency, WorkerThreadsAreReused) {
   EXPECT_LE(executor.stats().worker_threads, 4);
 }
 
+// Long computations keep every core busy; runs queued behind them still get workers of their own
+// (the pool's CPU brake is for runs that wait, not for tasks that compute).
+TEST_P(ExecutorConcurrency, LongComputationsDoNotHoldBackQueuedRuns) {
+  DurableExecutor executor{storage(), fast_options()};
+  std::atomic<bool> release{false};
+  std::atomic<int> spinning{0};
+  const auto cores = std::max(2U, std::thread::hardware_concurrency());
+  auto spin = executor.task({.id = "spin", .timeout = 30s}, [&] {
+    ++spinning;
+    const auto give_up = std::chrono::steady_clock::now() + 10s;
+    while (!release.load() && std::chrono::steady_clock::now() < give_up) {
+    }
+    return release.load();
+  });
+  auto quick = executor.task({.id = "quick", .timeout = 30s}, [](const int& i) { return i; });
+  executor.start();
+  // More computations than cores, so that the pool checks run (and measure a busy CPU) while
+  // some of them still queue.
+  const auto n_spinners = static_cast<int>(4 * cores);
+  std::vector<TaskExecutionHandle<bool>> spinners;
+  for (int i = 0; i < n_spinners; ++i) spinners.push_back(executor.enqueue_task(spin));
+  ASSERT_TRUE(wait_until([&] { return spinning.load() >= static_cast<int>(cores); }));
+  std::this_thread::sleep_for(20ms);
+  std::vector<TaskExecutionHandle<int>> quick_ones;
+  for (int i = 0; i < 5; ++i) quick_ones.push_back(executor.enqueue_task(quick, i));
+  for (int i = 0; i < 5; ++i) {
+    auto e =
+        quick_ones[static_cast<std::size_t>(i)].wait_and_get_finished_execution(bounded_wait(8s));
+    EXPECT_EQ(e.status, TaskExecutionStatus::completed);
+    EXPECT_EQ(e.output, i);
+  }
+  EXPECT_FALSE(release.load());  // the quick runs finished while every core was computing
+  release = true;
+  for (auto& h : spinners) {
+    EXPECT_EQ(h.wait_and_get_finished_execution(bounded_wait()).output, true);
+  }
+}
+
 /** Runs `n_executors` executors on one store; every task must run exactly once. */
 void run_many_executors(TaskExecutionsStorage& storage, int n_executors, int n_tasks) {
   std::mutex m;
