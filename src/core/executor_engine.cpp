@@ -52,17 +52,13 @@ constexpr std::int64_t kBrakeFromWorkersPerCore = 16;
 /** One run in this many per worker is timed for that mean. */
 constexpr std::uint32_t kWaitSampleEvery = 4;
 
-/** CPU time of the calling thread (one system call: CPU-time clocks have no vDSO path). */
-std::int64_t thread_cpu_ns() noexcept {
+/**
+ * CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID) or of the whole process
+ * (CLOCK_PROCESS_CPUTIME_ID). One system call: CPU-time clocks have no vDSO path.
+ */
+std::int64_t cpu_time_ns(clockid_t clock) noexcept {
   timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-/** CPU time of the whole process (every thread), likewise a system call. */
-std::int64_t process_cpu_ns() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  clock_gettime(clock, &ts);
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
@@ -403,7 +399,7 @@ struct Engine::Impl {
     // a small pool always grows.
     const bool blocked = in_user_code.load(std::memory_order_relaxed) >= busy;
     const auto now = SteadyClock::now();
-    const auto cpu = process_cpu_ns();
+    const auto cpu = cpu_time_ns(CLOCK_PROCESS_CPUTIME_ID);
     if (const auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(now - wall_at_check);
         wall_at_check != SteadyClock::time_point{} && wall.count() > 0) {
       const auto sample = static_cast<double>(cpu - cpu_at_check) /
@@ -491,7 +487,7 @@ struct Engine::Impl {
     }
   }
 
-  /** Times out every run past its deadline (T12) and arms the check for the earliest other. */
+  /** Times out every run past its deadline (T8 or T9) and arms the check for the earliest other. */
   void check_deadlines() {
     // Reset first: a worker that arms from here on schedules a check of its own, and one that
     // armed before has its run in a slot that the scan below sees.
@@ -576,14 +572,15 @@ struct Engine::Impl {
         bool sampled = runs_on_this_worker++ % kWaitSampleEvery == 0;
         SteadyClock::time_point wall_start =
             sampled ? SteadyClock::now() : SteadyClock::time_point{};
-        std::int64_t cpu_start = sampled ? thread_cpu_ns() : 0;
+        std::int64_t cpu_start = sampled ? cpu_time_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
         ~Leave() {
           impl.in_user_code.fetch_sub(1, std::memory_order_relaxed);
           if (!sampled) return;
           const auto wall =
               std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now() - wall_start)
                   .count();
-          const auto waited = std::max<std::int64_t>(0, wall - (thread_cpu_ns() - cpu_start));
+          const auto waited =
+              std::max<std::int64_t>(0, wall - (cpu_time_ns(CLOCK_THREAD_CPUTIME_ID) - cpu_start));
           // A racy moving mean (weight 1/8) is enough for a pool heuristic.
           const auto mean = impl.run_wait_ns_mean.load(std::memory_order_relaxed);
           impl.run_wait_ns_mean.store(mean + (waited - mean) / 8, std::memory_order_relaxed);
