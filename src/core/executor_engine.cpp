@@ -727,6 +727,7 @@ struct Engine::Impl {
         u.status = Status::waiting_for_finalize;
         u.children = std::vector<TaskExecutionSummary>{};
         u.finalize = TaskExecutionSummary{child.task_id, child.execution_id};
+        u.active_children_count = 1;  // the finalize child's close brings it back to 0
         c.update_with_children =
             UpdateByIdAndInsertChildrenRequest{rec.execution_id,
                                                GetByIdFilters{.status = Status::running},
@@ -1573,6 +1574,7 @@ struct Engine::Impl {
       TaskExecutionUpdate u;
       u.status = Status::waiting_for_finalize;
       u.finalize = TaskExecutionSummary{child.task_id, child.execution_id};
+      u.active_children_count = 1;  // the finalize child's close brings it back to 0
       std::vector<TaskExecutionRecord> inserts;
       inserts.push_back(std::move(child));
       plan_parent_write(parent, std::move(u), writes, std::move(inserts));
