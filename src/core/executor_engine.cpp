@@ -1076,7 +1076,10 @@ struct Engine::Impl {
   }
   static bool already_stored(const UpdateByIdRequest&) { return false; }
 
-  /** A request the storage rejected on its own: its execution ends with the error. */
+  /**
+   * A request the storage rejected on its own: its execution ends with the error, if `failure`
+   * gives a write for that; else the request is dropped (its lease or close lease expires).
+   */
   template <class Request, class Failure>
   std::size_t reject(const char* process, const Request& request, std::size_t index,
                      StoredError error, Failure& failure) {
@@ -1085,18 +1088,23 @@ struct Engine::Impl {
     // store does, per request) or lost a commit's reply would see it as a duplicate.
     if (already_stored(request)) return 0;
     error.is_retryable = false;
+    auto update = failure(index, error);
+    if (!update) {
+      logger.error(
+          fmt::format("Error in {}: the write of execution {} was rejected and dropped: {}",
+                      process, request.execution_id, error.message));
+      return 1;
+    }
     logger.error(
         fmt::format("Error in {}: the write of execution {} was rejected, it ends with "
                     "the error: {}",
                     process, request.execution_id, error.message));
-    if (auto update = failure(index, error)) {
-      const std::vector<UpdateByIdRequest> updates{std::move(*update)};
-      if (auto failed = try_store(process, updates)) {
-        logger.error(
-            fmt::format("Error in {}: could not record the failure of execution {}, left "
-                        "to lease expiry: {}",
-                        process, request.execution_id, failed->error.message));
-      }
+    const std::vector<UpdateByIdRequest> updates{std::move(*update)};
+    if (auto failed = try_store(process, updates)) {
+      logger.error(
+          fmt::format("Error in {}: could not record the failure of execution {}, left "
+                      "to lease expiry: {}",
+                      process, request.execution_id, failed->error.message));
     }
     return 1;
   }
@@ -1340,9 +1348,13 @@ struct Engine::Impl {
                                          normalize_update(now, std::move(close))});
     }
     // Transient failures are retried with back-off; if they persist, the close leases expire
-    // and the close runs again (its writes are idempotent).
+    // and the close runs again (its writes are idempotent). A request rejected for good is
+    // dropped from its batch, so that it holds back nothing else.
+    const auto nothing = [](std::size_t, const StoredError&) {
+      return std::optional<UpdateByIdRequest>{};
+    };
     if (!parent_updates.empty()) {
-      with_backoff("close", [&] { store(parent_updates); });
+      (void)write_isolated("close", parent_updates, nothing);
       notify_finished();
     }
     if (!cancel_children.empty()) {
@@ -1356,7 +1368,7 @@ struct Engine::Impl {
       std::lock_guard lock(bg_mutex);
       bg_cancel_now = true;
     }
-    with_backoff("close", [&] { store(closes); });
+    (void)write_isolated("close", closes, nothing);
     return static_cast<std::int64_t>(rows.size());
   }
 

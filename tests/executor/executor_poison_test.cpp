@@ -170,6 +170,49 @@ TEST_P(ExecutorPoison, TransientWriteFailuresAreRetriedAndWritten) {
   EXPECT_GE(faulty.injected_failures(), 10);
 }
 
+TEST_P(ExecutorPoison, ACloseTheStorageRejectsDoesNotHoldBackTheOtherCloses) {
+  FaultInjectingTaskExecutionsStorage faulty{storage()};
+  DurableExecutor executor{faulty, fast_options()};
+  auto& engine = *executor.engine();
+  Gate gate;
+  TaskDefinition wait = simple("wait", [](const std::string& in) { return in; });
+  wait.run = [&gate](TaskRunContext& ctx, const std::string& in) {
+    (void)gate.wait(ctx.stop_token());
+    return RunParentResult{in, {}};
+  };
+  (void)engine.register_task(std::move(wait));
+  // Parents that end finalize_failed with children: they take the mark and close path.
+  auto def = parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"wait", "1", {}}};
+  });
+  def.finalize_function = [](const std::string&) -> std::string {
+    throw DurableExecutionError::non_retryable("finalize says no");
+  };
+  auto p = engine.register_task(std::move(def));
+  executor.start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back(engine.enqueue(p, "null", {}));
+  const std::string bad = ids[3];
+  // Once `bad` is finished, the storage rejects every update of it: its close is refused.
+  auto& inner = storage();
+  faulty.fail_requests([bad, &inner](StorageOperation op, const std::string& id) {
+    if (op != StorageOperation::update_many_by_id || id != bad) return false;
+    const auto rec = inner.get_many_by_id({GetByIdRequest{id, {}}}).front();
+    return rec && rec->is_finished;
+  });
+  gate.open();
+  const auto closed = [&](const std::string& id) {
+    const auto rec = inner.get_many_by_id({GetByIdRequest{id, {}}}).front();
+    return rec && rec->close_status == CloseStatus::closed;
+  };
+  for (const auto& id : ids) {
+    if (id == bad) continue;
+    EXPECT_TRUE(wait_until([&] { return closed(id); }, 8s)) << id;
+  }
+  EXPECT_EQ(finished(engine, "parent", bad).status, TaskExecutionStatus::finalize_failed);
+  EXPECT_FALSE(closed(bad));
+}
+
 // ---- item 3 (and 1): sleeping steps of sequential chains --------------------------------------
 
 TEST_P(ExecutorPoison, ASleepingStepOfASequentialChainUsesThePreviousOutputAsItsUniqueId) {
