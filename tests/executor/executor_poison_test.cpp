@@ -313,6 +313,21 @@ TEST_P(ExecutorPoison, ChildrenResultsOverTheOutputLimitFailTheParent) {
   EXPECT_TRUE(rec.error && !rec.error->is_retryable);
 }
 
+TEST_P(ExecutorPoison, AThousandChildrenOfAKilobyteEachFailTheParentAtTheDefaultLimit) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto& engine = *executor.engine();
+  (void)engine.register_task(
+      simple("big", [](const std::string&) { return json(std::string(1100, 'x')).dump(); }));
+  auto p = engine.register_task(parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>(1000, ChildSpec{"big", "1", {}});
+  }));
+  executor.start();
+  const auto rec = engine.wait_finished("parent", engine.enqueue(p, "null", {}), bounded_wait(30s));
+  EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(contains(rec.error, "1000 children's results")) << message_of(rec);
+  EXPECT_TRUE(contains(rec.error, "over the output limit of 1048576 bytes")) << message_of(rec);
+}
+
 TEST_P(ExecutorPoison, AFinalizeInputOverTheInputLimitFailsTheParent) {
   auto o = fast_options();
   o.max_serialized_input_data_size = 1024;
