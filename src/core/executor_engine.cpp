@@ -1406,18 +1406,53 @@ struct Engine::Impl {
     std::vector<GetByParentExecutionIdRequest> reads;
     reads.reserve(rows.size());
     for (const auto& parent : rows) reads.push_back({parent.execution_id});
-    auto loaded = with_backoff("children", [&] {
-      return caller.call(
-          StorageMethod::get_many_by_parent_execution_id,
-          [&](TaskExecutionsStorage& s) { return s.get_many_by_parent_execution_id(reads); });
-    });
-    if (loaded.size() != rows.size()) {
-      throw DurableExecutionError(
-          fmt::format("get_many_by_parent_execution_id returned {} results for {} requests",
-                      loaded.size(), rows.size()));
+    const auto read = [this](const std::vector<GetByParentExecutionIdRequest>& r) {
+      auto result = with_backoff("children", [&] {
+        return caller.call(
+            StorageMethod::get_many_by_parent_execution_id,
+            [&](TaskExecutionsStorage& s) { return s.get_many_by_parent_execution_id(r); });
+      });
+      if (result.size() != r.size()) {
+        throw DurableExecutionError(
+            fmt::format("get_many_by_parent_execution_id returned {} results for {} requests",
+                        result.size(), r.size()));
+      }
+      return result;
+    };
+    std::vector<std::vector<TaskExecutionRecord>> loaded;
+    // Only when the batch read is rejected for good: each parent's own read's failure.
+    std::vector<std::optional<WriteFailure>> unread;
+    try {
+      loaded = read(reads);
+    } catch (const DurableExecutionError& e) {
+      if (e.is_retryable()) throw;
+      // One parent's unreadable children (a damaged row) must not hold back the others: read
+      // each parent's children alone.
+      loaded.resize(rows.size());
+      unread.resize(rows.size());
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        try {
+          loaded[i] = std::move(read({reads[i]}).front());
+        } catch (const DurableExecutionError& each) {
+          unread[i] = WriteFailure{each.is_retryable(), each.to_stored()};
+        }
+      }
     }
     ParentWrites writes;
     for (std::size_t i = 0; i < rows.size(); ++i) {
+      if (!unread.empty() && unread[i]) {
+        // Retryable: its processing lease expires and the step runs again. Else it ends here.
+        if (unread[i]->retryable) continue;
+        logger.error(fmt::format("Error in children: the children of parent {} cannot be read: {}",
+                                 rows[i].execution_id, unread[i]->error.message));
+        fail_parent(rows[i], Status::failed,
+                    DurableExecutionError::non_retryable(
+                        fmt::format("Children of parent task {} cannot be read: {}",
+                                    rows[i].task_id, unread[i]->error.message))
+                        .to_stored(),
+                    writes);
+        continue;
+      }
       try {
         process_parent(rows[i], loaded[i], writes);
       } catch (const std::exception& e) {

@@ -150,6 +150,40 @@ TEST_P(ExecutorPoison, OneRejectedRequestOfABatchDoesNotHoldBackTheOthers) {
   EXPECT_GE(faulty.injected_failures(), 1);
 }
 
+TEST_P(ExecutorPoison, AParentWhoseChildrenCannotBeReadFailsAloneInItsBatch) {
+  FaultInjectingTaskExecutionsStorage faulty{storage()};
+  DurableExecutor executor{faulty, fast_options()};
+  auto& engine = *executor.engine();
+  Gate gate;
+  TaskDefinition wait = simple("wait", [](const std::string& in) { return in; });
+  wait.run = [&gate](TaskRunContext& ctx, const std::string& in) {
+    (void)gate.wait(ctx.stop_token());
+    return RunParentResult{in, {}};
+  };
+  (void)engine.register_task(std::move(wait));
+  auto p = engine.register_task(parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"wait", "1", {}}};
+  }));
+  executor.start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back(engine.enqueue(p, "null", {}));
+  const std::string bad = ids[4];
+  // A read of `bad`'s children is rejected for good (as a damaged row would make it).
+  faulty.fail_requests([bad](StorageOperation op, const std::string& id) {
+    return op == StorageOperation::get_many_by_parent_execution_id && id == bad;
+  });
+  gate.open();  // the children finish together: their parents are processed in one batch
+  const auto rec = finished(engine, "parent", bad);
+  EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(contains(rec.error, "Children of parent task parent cannot be read: Injected fault"))
+      << message_of(rec);
+  for (const auto& id : ids) {
+    if (id != bad) {
+      EXPECT_EQ(finished(engine, "parent", id).status, TaskExecutionStatus::completed);
+    }
+  }
+}
+
 TEST_P(ExecutorPoison, TransientWriteFailuresAreRetriedAndWritten) {
   FaultInjectingTaskExecutionsStorage faulty{storage()};
   DurableExecutor executor{faulty, fast_options()};
