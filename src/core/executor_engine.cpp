@@ -44,6 +44,8 @@ constexpr milliseconds kCloseLease{120'000};
 /** How long a queued run may wait for a worker before the pool adds workers for the queue. */
 constexpr std::chrono::microseconds kPoolStallThreshold{1000};
 constexpr std::int32_t kMaxCompletionWriteAttempts = 6;
+/** How long a cancellation that found no local run waits for a claim in flight to register it. */
+constexpr std::chrono::seconds kEarlyCancelTtl{10};
 /** Runs that wait this long on average (not computing) get idle workers for a whole batch. */
 constexpr std::int64_t kWaitingRunNs = 100'000;
 /** A pool of waiting runs stops growing while the process uses this share of the cores... */
@@ -201,6 +203,12 @@ struct Engine::Impl {
   std::unordered_map<std::string_view, std::shared_ptr<Run>> in_flight;
   std::int64_t pending_completions = 0;
   std::atomic<std::int32_t> zombies{0};
+  /**
+   * Cancellations that found no local run (runs_mutex), kept for kEarlyCancelTtl: a claim may
+   * have taken the execution just before the cancel and not registered its run yet. A claim
+   * skips a run it finds here (the execution is cancelled in storage), so no cancel is lost.
+   */
+  std::unordered_map<std::string, SteadyClock::time_point> early_cancels;
 
   // ---- dispatcher ---------------------------------------------------------------------------
   std::mutex dispatch_mutex;
@@ -1222,6 +1230,7 @@ struct Engine::Impl {
       std::lock_guard lock(runs_mutex);
       for (auto& row : rows) {
         if (in_flight.contains(row.execution_id)) continue;
+        if (!early_cancels.empty() && early_cancels.erase(row.execution_id) > 0) continue;
         auto run = std::make_shared<Run>();
         run->definition = find_task(row.task_id);
         run->record = std::move(row);
@@ -1755,13 +1764,26 @@ struct Engine::Impl {
     return in_flight.size();
   }
 
+  /** runs_mutex held. Only executions cancelled in storage get here: none runs again. */
+  void remember_early_cancel(const std::string& execution_id) {
+    if (mode != Mode::executor) return;
+    const auto now = SteadyClock::now();
+    if (early_cancels.size() >= 1024) {
+      std::erase_if(early_cancels, [now](const auto& e) { return e.second <= now; });
+    }
+    early_cancels.insert_or_assign(execution_id, now + kEarlyCancelTtl);
+  }
+
   /** Stops a local run whose execution was cancelled; its late result is discarded. */
   void cancel_local(const std::string& execution_id) {
     std::shared_ptr<Run> run;
     {
       std::lock_guard lock(runs_mutex);
       auto it = in_flight.find(execution_id);
-      if (it == in_flight.end()) return;
+      if (it == in_flight.end()) {
+        remember_early_cancel(execution_id);
+        return;
+      }
       run = it->second;
       if (run->settled.exchange(true)) return;
       in_flight.erase(it);

@@ -2,7 +2,8 @@
 // executions — simple tasks, retried ones, failing ones, parents with children (no finalize, a
 // finalize function, a finalize task, a failing child), sequential chains and cancellations —
 // end with every execution finished, closed and with the outcome its task produces; every parent's
-// active children count back at zero; nothing left running. Every wait is bounded.
+// active children count back at zero; nothing left running. Every wait is bounded. Also the
+// lost cancellation this workload found under load, reproduced deterministically.
 
 #include <map>
 
@@ -15,7 +16,7 @@ using ExecutorWorkload = ExecutorTest;
 using Status = TaskExecutionStatus;
 
 constexpr int kTopLevel = 2000;
-constexpr auto kDeadline = 45s;
+constexpr auto kDeadline = 90s;
 
 /** Retries a call the caller made while it fails with an injected (retryable) fault. */
 template <class F>
@@ -144,7 +145,8 @@ TEST_P(ExecutorWorkload, MixedWorkloadUnderFivePercentStorageFailuresFinishesEve
     std::mutex m;
     std::condition_variable_any cv;
     std::unique_lock lock(m);
-    (void)cv.wait_for(lock, ctx.stop_token(), 20s, [] { return false; });
+    // Longer than the whole test may take: it must end by its cancellation.
+    (void)cv.wait_for(lock, ctx.stop_token(), 2 * kDeadline, [] { return false; });
     return x;
   });
   executor.start();
@@ -152,6 +154,10 @@ TEST_P(ExecutorWorkload, MixedWorkloadUnderFivePercentStorageFailuresFinishesEve
   std::vector<std::string> ids;
   std::vector<Kind> kinds;
   ids.reserve(kTopLevel);
+  // Half of the long tasks are cancelled as soon as they are enqueued (often still queued).
+  const auto cancel = [&](std::size_t i) {
+    retrying([&] { executor.get_task_execution_handle(slow, ids[i]).cancel(); });
+  };
   for (int i = 0; i < kTopLevel; ++i) {
     const auto k = kind_of(i);
     kinds.push_back(k);
@@ -178,13 +184,11 @@ TEST_P(ExecutorWorkload, MixedWorkloadUnderFivePercentStorageFailuresFinishesEve
       }
       return std::string{};
     }));
+    if (k == Kind::cancelled && i % 40 == 19) cancel(static_cast<std::size_t>(i));
   }
-  for (int i = 0; i < kTopLevel; ++i) {
-    if (kinds[static_cast<std::size_t>(i)] == Kind::cancelled) {
-      retrying([&] {
-        executor.get_task_execution_handle(slow, ids[static_cast<std::size_t>(i)]).cancel();
-      });
-    }
+  // The others once everything is enqueued (most of them running by then).
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (kinds[i] == Kind::cancelled && i % 40 != 19) cancel(i);
   }
 
   // Every top-level execution finishes and is closed (read from the storage itself, so that the
@@ -257,7 +261,14 @@ TEST_P(ExecutorWorkload, MixedWorkloadUnderFivePercentStorageFailuresFinishesEve
   for (const auto& r : read_all(storage(), ids)) {
     EXPECT_EQ(r->active_children_count, 0) << r->task_id << " " << r->execution_id;
   }
-  EXPECT_TRUE(wait_until([&] { return executor.running_execution_ids().empty(); }, 5s));
+  EXPECT_TRUE(wait_until([&] { return executor.running_execution_ids().empty(); }, 5s)) << [&] {
+    std::string still;
+    for (const auto& id : executor.running_execution_ids()) {
+      const auto it = std::find(ids.begin(), ids.end(), id);
+      still += id + (it == ids.end() ? " (a descendant) " : " (top-level) ");
+    }
+    return "still running: " + still;
+  }();
   executor.shutdown();
 
   const auto elapsed = std::chrono::steady_clock::now() - start;
@@ -272,6 +283,78 @@ TEST_P(ExecutorWorkload, MixedWorkloadUnderFivePercentStorageFailuresFinishesEve
             << statuses[Status::completed] << ", failed " << statuses[Status::failed]
             << ", finalize_failed " << statuses[Status::finalize_failed] << ", cancelled "
             << statuses[Status::cancelled] << "\n";
+}
+
+/**
+ * Holds a claim that returns `target` until released, and reports when the cancellation loop has
+ * taken `target`'s cancellation: the interleaving the workload above hit under load.
+ */
+class HoldingStorage final : public ForwardingTaskExecutionsStorage {
+ public:
+  using ForwardingTaskExecutionsStorage::ForwardingTaskExecutionsStorage;
+  std::string target;
+  Gate claimed, delivered, release;
+
+  std::vector<TaskExecutionRecord> update_by_status_and_start_at_less_than_and_return(
+      const UpdateByStatusAndStartAtLessThanRequest& r) override {
+    auto rows =
+        ForwardingTaskExecutionsStorage::update_by_status_and_start_at_less_than_and_return(r);
+    if (has_target(rows)) {
+      claimed.open();
+      (void)release.wait();
+    }
+    return rows;
+  }
+  std::vector<TaskExecutionRecord> update_by_executor_id_and_needs_promise_cancellation_and_return(
+      const UpdateByExecutorIdAndNeedsPromiseCancellationRequest& r) override {
+    auto rows = ForwardingTaskExecutionsStorage::
+        update_by_executor_id_and_needs_promise_cancellation_and_return(r);
+    if (has_target(rows)) delivered.open();
+    return rows;
+  }
+
+ private:
+  bool has_target(const std::vector<TaskExecutionRecord>& rows) const {
+    return std::any_of(rows.begin(), rows.end(),
+                       [&](const auto& row) { return row.execution_id == target; });
+  }
+};
+
+TEST_P(ExecutorWorkload, ACancelThatLandsBetweenAClaimAndItsRunIsNotLost) {
+  HoldingStorage holding{storage()};
+  DurableExecutor executor{holding, fast_options()};
+  std::atomic<int> started{0};
+  Gate stop_other;
+  auto slow = executor.task({.id = "slow", .timeout = 30s}, [&](TaskRunContext& ctx, const int& x) {
+    ++started;
+    if (x == 0) {
+      (void)stop_other.wait(ctx.stop_token());  // keeps a run in flight meanwhile
+    } else {
+      std::mutex m;
+      std::condition_variable_any cv;
+      std::unique_lock lock(m);
+      (void)cv.wait_for(lock, ctx.stop_token(), 20s, [] { return false; });
+    }
+    return x;
+  });
+  executor.start();
+  auto other = executor.enqueue_task(slow, 0);
+  ASSERT_TRUE(wait_until([&] { return started.load() == 1; }));
+  holding.target = executor.enqueue_task(slow, 1, {.sleep_before_run = 50ms}).execution_id();
+  ASSERT_TRUE(holding.claimed.wait());
+  // Claimed in storage, not yet registered here: the cancel finds no local run, and neither does
+  // the cancellation loop, which clears the execution's flag.
+  auto target = executor.get_task_execution_handle(slow, holding.target);
+  target.cancel();
+  ASSERT_TRUE(holding.delivered.wait());
+  holding.release.open();
+  EXPECT_EQ(target.wait_and_get_finished_execution(bounded_wait()).status, Status::cancelled);
+  // The claimed run never starts: the engine would start it within milliseconds otherwise.
+  EXPECT_FALSE(wait_until([&] { return started.load() > 1; }, 1s));
+  const auto ids = executor.running_execution_ids();
+  EXPECT_EQ(std::find(ids.begin(), ids.end(), holding.target), ids.end());
+  stop_other.open();
+  EXPECT_EQ(other.wait_and_get_finished_execution(bounded_wait()).status, Status::completed);
 }
 
 INSTANTIATE_TEST_SUITE_P(Storages, ExecutorWorkload, ::testing::ValuesIn(all_storage_factories()),
