@@ -292,8 +292,16 @@ TEST_P(ExecutorWorkload, MixedWorkloadUnderFivePercentStorageFailuresFinishesEve
 class HoldingStorage final : public ForwardingTaskExecutionsStorage {
  public:
   using ForwardingTaskExecutionsStorage::ForwardingTaskExecutionsStorage;
-  std::string target;
   Gate claimed, delivered, release;
+
+  void set_target(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    target_ = id;
+  }
+  std::string target() const {
+    std::lock_guard lock(mutex_);
+    return target_;
+  }
 
   std::vector<TaskExecutionRecord> update_by_status_and_start_at_less_than_and_return(
       const UpdateByStatusAndStartAtLessThanRequest& r) override {
@@ -315,9 +323,13 @@ class HoldingStorage final : public ForwardingTaskExecutionsStorage {
 
  private:
   bool has_target(const std::vector<TaskExecutionRecord>& rows) const {
+    const auto t = target();
     return std::any_of(rows.begin(), rows.end(),
-                       [&](const auto& row) { return row.execution_id == target; });
+                       [&](const auto& row) { return row.execution_id == t; });
   }
+
+  mutable std::mutex mutex_;
+  std::string target_;
 };
 
 TEST_P(ExecutorWorkload, ACancelThatLandsBetweenAClaimAndItsRunIsNotLost) {
@@ -340,11 +352,13 @@ TEST_P(ExecutorWorkload, ACancelThatLandsBetweenAClaimAndItsRunIsNotLost) {
   executor.start();
   auto other = executor.enqueue_task(slow, 0);
   ASSERT_TRUE(wait_until([&] { return started.load() == 1; }));
-  holding.target = executor.enqueue_task(slow, 1, {.sleep_before_run = 50ms}).execution_id();
+  // Claimable only after a delay, so that the target is known before the claim that takes it.
+  const auto target_id = executor.enqueue_task(slow, 1, {.sleep_before_run = 300ms}).execution_id();
+  holding.set_target(target_id);
   ASSERT_TRUE(holding.claimed.wait());
   // Claimed in storage, not yet registered here: the cancel finds no local run, and neither does
   // the cancellation loop, which clears the execution's flag.
-  auto target = executor.get_task_execution_handle(slow, holding.target);
+  auto target = executor.get_task_execution_handle(slow, target_id);
   target.cancel();
   ASSERT_TRUE(holding.delivered.wait());
   holding.release.open();
@@ -352,7 +366,7 @@ TEST_P(ExecutorWorkload, ACancelThatLandsBetweenAClaimAndItsRunIsNotLost) {
   // The claimed run never starts: the engine would start it within milliseconds otherwise.
   EXPECT_FALSE(wait_until([&] { return started.load() > 1; }, 1s));
   const auto ids = executor.running_execution_ids();
-  EXPECT_EQ(std::find(ids.begin(), ids.end(), holding.target), ids.end());
+  EXPECT_EQ(std::find(ids.begin(), ids.end(), target_id), ids.end());
   stop_other.open();
   EXPECT_EQ(other.wait_and_get_finished_execution(bounded_wait()).status, Status::completed);
 }
