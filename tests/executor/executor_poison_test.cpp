@@ -32,6 +32,16 @@ TaskDefinition sleeping(const std::string& id) {
   return d;
 }
 
+/** A task that echoes its input once `gate` opens (so that runs finish together). */
+TaskDefinition gated_echo(const std::string& id, Gate& gate) {
+  TaskDefinition d = simple(id, [](const std::string& in) { return in; });
+  d.run = [&gate](TaskRunContext& ctx, const std::string& in) {
+    (void)gate.wait(ctx.stop_token());
+    return RunParentResult{in, {}};
+  };
+  return d;
+}
+
 /** A parent whose run declares `children(input)`. */
 TaskDefinition parent_of(const std::string& id,
                          std::function<std::vector<ChildSpec>(const std::string&)> children) {
@@ -155,12 +165,7 @@ TEST_P(ExecutorPoison, AParentWhoseChildrenCannotBeReadFailsAloneInItsBatch) {
   DurableExecutor executor{faulty, fast_options()};
   auto& engine = *executor.engine();
   Gate gate;
-  TaskDefinition wait = simple("wait", [](const std::string& in) { return in; });
-  wait.run = [&gate](TaskRunContext& ctx, const std::string& in) {
-    (void)gate.wait(ctx.stop_token());
-    return RunParentResult{in, {}};
-  };
-  (void)engine.register_task(std::move(wait));
+  (void)engine.register_task(gated_echo("wait", gate));
   auto p = engine.register_task(parent_of("parent", [](const std::string&) {
     return std::vector<ChildSpec>{ChildSpec{"wait", "1", {}}};
   }));
@@ -209,12 +214,7 @@ TEST_P(ExecutorPoison, ACloseTheStorageRejectsDoesNotHoldBackTheOtherCloses) {
   DurableExecutor executor{faulty, fast_options()};
   auto& engine = *executor.engine();
   Gate gate;
-  TaskDefinition wait = simple("wait", [](const std::string& in) { return in; });
-  wait.run = [&gate](TaskRunContext& ctx, const std::string& in) {
-    (void)gate.wait(ctx.stop_token());
-    return RunParentResult{in, {}};
-  };
-  (void)engine.register_task(std::move(wait));
+  (void)engine.register_task(gated_echo("wait", gate));
   // Parents that end finalize_failed with children: they take the mark and close path.
   auto def = parent_of("parent", [](const std::string&) {
     return std::vector<ChildSpec>{ChildSpec{"wait", "1", {}}};
