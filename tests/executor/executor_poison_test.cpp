@@ -2,6 +2,7 @@
 // cap counts abandoned runs, shutdown is bounded and re-entrant calls throw, slow storage never
 // delays timers, and waiters are woken for their own execution only.
 
+#include <iostream>
 #include <map>
 #include <set>
 
@@ -229,6 +230,8 @@ TEST_P(ExecutorPoison, AbandonedRunsCountAgainstTheCapAndARetryWaitsForItsPrevio
     EXPECT_EQ(e.retry_attempts, 5);
   }
   EXPECT_TRUE(wait_until([&] { return alive.current.load() == 0; }));
+  std::cout << "task functions alive at most: " << alive.max_seen.load()
+            << ", worker threads: " << executor.stats().worker_threads << std::endl;
   EXPECT_LE(alive.max_seen.load(), 2);  // today: 3 executions x 6 attempts alive at once
   EXPECT_GE(alive.entered.load(), 3);
   const auto st = executor.stats();
@@ -411,6 +414,9 @@ TEST_P(ExecutorPoison, SlowResultWritesDoNotDelayOtherTimeouts) {
     std::lock_guard lock(m);
     ASSERT_EQ(fired.size(), 2U);
     // Today the timer thread writes the first timeout itself and the second fires after it.
+    std::cout << "300 ms timeout fired after "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(fired[2] - t0).count()
+              << " ms with 1.5 s result writes" << std::endl;
     EXPECT_LT(fired[2] - t0, 1000ms);
     EXPECT_GE(fired[2] - t0, 290ms);
   }
@@ -446,6 +452,7 @@ TEST_P(ExecutorPoison, WaitersAreWokenForTheirOwnExecutionOnly) {
   }
   EXPECT_EQ(ok.load(), kWaiters);
   const auto reads = executor.stats().storage_calls["get_many_by_id"].count - before;
+  std::cout << kWaiters << " waiters: " << reads << " reads" << std::endl;
   // A look, a wake-up check and the final read each: O(1) per waiter (today ~50 per waiter).
   EXPECT_LE(reads, 4 * kWaiters) << reads;
 }
