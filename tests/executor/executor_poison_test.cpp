@@ -1,460 +1,455 @@
-// Issue 10 ("No poison"): crash loops are bounded, leases follow their options, the concurrency
-// cap counts abandoned runs, shutdown is bounded and re-entrant calls throw, slow storage never
-// delays timers, and waiters are woken for their own execution only.
+// No poison (issue 10, items 1, 2, 3 and 13): a write the storage rejects for good, a children
+// step that can never succeed, a sleeping step of a sequential chain and invalid child overrides
+// end their own execution with a clear error; nothing else waits on them.
 
-#include <iostream>
-#include <map>
 #include <set>
 
-#include "durable_execution/forwarding_storage.hpp"
 #include "executor_test_support.hpp"
 
 namespace durable_execution::testing {
 namespace {
 
+using detail::ChildSpec;
+using detail::RunParentResult;
+using detail::TaskDefinition;
+using nlohmann::json;
+
 using ExecutorPoison = ExecutorTest;
 
-/** Claims every ready execution as a dead executor would have: running, lease `now + timeout`. */
-std::vector<TaskExecutionRecord> claim_as_dead_executor(TaskExecutionsStorage& storage) {
-  const auto now = now_timestamp();
-  TaskExecutionUpdate claim;
-  claim.status = TaskExecutionStatus::running;
-  claim.executor_id = "de_dead";
-  claim.started_at = now;
-  return storage.update_by_status_and_start_at_less_than_and_return(
-      {.status = TaskExecutionStatus::ready,
-       .start_at_less_than = now + 1ms,
-       .update = normalize_update(now, claim),
-       .update_expires_at_with_started_at = now,
-       .limit = 100});
-}
-
-/** Records `n` earlier lease expirations of an execution (as n crashed executors would have). */
-void add_lease_expirations(TaskExecutionsStorage& storage, const std::string& id, int n) {
-  for (int i = 0; i < n; ++i) {
-    TaskExecutionUpdate u;
-    u.increment_lease_expirations = true;
-    storage.update_many_by_id({{id, {}, normalize_update(now_timestamp(), u)}});
-  }
-}
-
-TEST_P(ExecutorPoison, ExecutionAbandonedMoreThanTheBoundFailsAndOthersRun) {
-  std::atomic<int> runs{0};
-  auto body = [&](const int& x) {
-    ++runs;
-    return x + 1;
+TaskDefinition simple(const std::string& id, std::function<std::string(const std::string&)> f) {
+  TaskDefinition d;
+  d.options = {.id = id, .timeout = 5s};
+  d.run = [f = std::move(f)](TaskRunContext&, const std::string& in) {
+    return RunParentResult{f(in), {}};
   };
-  DurableExecutor submitter{storage(), fast_options()};
-  auto t = submitter.task({.id = "t", .timeout = 50ms}, body);
-  auto poisoned = submitter.enqueue_task(t, 1);
-  auto survivor_run = submitter.enqueue_task(t, 2);
-  ASSERT_EQ(claim_as_dead_executor(storage()).size(), 2U);
-  // Three earlier crashes of the first; two of the second: this expiry is its third.
-  add_lease_expirations(storage(), poisoned.execution_id(), 3);
-  add_lease_expirations(storage(), survivor_run.execution_id(), 2);
-
-  auto o = fast_options();
-  o.expire_leeway = 0ms;
-  ASSERT_EQ(o.max_lease_expirations, 3);  // the documented default
-  DurableExecutor survivor{storage(), o};
-  (void)survivor.task({.id = "t", .timeout = 50ms}, body);
-  survivor.start();
-  auto failed = poisoned.wait_and_get_finished_execution(bounded_wait());
-  EXPECT_EQ(failed.status, TaskExecutionStatus::failed);
-  ASSERT_TRUE(failed.error);
-  EXPECT_NE(failed.error->message.find("abandoned repeatedly"), std::string::npos)
-      << failed.error->message;
-  EXPECT_FALSE(failed.error->is_retryable);
-  EXPECT_EQ(failed.retry_attempts, 0);
-  auto done = survivor_run.wait_and_get_finished_execution(bounded_wait());
-  EXPECT_EQ(done.status, TaskExecutionStatus::completed);
-  EXPECT_EQ(done.output, 3);
-  EXPECT_EQ(done.retry_attempts, 0);  // a crash below the bound is not a retry attempt
-  EXPECT_EQ(runs.load(), 1);          // the abandoned one never ran again
-  auto stored = storage().get_many_by_id({{poisoned.execution_id(), {}}});
-  ASSERT_TRUE(stored.front());
-  EXPECT_EQ(stored.front()->lease_expirations, 4);
-  // It is closed like any finished execution.
-  EXPECT_TRUE(wait_until([&] {
-    auto r = storage().get_many_by_id({{poisoned.execution_id(), {}}});
-    return r.front() && r.front()->close_status == CloseStatus::closed;
-  }));
+  return d;
 }
 
-TEST_P(ExecutorPoison, ChildrenStepAndCloseLeasesFollowTheirOptions) {
-  auto o = fast_options();
-  o.expire_leeway = 0ms;
-  o.children_step_lease = 50ms;
-  o.close_step_lease = 50ms;
-  DurableExecutor executor{storage(), o};
-  auto child = executor.task({.id = "child", .timeout = 1s}, [](const int& x) { return x; });
-  auto parent = executor.parent_task({.id = "parent", .timeout = 1s}, [&](const int& n) {
-    ParentRunResult<int> r{n, {}};
-    r.children.push_back(durable_execution::child(child, n));
+TaskDefinition sleeping(const std::string& id) {
+  TaskDefinition d;
+  d.options = {.id = id, .timeout = 30s};
+  d.is_sleeping_task = true;
+  return d;
+}
+
+/** A parent whose run declares `children(input)`. */
+TaskDefinition parent_of(const std::string& id,
+                         std::function<std::vector<ChildSpec>(const std::string&)> children) {
+  TaskDefinition d;
+  d.options = {.id = id, .timeout = 5s};
+  d.is_parent = true;
+  d.run = [children = std::move(children)](TaskRunContext&, const std::string& in) {
+    return RunParentResult{"null", children(in)};
+  };
+  return d;
+}
+
+TaskDefinition sequence(const std::string& id, std::vector<std::string> steps) {
+  TaskDefinition d;
+  d.options = {.id = id, .timeout = 30s};
+  d.is_parent = true;
+  d.are_children_sequential = true;
+  const auto count = steps.size();
+  d.run = [steps = std::move(steps)](TaskRunContext&, const std::string& in) {
+    RunParentResult r{"null", {}};
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      r.children.push_back(ChildSpec{steps[i], i == 0 ? in : "null", {}});
+    }
     return r;
-  });
-  (void)parent;
-  // A parent whose children step died mid-way (processing, lease 50 ms) and an execution whose
-  // close step died (closing, lease 50 ms): both are picked up again within a second, not after
-  // the fixed 120 s of before.
-  const auto now = now_timestamp();
-  NewTaskExecution n;
-  n.task_id = "parent";
-  n.execution_id = generate_execution_id();
-  n.timeout = 1s;
-  n.input = "1";
-  auto p = make_task_execution_record(now, n);
-  p.status = TaskExecutionStatus::waiting_for_children;
-  p.run_output = "1";
-  p.children = std::vector<TaskExecutionSummary>{};
-  p.on_children_finished_processing_status = OnChildrenFinishedProcessingStatus::processing;
-  p.on_children_finished_processing_expires_at = now + o.children_step_lease + o.expire_leeway;
-  n.task_id = "child";
-  n.execution_id = generate_execution_id();
-  auto c = make_task_execution_record(now, n);
-  c.status = TaskExecutionStatus::completed;
-  c.is_finished = true;
-  c.finished_at = now;
-  c.output = "1";
-  c.close_status = CloseStatus::closing;
-  c.close_expires_at = now + o.close_step_lease + o.expire_leeway;
-  storage().insert_many({p, c});
-  const auto start = std::chrono::steady_clock::now();
-  executor.start();
-  auto h = executor.get_task_execution_handle(parent, p.execution_id);
-  auto e = h.wait_and_get_finished_execution(bounded_wait(5s));
-  EXPECT_EQ(e.status, TaskExecutionStatus::completed);
-  EXPECT_TRUE(wait_until(
-      [&] {
-        auto r = storage().get_many_by_id({{c.execution_id, {}}});
-        return r.front() && r.front()->close_status == CloseStatus::closed;
-      },
-      5s));
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
-}
-
-/**
- * Counts the engine's storage calls while `counting` is set, and makes result writes
- * (update_many_by_id) take `slow_update` while it is non-zero.
- */
-class ObservedStorage : public ForwardingTaskExecutionsStorage {
- public:
-  using ForwardingTaskExecutionsStorage::ForwardingTaskExecutionsStorage;
-  std::atomic<bool> counting{false};
-  std::atomic<int> calls{0};
-  std::atomic<std::int64_t> slow_update_ms{0};
-
-  void insert_many(const std::vector<TaskExecutionRecord>& e) override {
-    note();
-    ForwardingTaskExecutionsStorage::insert_many(e);
-  }
-  std::vector<std::optional<TaskExecutionRecord>> get_many_by_id(
-      const std::vector<GetByIdRequest>& r) override {
-    note();
-    return ForwardingTaskExecutionsStorage::get_many_by_id(r);
-  }
-  void update_many_by_id(const std::vector<UpdateByIdRequest>& r) override {
-    note();
-    if (const auto ms = slow_update_ms.load(); ms > 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds{ms});
-    }
-    ForwardingTaskExecutionsStorage::update_many_by_id(r);
-  }
-  void update_many_by_id_and_insert_children_if_updated(
-      const std::vector<UpdateByIdAndInsertChildrenRequest>& r) override {
-    note();
-    ForwardingTaskExecutionsStorage::update_many_by_id_and_insert_children_if_updated(r);
-  }
-  std::vector<TaskExecutionRecord> update_by_status_and_start_at_less_than_and_return(
-      const UpdateByStatusAndStartAtLessThanRequest& r) override {
-    note();
-    return ForwardingTaskExecutionsStorage::update_by_status_and_start_at_less_than_and_return(r);
-  }
-  std::vector<TaskExecutionRecord> update_by_close_status_and_return(
-      const UpdateByCloseStatusRequest& r) override {
-    note();
-    return ForwardingTaskExecutionsStorage::update_by_close_status_and_return(r);
-  }
-  std::int64_t update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(
-      const UpdateAndDecrementParentActiveChildrenCountRequest& r) override {
-    note();
-    return ForwardingTaskExecutionsStorage::
-        update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(r);
-  }
-  std::int64_t update_by_is_sleeping_task_and_expires_at_less_than(
-      const UpdateByIsSleepingTaskAndExpiresAtLessThanRequest& r) override {
-    note();
-    return ForwardingTaskExecutionsStorage::update_by_is_sleeping_task_and_expires_at_less_than(r);
-  }
-
- private:
-  void note() {
-    if (counting.load()) ++calls;
-  }
-};
-
-/** Tracks how many task functions are alive at once. */
-struct AliveMeter {
-  std::atomic<int> current{0};
-  std::atomic<int> max_seen{0};
-  std::atomic<int> entered{0};
-  void enter() {
-    ++entered;
-    const int now = ++current;
-    int prev = max_seen.load();
-    while (prev < now && !max_seen.compare_exchange_weak(prev, now)) {
-    }
-  }
-  void leave() { --current; }
-};
-
-TEST_P(ExecutorPoison, AbandonedRunsCountAgainstTheCapAndARetryWaitsForItsPreviousAttempt) {
-  auto o = fast_options();
-  o.max_concurrent_task_executions = 2;
-  DurableExecutor executor{storage(), o};
-  AliveMeter alive;
-  // Ignores its stop token: every attempt times out at 50 ms and keeps running 150 ms.
-  auto stubborn = executor.task({.id = "stubborn", .timeout = 50ms, .retry = {.max_attempts = 5}},
-                                [&](const int& x) {
-                                  alive.enter();
-                                  std::this_thread::sleep_for(150ms);
-                                  alive.leave();
-                                  return x;
-                                });
-  executor.start();
-  std::vector<TaskExecutionHandle<int>> handles;
-  for (int i = 0; i < 3; ++i) handles.push_back(executor.enqueue_task(stubborn, i));
-  for (auto& h : handles) {
-    auto e = h.wait_and_get_finished_execution(bounded_wait(30s));
-    EXPECT_EQ(e.status, TaskExecutionStatus::timed_out);
-    EXPECT_EQ(e.retry_attempts, 5);
-  }
-  EXPECT_TRUE(wait_until([&] { return alive.current.load() == 0; }));
-  std::cout << "task functions alive at most: " << alive.max_seen.load()
-            << ", worker threads: " << executor.stats().worker_threads << std::endl;
-  EXPECT_LE(alive.max_seen.load(), 2);  // today: 3 executions x 6 attempts alive at once
-  EXPECT_GE(alive.entered.load(), 3);
-  const auto st = executor.stats();
-  EXPECT_LE(st.worker_threads, 2);
-  EXPECT_TRUE(wait_until([&] { return executor.stats().abandoned_task_executions == 0; }));
-}
-
-TEST_P(ExecutorPoison, IdleWorkersRetire) {
-  auto o = fast_options();
-  o.worker_idle_timeout = 100ms;
-  DurableExecutor executor{storage(), o};
-  auto nap = executor.task({.id = "nap", .timeout = 5s}, [](const int& x) {
-    std::this_thread::sleep_for(50ms);
-    return x;
-  });
-  executor.start();
-  std::vector<TaskExecutionHandle<int>> handles;
-  for (int i = 0; i < 32; ++i) handles.push_back(executor.enqueue_task(nap, i));
-  for (auto& h : handles) {
-    EXPECT_EQ(h.wait_and_get_finished_execution(bounded_wait()).status,
-              TaskExecutionStatus::completed);
-  }
-  const auto cores = static_cast<std::int32_t>(std::max(2U, std::thread::hardware_concurrency()));
-  EXPECT_GT(executor.stats().worker_threads, cores);  // the burst got workers of its own
-  EXPECT_TRUE(wait_until([&] { return executor.stats().worker_threads <= cores; }, 5s))
-      << executor.stats().worker_threads;
-  // Retired workers are replaced on demand.
-  EXPECT_EQ(executor.enqueue_task(nap, 7).wait_and_get_finished_execution(bounded_wait()).output,
-            7);
-}
-
-TEST_P(ExecutorPoison, ShutdownIsBoundedAndNothingTouchesTheStorageAfterIt) {
-  ObservedStorage observed{storage()};
-  auto o = fast_options();
-  o.shutdown_timeout = 200ms;
-  o.log_level = LogLevel::error;
-  std::mutex log_mutex;
-  std::string log;
-  o.log_sink = [&](LogLevel, std::string_view m) {
-    std::lock_guard lock(log_mutex);
-    log += m;
-    log += '\n';
   };
-  Gate gate;
-  std::atomic<bool> started{false};
-  std::atomic<bool> returned{false};
-  std::string id;
-  {
-    DurableExecutor executor{observed, o};
-    auto stubborn = executor.task({.id = "stubborn", .timeout = 10s}, [&](const int& x) {
-      started = true;
-      (void)gate.wait({}, 5s);  // ignores its stop token
-      returned = true;
-      return x;
-    });
-    executor.start();
-    auto h = executor.enqueue_task(stubborn, 1);
-    id = h.execution_id();
-    ASSERT_TRUE(wait_until([&] { return started.load(); }));
-    const auto t0 = std::chrono::steady_clock::now();
-    executor.shutdown();
-    const auto took = std::chrono::steady_clock::now() - t0;
-    EXPECT_LT(took, 2s);  // today: until the task function returns (5 s here)
-    EXPECT_GE(took, 150ms);
-    observed.counting = true;
-  }
-  {
-    std::lock_guard lock(log_mutex);
-    EXPECT_NE(log.find("stopped waiting"), std::string::npos) << log;
-    EXPECT_NE(log.find(id), std::string::npos) << log;
-  }
-  gate.open();
-  ASSERT_TRUE(wait_until([&] { return returned.load(); }));
-  std::this_thread::sleep_for(100ms);  // the late result would be written now
-  EXPECT_EQ(observed.calls.load(), 0);
-  observed.counting = false;
-  auto rec = storage().get_many_by_id({{id, {}}});
-  ASSERT_TRUE(rec.front());
-  EXPECT_EQ(rec.front()->status, TaskExecutionStatus::running);  // its lease will expire
+  d.finalize_function = detail::sequential_finalize(count);
+  return d;
 }
 
-TEST_P(ExecutorPoison, ReentrantShutdownAndWaitsThrowAClearError) {
+/** Every wait here is short: the old engine left these executions unfinished for minutes. */
+TaskExecutionRecord finished(detail::Engine& engine, const std::string& task,
+                             const std::string& id) {
+  return engine.wait_finished(task, id, bounded_wait(8s));
+}
+
+bool contains(const std::optional<StoredError>& error, const std::string& text) {
+  return error && error->message.find(text) != std::string::npos;
+}
+
+std::string message_of(const TaskExecutionRecord& r) {
+  return r.error ? r.error->message : std::string{"(no error)"};
+}
+
+std::optional<TaskExecutionRecord> by_unique_id(TaskExecutionsStorage& s, const std::string& id) {
+  return s.get_many_by_sleeping_task_unique_id({GetBySleepingTaskUniqueIdRequest{id}}).front();
+}
+
+// ---- item 1: a write the storage rejects for good -------------------------------------------
+
+TEST_P(ExecutorPoison, ASleepingChildWhoseUniqueIdIsTakenFailsOnlyItsParent) {
   DurableExecutor executor{storage(), fast_options()};
-  std::mutex m;
-  std::vector<std::string> errors;
-  auto record = [&](auto&& fn) {
-    try {
-      fn();
-      std::lock_guard lock(m);
-      errors.emplace_back("no error");
-    } catch (const DurableExecutionError& e) {
-      std::lock_guard lock(m);
-      errors.emplace_back(e.what());
-    }
-  };
-  auto other = executor.task({.id = "other", .timeout = 1s}, [](const int& x) { return x; });
-  auto h_other = executor.enqueue_task(other, 5);
-  auto calls_shutdown = executor.task({.id = "calls_shutdown", .timeout = 5s}, [&](const int& x) {
-    record([&] { executor.shutdown(); });
-    record([&] { (void)h_other.wait_and_get_finished_execution(bounded_wait(1s)); });
-    return x;
-  });
-  auto parent = executor.parent_task(
-      {.id = "parent", .timeout = 5s},
-      [&](const int& x) {
-        return ParentRunResult<int>{x, {}};
-      },
-      [&](const ParentTaskOutput<int>& p) {
-        record([&] { executor.shutdown(); });
-        return p.output;
-      });
-  executor.start();
-  auto h = executor.enqueue_task(calls_shutdown, 1);
-  EXPECT_EQ(h.wait_and_get_finished_execution(bounded_wait()).output, 1);
-  auto hp = executor.enqueue_task(parent, 2);
-  EXPECT_EQ(hp.wait_and_get_finished_execution(bounded_wait()).output, 2);
-  EXPECT_FALSE(executor.is_shutdown());
-  std::lock_guard lock(m);
-  ASSERT_EQ(errors.size(), 3U);
-  for (const auto& e : errors) {
-    EXPECT_NE(e.find("called from a task function or finalize function"), std::string::npos) << e;
-  }
-}
-
-TEST_P(ExecutorPoison, DestroyingTheExecutorFromItsOwnTaskDoesNotTerminate) {
-  auto executor = std::make_unique<DurableExecutor>(storage(), fast_options());
-  std::atomic<bool> destroyed{false};
-  auto t = executor->task({.id = "t", .timeout = 5s}, [&](const int& x) {
-    executor.reset();  // the destructor cannot throw: it defers the shutdown
-    destroyed = true;
-    return x;
-  });
-  executor->start();
-  auto h = executor->enqueue_task(t, 3);
-  auto id = h.execution_id();
-  ASSERT_TRUE(wait_until([&] { return destroyed.load(); }));
-  // The run's result is still recorded, by the deferred shutdown.
-  EXPECT_TRUE(wait_until([&] {
-    auto r = storage().get_many_by_id({{id, {}}});
-    return r.front() && r.front()->status == TaskExecutionStatus::completed;
+  auto& engine = *executor.engine();
+  auto hook = engine.register_task(sleeping("hook"));
+  (void)engine.register_task(simple("echo", [](const std::string& in) { return in; }));
+  auto p = engine.register_task(parent_of("parent", [](const std::string& in) {
+    return std::vector<ChildSpec>{ChildSpec{"hook", json::parse(in).get<std::string>(), {}}};
   }));
-  EXPECT_EQ(h.wait_and_get_finished_execution(bounded_wait()).output, 3);
-  std::this_thread::sleep_for(100ms);  // lets the shutdown thread finish before the storage goes
-}
-
-TEST_P(ExecutorPoison, SlowResultWritesDoNotDelayOtherTimeouts) {
-  ObservedStorage observed{storage()};
-  DurableExecutor executor{observed, fast_options()};
-  std::mutex m;
-  std::map<int, std::chrono::steady_clock::time_point> fired;
-  auto body = [&](TaskRunContext& ctx, const int& x) {
-    std::mutex wm;
-    std::condition_variable cv;
-    std::stop_callback cb(ctx.stop_token(), [&] {
-      std::lock_guard l(wm);
-      cv.notify_all();
-    });
-    {
-      std::unique_lock l(wm);
-      cv.wait_for(l, 10s, [&] { return ctx.stop_token().stop_requested(); });
-    }
-    std::lock_guard lock(m);
-    fired[x] = std::chrono::steady_clock::now();
-    return x;
-  };
-  auto quick = executor.task({.id = "quick", .timeout = 50ms}, body);
-  auto later = executor.task({.id = "later", .timeout = 300ms}, body);
+  auto plain = engine.register_task(parent_of("plain", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"echo", "1", {}}};
+  }));
+  (void)engine.enqueue(hook, "taken", {});
   executor.start();
-  observed.slow_update_ms = 1500;  // every result write takes 1.5 s
-  const auto t0 = std::chrono::steady_clock::now();
-  auto h1 = executor.enqueue_task(quick, 1);
-  auto h2 = executor.enqueue_task(later, 2);
-  EXPECT_TRUE(wait_until(
-      [&] {
-        std::lock_guard lock(m);
-        return fired.size() == 2;
-      },
-      10s));
-  {
-    std::lock_guard lock(m);
-    ASSERT_EQ(fired.size(), 2U);
-    // Today the timer thread writes the first timeout itself and the second fires after it.
-    std::cout << "300 ms timeout fired after "
-              << std::chrono::duration_cast<std::chrono::milliseconds>(fired[2] - t0).count()
-              << " ms with 1.5 s result writes" << std::endl;
-    EXPECT_LT(fired[2] - t0, 1000ms);
-    EXPECT_GE(fired[2] - t0, 290ms);
+  // Runs that finish together are written together: the bad one among good ones.
+  std::vector<std::string> good;
+  for (int i = 0; i < 10; ++i) good.push_back(engine.enqueue(plain, "null", {}));
+  const auto bad = engine.enqueue(p, R"("taken")", {});
+  const auto bad_rec = finished(engine, "parent", bad);
+  EXPECT_EQ(bad_rec.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(contains(bad_rec.error, "unique id")) << message_of(bad_rec);
+  EXPECT_TRUE(bad_rec.error && !bad_rec.error->is_retryable);
+  for (const auto& id : good) {
+    EXPECT_EQ(finished(engine, "plain", id).status, TaskExecutionStatus::completed);
   }
-  EXPECT_EQ(h2.wait_and_get_finished_execution(bounded_wait()).status,
-            TaskExecutionStatus::timed_out);
-  observed.slow_update_ms = 0;
-  EXPECT_EQ(h1.wait_and_get_finished_execution(bounded_wait()).status,
-            TaskExecutionStatus::timed_out);
+  // The sleeping execution that owns the id is untouched, and a good parent still gets it.
+  auto owner = by_unique_id(storage(), "taken");
+  ASSERT_TRUE(owner);
+  EXPECT_FALSE(owner->parent);
+  const auto ok = engine.enqueue(p, R"("free")", {});
+  ASSERT_TRUE(wait_until([&] { return by_unique_id(storage(), "free").has_value(); }));
+  (void)engine.wakeup_sleeping(hook, "free", TaskExecutionStatus::completed, "7");
+  EXPECT_EQ(finished(engine, "parent", ok).status, TaskExecutionStatus::completed);
 }
 
-TEST_P(ExecutorPoison, WaitersAreWokenForTheirOwnExecutionOnly) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto t = executor.task({.id = "t", .timeout = 5s}, [](const int& x) {
-    std::this_thread::sleep_for(std::chrono::milliseconds{x % 20});
-    return x;
+TEST_P(ExecutorPoison, OneRejectedRequestOfABatchDoesNotHoldBackTheOthers) {
+  FaultInjectingTaskExecutionsStorage faulty{storage()};
+  DurableExecutor executor{faulty, fast_options()};
+  auto& engine = *executor.engine();
+  (void)engine.register_task(simple("echo", [](const std::string& in) { return in; }));
+  Gate gate;
+  TaskDefinition gated = parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"echo", "1", {}}};
   });
+  gated.run = [&gate](TaskRunContext& ctx, const std::string&) {
+    (void)gate.wait(ctx.stop_token());
+    return RunParentResult{"null", {ChildSpec{"echo", "1", {}}}};
+  };
+  auto p = engine.register_task(std::move(gated));
   executor.start();
-  constexpr int kWaiters = 200;
-  std::vector<TaskExecutionHandle<int>> handles;
-  for (int i = 0; i < kWaiters; ++i) handles.push_back(executor.enqueue_task(t, i));
-  const auto before = executor.stats().storage_calls["get_many_by_id"].count;
-  std::atomic<int> ok{0};
-  {
-    std::vector<std::jthread> waiters;
-    for (int i = 0; i < kWaiters; ++i) {
-      waiters.emplace_back([&, i] {
-        // No polling within the test: only wake-ups read the store.
-        auto e = handles[static_cast<std::size_t>(i)].wait_and_get_finished_execution(
-            {.polling_interval = 60s, .timeout = 30s});
-        if (e.output == i) ++ok;
-      });
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back(engine.enqueue(p, "null", {}));
+  const std::string bad = ids[7];
+  // The storage rejects (for good) every children insert of `bad`, and with it the whole call.
+  faulty.fail_requests([bad](StorageOperation op, const std::string& id) {
+    return op == StorageOperation::update_many_by_id_and_insert_children_if_updated && id == bad;
+  });
+  ASSERT_TRUE(wait_until([&] { return engine.running_execution_ids().size() == ids.size(); }));
+  gate.open();
+  const auto rec = finished(engine, "parent", bad);
+  EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(contains(rec.error, "Injected fault")) << message_of(rec);
+  for (const auto& id : ids) {
+    if (id != bad) {
+      EXPECT_EQ(finished(engine, "parent", id).status, TaskExecutionStatus::completed);
     }
   }
-  EXPECT_EQ(ok.load(), kWaiters);
-  const auto reads = executor.stats().storage_calls["get_many_by_id"].count - before;
-  std::cout << kWaiters << " waiters: " << reads << " reads" << std::endl;
-  // A look, a wake-up check and the final read each: O(1) per waiter (today ~50 per waiter).
-  EXPECT_LE(reads, 4 * kWaiters) << reads;
+  EXPECT_GE(faulty.injected_failures(), 1);
+}
+
+TEST_P(ExecutorPoison, TransientWriteFailuresAreRetriedAndWritten) {
+  FaultInjectingTaskExecutionsStorage faulty{storage()};
+  DurableExecutor executor{faulty, fast_options()};
+  auto& engine = *executor.engine();
+  auto echo = engine.register_task(simple("echo", [](const std::string& in) { return in; }));
+  auto p = engine.register_task(parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"echo", "1", {}}, ChildSpec{"echo", "2", {}}};
+  }));
+  executor.start();
+  // 5 failed calls: more than the storage retries (1), fewer than the write's back-off rounds.
+  faulty.fail_next(StorageOperation::update_many_by_id, 5);
+  faulty.fail_next(StorageOperation::update_many_by_id_and_insert_children_if_updated, 5);
+  faulty.fail_next(StorageOperation::get_many_by_parent_execution_id, 5);
+  const auto a = engine.enqueue(echo, "3", {});
+  const auto b = engine.enqueue(p, "null", {});
+  EXPECT_EQ(finished(engine, "echo", a).status, TaskExecutionStatus::completed);
+  EXPECT_EQ(finished(engine, "parent", b).status, TaskExecutionStatus::completed);
+  EXPECT_GE(faulty.injected_failures(), 10);
+}
+
+TEST_P(ExecutorPoison, ACloseTheStorageRejectsDoesNotHoldBackTheOtherCloses) {
+  FaultInjectingTaskExecutionsStorage faulty{storage()};
+  DurableExecutor executor{faulty, fast_options()};
+  auto& engine = *executor.engine();
+  Gate gate;
+  TaskDefinition wait = simple("wait", [](const std::string& in) { return in; });
+  wait.run = [&gate](TaskRunContext& ctx, const std::string& in) {
+    (void)gate.wait(ctx.stop_token());
+    return RunParentResult{in, {}};
+  };
+  (void)engine.register_task(std::move(wait));
+  // Parents that end finalize_failed with children: they take the mark and close path.
+  auto def = parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"wait", "1", {}}};
+  });
+  def.finalize_function = [](const std::string&) -> std::string {
+    throw DurableExecutionError::non_retryable("finalize says no");
+  };
+  auto p = engine.register_task(std::move(def));
+  executor.start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back(engine.enqueue(p, "null", {}));
+  const std::string bad = ids[3];
+  // Once `bad` is finished, the storage rejects every update of it: its close is refused.
+  auto& inner = storage();
+  faulty.fail_requests([bad, &inner](StorageOperation op, const std::string& id) {
+    if (op != StorageOperation::update_many_by_id || id != bad) return false;
+    const auto rec = inner.get_many_by_id({GetByIdRequest{id, {}}}).front();
+    return rec && rec->is_finished;
+  });
+  gate.open();
+  const auto closed = [&](const std::string& id) {
+    const auto rec = inner.get_many_by_id({GetByIdRequest{id, {}}}).front();
+    return rec && rec->close_status == CloseStatus::closed;
+  };
+  for (const auto& id : ids) {
+    if (id == bad) continue;
+    EXPECT_TRUE(wait_until([&] { return closed(id); }, 8s)) << id;
+  }
+  EXPECT_EQ(finished(engine, "parent", bad).status, TaskExecutionStatus::finalize_failed);
+  EXPECT_FALSE(closed(bad));
+}
+
+// ---- item 3 (and 1): sleeping steps of sequential chains --------------------------------------
+
+TEST_P(ExecutorPoison, ASleepingStepOfASequentialChainUsesThePreviousOutputAsItsUniqueId) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto make_id = executor.task({.id = "make_id", .timeout = 5s},
+                               [](const int& n) { return "order_" + std::to_string(n); });
+  auto webhook = executor.sleeping_task<std::string>({.id = "webhook", .timeout = 30s});
+  auto shout =
+      executor.task({.id = "shout", .timeout = 5s}, [](const std::string& s) { return s + "!"; });
+  auto chain = executor.sequential_tasks("chain", make_id, webhook, shout);
+  executor.start();
+  auto h1 = executor.enqueue_task(chain, 1);
+  auto h2 = executor.enqueue_task(chain, 2);
+  ASSERT_TRUE(wait_until([&] {
+    return by_unique_id(storage(), "order_1").has_value() &&
+           by_unique_id(storage(), "order_2").has_value();
+  }));
+  const auto step = by_unique_id(storage(), "order_1");
+  EXPECT_EQ(step->input, "null");  // exactly as if enqueued with the id
+  ASSERT_TRUE(step->parent);
+  EXPECT_EQ(step->parent->index_in_parent_children, 1);
+  (void)executor.wakeup_sleeping_task_execution(webhook, "order_1", "paid");
+  (void)executor.wakeup_sleeping_task_execution(webhook, "order_2", "declined");
+  const auto r1 = h1.wait_and_get_finished_execution(bounded_wait(8s));
+  const auto r2 = h2.wait_and_get_finished_execution(bounded_wait(8s));
+  ASSERT_EQ(r1.status, TaskExecutionStatus::completed);
+  EXPECT_EQ(r1.output, "paid!");
+  EXPECT_EQ(r2.output, "declined!");
+}
+
+TEST_P(ExecutorPoison, ChainsWhoseSleepingStepsCollideDoNotStallTheOthers) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto& engine = *executor.engine();
+  (void)engine.register_task(simple("name", [](const std::string& in) {
+    return json("id_" + json::parse(in).get<std::string>()).dump();
+  }));
+  auto hook = engine.register_task(sleeping("hook"));
+  auto chain = engine.register_task(sequence("chain", {"name", "hook"}));
+  // 10 chains whose sleeping step gets an id already taken, enqueued among 50 unrelated ones.
+  for (int i = 0; i < 10; ++i) (void)engine.enqueue(hook, "id_dup" + std::to_string(i), {});
+  std::vector<std::pair<std::string, std::string>> good;  // execution id, unique id
+  std::vector<std::string> colliding;
+  for (int i = 0; i < 60; ++i) {
+    const bool bad = i % 6 == 0;
+    const auto key = bad ? "dup" + std::to_string(i / 6) : "ok" + std::to_string(i);
+    const auto id = engine.enqueue(chain, json(key).dump(), {});
+    if (bad) {
+      colliding.push_back(id);
+    } else {
+      good.emplace_back(id, "id_" + key);
+    }
+  }
+  executor.start();
+  for (const auto& id : colliding) {
+    const auto rec = finished(engine, "chain", id);
+    EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
+    EXPECT_TRUE(contains(rec.error, "unique id")) << message_of(rec);
+  }
+  for (const auto& [id, unique_id] : good) {
+    ASSERT_TRUE(wait_until([&] { return by_unique_id(storage(), unique_id).has_value(); }, 8s))
+        << unique_id;
+    (void)engine.wakeup_sleeping(hook, unique_id, TaskExecutionStatus::completed, "1");
+  }
+  for (const auto& [id, unique_id] : good) {
+    EXPECT_EQ(finished(engine, "chain", id).status, TaskExecutionStatus::completed);
+  }
+}
+
+TEST_P(ExecutorPoison, ASleepingStepAfterANonStringOutputFailsTheChain) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto& engine = *executor.engine();
+  (void)engine.register_task(simple("number", [](const std::string&) { return "42"; }));
+  (void)engine.register_task(sleeping("hook"));
+  auto chain = engine.register_task(sequence("chain", {"number", "hook"}));
+  executor.start();
+  const auto rec = finished(engine, "chain", engine.enqueue(chain, "null", {}));
+  EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(contains(rec.error, "must be a unique id string, got 42")) << message_of(rec);
+}
+
+// ---- item 2: children steps that can never succeed -------------------------------------------
+
+TEST_P(ExecutorPoison, ChildrenResultsOverTheOutputLimitFailTheParent) {
+  auto o = fast_options();
+  o.max_serialized_output_data_size = 1024;
+  DurableExecutor executor{storage(), o};
+  auto& engine = *executor.engine();
+  (void)engine.register_task(
+      simple("big", [](const std::string&) { return json(std::string(600, 'x')).dump(); }));
+  auto p = engine.register_task(parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"big", "1", {}}, ChildSpec{"big", "2", {}}};
+  }));
+  executor.start();
+  const auto rec = finished(engine, "parent", engine.enqueue(p, "null", {}));
+  EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(contains(rec.error, "2 children's results")) << message_of(rec);
+  EXPECT_TRUE(contains(rec.error, "over the output limit of 1024 bytes")) << message_of(rec);
+  EXPECT_TRUE(rec.error && !rec.error->is_retryable);
+}
+
+TEST_P(ExecutorPoison, AThousandChildrenOfAKilobyteEachFailTheParentAtTheDefaultLimit) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto& engine = *executor.engine();
+  (void)engine.register_task(
+      simple("big", [](const std::string&) { return json(std::string(1100, 'x')).dump(); }));
+  auto p = engine.register_task(parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>(1000, ChildSpec{"big", "1", {}});
+  }));
+  executor.start();
+  const auto rec = engine.wait_finished("parent", engine.enqueue(p, "null", {}), bounded_wait(30s));
+  EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(contains(rec.error, "1000 children's results")) << message_of(rec);
+  EXPECT_TRUE(contains(rec.error, "over the output limit of 1048576 bytes")) << message_of(rec);
+}
+
+TEST_P(ExecutorPoison, AFinalizeInputOverTheInputLimitFailsTheParent) {
+  auto o = fast_options();
+  o.max_serialized_input_data_size = 1024;
+  DurableExecutor executor{storage(), o};
+  auto& engine = *executor.engine();
+  (void)engine.register_task(
+      simple("big", [](const std::string&) { return json(std::string(600, 'x')).dump(); }));
+  (void)engine.register_task(simple("fin", [](const std::string&) { return "1"; }));
+  auto def = parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"big", "1", {}}, ChildSpec{"big", "2", {}}};
+  });
+  def.finalize_task_id = "fin";
+  auto p = engine.register_task(std::move(def));
+  executor.start();
+  const auto rec = finished(engine, "parent", engine.enqueue(p, "null", {}));
+  EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(contains(rec.error, "Input of finalize task fin")) << message_of(rec);
+  EXPECT_TRUE(contains(rec.error, "over the input limit of 1024 bytes")) << message_of(rec);
+}
+
+TEST_P(ExecutorPoison, AFinalizeFunctionOutputOverTheLimitIsTheFinalizesFault) {
+  auto o = fast_options();
+  o.max_serialized_output_data_size = 1024;
+  DurableExecutor executor{storage(), o};
+  auto& engine = *executor.engine();
+  (void)engine.register_task(simple("echo", [](const std::string& in) { return in; }));
+  auto def = parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"echo", "1", {}}};
+  });
+  def.finalize_function = [](const std::string&) { return json(std::string(2000, 'y')).dump(); };
+  auto p = engine.register_task(std::move(def));
+  executor.start();
+  const auto rec = finished(engine, "parent", engine.enqueue(p, "null", {}));
+  EXPECT_EQ(rec.status, TaskExecutionStatus::finalize_failed);
+  EXPECT_TRUE(contains(rec.error,
+                       "Output of the finalize function of parent task parent is 2002 "
+                       "bytes, over the output limit of 1024 bytes"))
+      << message_of(rec);
+}
+
+TEST_P(ExecutorPoison, AChildOutputThatCannotBeDecodedFailsTheParent) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto& engine = *executor.engine();
+  auto hook = engine.register_task(sleeping("hook"));
+  (void)engine.register_task(simple("echo", [](const std::string& in) { return in; }));
+  auto p = engine.register_task(parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"echo", "1", {}}, ChildSpec{"hook", "h1", {}}};
+  }));
+  executor.start();
+  const auto id = engine.enqueue(p, "null", {});
+  ASSERT_TRUE(wait_until([&] { return by_unique_id(storage(), "h1").has_value(); }));
+  // The untyped engine (another program, in effect) stores text that is not JSON.
+  (void)engine.wakeup_sleeping(hook, "h1", TaskExecutionStatus::completed, "{not json");
+  const auto rec = finished(engine, "parent", id);
+  EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(contains(rec.error, "Output of child 1 (task hook")) << message_of(rec);
+  EXPECT_TRUE(contains(rec.error, "cannot be decoded: it is not JSON (9 bytes: {not json)"))
+      << message_of(rec);
+}
+
+TEST_P(ExecutorPoison, AChildErrorThatIsNotUtf8DoesNotStallItsParent) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto& engine = *executor.engine();
+  auto hook = engine.register_task(sleeping("hook"));
+  auto p = engine.register_task(parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"hook", "h1", {}}};
+  }));
+  executor.start();
+  const auto id = engine.enqueue(p, "null", {});
+  ASSERT_TRUE(wait_until([&] { return by_unique_id(storage(), "h1").has_value(); }));
+  try {
+    (void)engine.wakeup_sleeping(hook, "h1", TaskExecutionStatus::failed, "bad \xff\xfe message");
+  } catch (const DurableExecutionError&) {
+    GTEST_SKIP() << "this storage refuses a message that is not UTF-8";
+  }
+  const auto rec = finished(engine, "parent", id);
+  ASSERT_EQ(rec.status, TaskExecutionStatus::completed);  // all settled, the message replaced
+  EXPECT_EQ(json::parse(*rec.output)["children"][0]["status"], "failed");
+}
+
+// ---- item 13: children's overrides are validated like enqueue_task's --------------------------
+
+TEST_P(ExecutorPoison, InvalidChildOverridesFailTheParentLikeAnInvalidEnqueue) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto& engine = *executor.engine();
+  auto echo = engine.register_task(simple("echo", [](const std::string& in) { return in; }));
+  auto with = [&](const std::string& id, EnqueueOptions o) {
+    return engine.register_task(parent_of(id, [o](const std::string&) {
+      return std::vector<ChildSpec>{ChildSpec{"echo", "1", o}};
+    }));
+  };
+  auto many = with("many_retries", {.retry = RetryOptions{.max_attempts = 500}});
+  auto negative = with("negative_timeout", {.timeout = std::chrono::milliseconds{-5}});
+  auto sleep = with("negative_sleep", {.sleep_before_run = std::chrono::milliseconds{-1}});
+  executor.start();
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"many_retries", "max_attempts must be between 0 and 100 (got 500)"},
+      {"negative_timeout", "Invalid timeout value for task echo: must be at least 1 ms (got -5)"},
+      {"negative_sleep", "Invalid sleep ms before run for task echo"}};
+  const std::vector<std::string> ids{engine.enqueue(many, "null", {}),
+                                     engine.enqueue(negative, "null", {}),
+                                     engine.enqueue(sleep, "null", {})};
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const auto rec = finished(engine, cases[i].first, ids[i]);
+    EXPECT_EQ(rec.status, TaskExecutionStatus::failed) << cases[i].first;
+    EXPECT_TRUE(contains(rec.error, cases[i].second)) << message_of(rec);
+    // The same rule as an enqueue with those overrides.
+    const EnqueueOptions o =
+        i == 0   ? EnqueueOptions{.retry = RetryOptions{.max_attempts = 500}}
+        : i == 1 ? EnqueueOptions{.timeout = std::chrono::milliseconds{-5}}
+                 : EnqueueOptions{.sleep_before_run = std::chrono::milliseconds{-1}};
+    try {
+      (void)engine.enqueue(echo, "1", o);
+      ADD_FAILURE() << "enqueue accepted " << cases[i].first;
+    } catch (const DurableExecutionError& e) {
+      EXPECT_NE(std::string{e.what()}.find(cases[i].second), std::string::npos) << e.what();
+    }
+  }
+  // No child was stored for any of them.
+  for (const auto& id : ids) {
+    EXPECT_TRUE(storage().get_many_by_parent_execution_id({{id}}).front().empty());
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Storages, ExecutorPoison, ::testing::ValuesIn(all_storage_factories()),
