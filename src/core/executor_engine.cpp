@@ -285,6 +285,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   std::vector<RunSlot*> free_run_slots;  // left by retired workers, reused by new ones
   /** The time of the earliest deadline check on the timer, or max if none is pending. */
   std::atomic<SteadyClock::rep> next_deadline_check{std::numeric_limits<SteadyClock::rep>::max()};
+  /** Quarantine claims (one execution at a time) left to the dispatcher (dispatcher only). */
+  std::int32_t quarantine_claims_left = 0;
   /** Set when the dispatcher stopped claiming because every slot was taken. */
   std::atomic<bool> dispatcher_at_capacity{false};
 
@@ -1372,15 +1374,54 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
            zombies.load();
   }
 
+  /**
+   * Writes claimed executions back to `ready`, untouched otherwise (no attempt, no lease
+   * expiration counted): suspects that may not share this process with other runs.
+   */
+  void release_claimed(const std::vector<TaskExecutionRecord>& rows) {
+    const auto now = now_timestamp();
+    std::vector<UpdateByIdRequest> releases;
+    releases.reserve(rows.size());
+    for (const auto& row : rows) {
+      TaskExecutionUpdate u;
+      u.status = Status::ready;
+      releases.push_back(UpdateByIdRequest{row.execution_id,
+                                           GetByIdFilters{.status = Status::running},
+                                           normalize_update(now, std::move(u))});
+    }
+    try {
+      caller.call_with_retries(StorageMethod::update_many_by_id, write_retries(),
+                               [&](TaskExecutionsStorage& s) { s.update_many_by_id(releases); });
+    } catch (const std::exception& e) {
+      logger.error(fmt::format("Error in ready: releasing {} executions: {} (left to lease expiry)",
+                               releases.size(), e.what()));
+    }
+  }
+
   std::size_t claim_and_dispatch(bool& full_batch) {
     std::int64_t free_slots = 0;
     std::int32_t abandoned = 0;
+    bool alone = false;
     {
       std::lock_guard lock(runs_mutex);
       free_slots = free_slots_locked();
       abandoned = zombies.load();
+      alone = in_flight.empty() && abandoned == 0;
     }
     full_batch = false;
+    // Quarantine: executions whose lease expired before (a process died while they ran) run
+    // alone in this process, one claim at a time, so that if one of them kills the process again
+    // the crash counts against it only, not against batch-mates (max_lease_expirations).
+    const bool quarantine = quarantine_claims_left > 0;
+    if (quarantine && !alone) {
+      dispatcher_at_capacity.store(true, std::memory_order_release);
+      std::lock_guard lock(runs_mutex);
+      if (in_flight.empty() && zombies.load() == 0) {
+        dispatcher_at_capacity.store(false, std::memory_order_release);
+        full_batch = true;  // claim again at once
+      }
+      return 0;
+    }
     if (free_slots <= 0) {
       dispatcher_at_capacity.store(true, std::memory_order_release);
       // A run may have finished between the count and the flag: re-check once.
@@ -1398,7 +1439,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
       }
       return 0;
     }
-    const auto limit = std::min<std::int64_t>(options.max_task_executions_per_batch, free_slots);
+    const auto limit =
+        quarantine ? 1 : std::min<std::int64_t>(options.max_task_executions_per_batch, free_slots);
     const auto start = SteadyClock::now();
     const auto now = now_timestamp();
     TaskExecutionUpdate u;
@@ -1416,9 +1458,31 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
     auto rows = caller.call(StorageMethod::claim_ready, [&](TaskExecutionsStorage& s) {
       return s.update_by_status_and_start_at_less_than_and_return(req);
     });
+    if (quarantine) quarantine_claims_left = rows.empty() ? 0 : quarantine_claims_left - 1;
     if (rows.empty()) {
       stats_ready.record(0, SteadyClock::now() - start);
       return 0;
+    }
+    const auto claimed = static_cast<std::int64_t>(rows.size());
+    if (!quarantine && (!alone || rows.size() > 1) &&
+        std::any_of(rows.begin(), rows.end(),
+                    [](const TaskExecutionRecord& r) { return r.lease_expirations > 0; })) {
+      // Suspects claimed with other work go back to ready and are claimed again one at a time.
+      std::vector<TaskExecutionRecord> suspects;
+      const auto normal = std::partition(rows.begin(), rows.end(),
+                                         [](const auto& r) { return r.lease_expirations == 0; });
+      suspects.assign(std::make_move_iterator(normal), std::make_move_iterator(rows.end()));
+      rows.erase(normal, rows.end());
+      release_claimed(suspects);
+      quarantine_claims_left = static_cast<std::int32_t>(2 * suspects.size() + 1);
+      logger.debug(fmt::format(
+          "Released {} executions whose lease expired before: they run alone, one at a time",
+          suspects.size()));
+      if (rows.empty()) {
+        full_batch = true;  // go on with the quarantine at once
+        stats_ready.record(0, SteadyClock::now() - start);
+        return 0;
+      }
     }
     std::vector<std::shared_ptr<Run>> runs;
     std::vector<std::shared_ptr<Run>> held_now;
@@ -1447,7 +1511,7 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
     const auto n = runs.size();
     pool_submit(std::move(runs));
     stats_ready.record(static_cast<std::int64_t>(n), SteadyClock::now() - start);
-    full_batch = static_cast<std::int64_t>(rows.size()) >= limit;
+    full_batch = claimed >= limit;
     return n;
   }
 

@@ -81,6 +81,51 @@ TEST_P(ExecutorLimits, ExecutionAbandonedMoreThanTheBoundFailsAndOthersRun) {
   }));
 }
 
+TEST_P(ExecutorLimits, ExecutionsWhoseLeaseExpiredRunAloneSoACrashCountsOnlyAgainstTheCulprit) {
+  std::mutex m;
+  int running = 0;
+  int suspects_sharing = 0;  // a recovered execution that ran while anything else ran
+  int runs = 0;
+  auto body = [&](TaskRunContext& ctx, const int& x) {
+    const bool suspect = ctx.prev_error() && ctx.prev_error()->message == "Task execution expired";
+    {
+      std::lock_guard lock(m);
+      ++running;
+      ++runs;
+      if (suspect && running > 1) ++suspects_sharing;
+    }
+    std::this_thread::sleep_for(20ms);
+    {
+      std::lock_guard lock(m);
+      if (suspect && running > 1) ++suspects_sharing;
+      --running;
+    }
+    return x;
+  };
+  DurableExecutor submitter{storage(), fast_options()};
+  auto t = submitter.task({.id = "t", .timeout = 50ms}, body);
+  std::vector<TaskExecutionHandle<int>> handles;
+  for (int i = 0; i < 6; ++i) handles.push_back(submitter.enqueue_task(t, i));
+  // A dead executor had all six: their leases expire together, and they come back together.
+  ASSERT_EQ(claim_as_dead_executor(storage()).size(), 6U);
+  for (int i = 6; i < 12; ++i) handles.push_back(submitter.enqueue_task(t, i));  // fresh work
+
+  auto o = fast_options();
+  o.expire_leeway = 0ms;
+  DurableExecutor survivor{storage(), o};
+  (void)survivor.task({.id = "t", .timeout = 50ms}, body);
+  survivor.start();
+  for (std::size_t i = 0; i < handles.size(); ++i) {
+    auto e = handles[i].wait_and_get_finished_execution(bounded_wait());
+    EXPECT_EQ(e.status, TaskExecutionStatus::completed);
+    EXPECT_EQ(e.output, static_cast<int>(i));
+    EXPECT_EQ(e.retry_attempts, 0);
+  }
+  std::lock_guard lock(m);
+  EXPECT_EQ(runs, 12);
+  EXPECT_EQ(suspects_sharing, 0);  // before: the six ran together in one batch
+}
+
 TEST_P(ExecutorLimits, ChildrenStepAndCloseLeasesFollowTheirOptions) {
   auto o = fast_options();
   o.expire_leeway = 0ms;
