@@ -7,6 +7,7 @@
 #include "durable_execution/errors.hpp"
 #include "durable_execution/forwarding_storage.hpp"
 #include "durable_execution/in_memory_storage.hpp"
+#include "durable_execution/limits.hpp"
 #include "durable_execution/options.hpp"
 #include "durable_execution/parent_task.hpp"
 #include "durable_execution/storage.hpp"
