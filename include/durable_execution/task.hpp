@@ -46,6 +46,19 @@ template <class T>
   }
 }
 
+/**
+ * @brief Serializes `value` as an `I`, without a copy when it already is one: a copy of a deeply
+ * nested nlohmann::json recurses, and must not happen before the nesting check.
+ */
+template <class I, class V>
+[[nodiscard]] std::string serialize_as(V&& value) {
+  if constexpr (std::is_same_v<std::remove_cvref_t<V>, I>) {
+    return serialize_value<I>(value);
+  } else {
+    return serialize_value(static_cast<const I&>(I(std::forward<V>(value))));
+  }
+}
+
 /** @brief Parses a JSON value; failures become "Error deserializing value: ...". */
 template <class T>
 [[nodiscard]] T deserialize_value(std::string_view text) {
@@ -339,7 +352,7 @@ template <class I, class O, class V>
           "Input must be a unique id string for sleeping task " + task.id());
     }
   } else {
-    return serialize_value(static_cast<const I&>(I(std::forward<V>(value))));
+    return serialize_as<I>(std::forward<V>(value));
   }
 }
 

@@ -68,8 +68,10 @@ TEST_P(ExecutorPoison, InputsNestedTooDeepAreRefusedAtEnqueueAndNothingIsStored)
                             [](const json& j) { return static_cast<int>(j.size()); });
   executor.start();
   for (const std::size_t depth : {std::size_t{513}, std::size_t{100'000}}) {
+    // An lvalue: the typed front must not copy it (a recursive copy) before checking it.
+    const json input = deep_value(depth);
     try {
-      (void)executor.enqueue_task(size, deep_value(depth));
+      (void)executor.enqueue_task(size, input);
       ADD_FAILURE() << "a " << depth << "-deep input must be refused";
     } catch (const DurableExecutionError& e) {
       EXPECT_FALSE(e.is_retryable());
