@@ -5,6 +5,7 @@
 #include "durable_execution/durable_executor.hpp"
 #include "durable_execution/durable_executor_client.hpp"
 #include "durable_execution/errors.hpp"
+#include "durable_execution/fault_injection_storage.hpp"
 #include "durable_execution/forwarding_storage.hpp"
 #include "durable_execution/in_memory_storage.hpp"
 #include "durable_execution/limits.hpp"

@@ -29,6 +29,7 @@
 
 #include "durable_execution/detail/engine.hpp"
 #include "durable_execution/detail/json_limits.hpp"
+#include "durable_execution/detail/json_text.hpp"
 #include "durable_execution/detail/saturating_time.hpp"
 #include "executor_support.hpp"
 #include "executor_validation.hpp"
@@ -112,6 +113,36 @@ Status status_for_error(const StoredError& e) {
   }
 }
 
+/** The string a JSON text holds (a step's output as a sleeping step's unique id), if any. */
+std::optional<std::string> unique_id_from_output(const std::string& output) {
+  if (auto plain = plain_json_string(output)) return std::string{*plain};
+  const auto j = nlohmann::json::parse(output, nullptr, false);
+  if (!j.is_string()) return std::nullopt;
+  return j.get<std::string>();
+}
+
+/** Whether `text` is one JSON value (a plain string is checked without the parser). */
+bool is_json_text(std::string_view text) {
+  if (plain_json_string(text)) return true;
+  return nlohmann::json::accept(text.begin(), text.end());
+}
+
+/** At most the first 100 bytes of `text`, printable (other bytes as \xNN), for messages. */
+std::string abbreviated(std::string_view text) {
+  constexpr std::size_t kMax = 100;
+  std::string out;
+  for (const char ch : text.substr(0, kMax)) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c > 0x7E) {
+      out += fmt::format("\\x{:02x}", c);
+    } else {
+      out += ch;
+    }
+  }
+  if (text.size() > kMax) out += "...";
+  return out;
+}
+
 TaskExecutionSummary root_for_children(const TaskExecutionRecord& parent) {
   return parent.root ? *parent.root : TaskExecutionSummary{parent.task_id, parent.execution_id};
 }
@@ -132,6 +163,8 @@ struct Engine::Impl {
     std::optional<UpdateByIdRequest> update;
     std::optional<UpdateByIdAndInsertChildrenRequest> update_with_children;
     std::optional<Timestamp> wake_at;
+    /** The run it records: what a failure is written from if storage rejects this write. */
+    std::shared_ptr<Run> run;
   };
 
   Impl(TaskExecutionsStorage& storage, const DurableExecutorOptions& opts, Mode m)
@@ -533,6 +566,7 @@ struct Engine::Impl {
       running = in_flight.size();
     }
     slot_freed(running);
+    completion.run = run;
     submit_completion(std::move(completion));
   }
 
@@ -696,6 +730,7 @@ struct Engine::Impl {
         u.status = Status::waiting_for_finalize;
         u.children = std::vector<TaskExecutionSummary>{};
         u.finalize = TaskExecutionSummary{child.task_id, child.execution_id};
+        u.active_children_count = 1;  // the finalize child's close brings it back to 0
         c.update_with_children =
             UpdateByIdAndInsertChildrenRequest{rec.execution_id,
                                                GetByIdFilters{.status = Status::running},
@@ -800,9 +835,10 @@ struct Engine::Impl {
       out += child.output ? std::string_view{*child.output} : std::string_view{"null"};
     } else {
       out += R"(,"error":)";
+      // Invalid UTF-8 in a message (a binary wake-up message) is replaced, never thrown on.
       out += nlohmann::json(child.error.value_or(
                                 StoredError{ErrorType::generic, false, false, "Unknown error"}))
-                 .dump();
+                 .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
     out += R"(,"status":)";
     append_json_string(out, to_string(child.status));
@@ -811,31 +847,60 @@ struct Engine::Impl {
     out += '}';
   }
 
-  /** A child (or finalize) record with per-child overrides laid over the child's options. */
-  TaskExecutionRecord make_child_record(const TaskExecutionRecord& parent,
-                                        const TaskDefinition& child_def, std::string input,
-                                        const EnqueueOptions& overrides,
-                                        ParentTaskExecutionSummary parent_summary, Timestamp now) {
+  /**
+   * A new execution of `def`: the task's registered options with `overrides` laid over them,
+   * validated by enqueue_task's rules, and its input checked (a sleeping task's input is its
+   * unique id). The one place where enqueues, children, finalize children and sequential steps
+   * get their options and input. `check_input_size` is off only for a sequential step, whose
+   * input is the previous step's output, verbatim (SPEC.md §3.8).
+   * @throws DurableExecutionError naming the bad option or input.
+   */
+  NewTaskExecution new_execution(const TaskDefinition& def, std::string input,
+                                 const EnqueueOptions& overrides,
+                                 bool check_input_size = true) const {
+    const auto& id = def.options.id;
     NewTaskExecution n;
-    n.root = root_for_children(parent);
-    n.parent = std::move(parent_summary);
-    n.task_id = child_def.options.id;
+    n.task_id = id;
     n.execution_id = generate_execution_id();
-    n.is_sleeping_task = child_def.is_sleeping_task;
-    n.retry_options = overrides.retry.value_or(child_def.options.retry);
-    n.sleep_before_run = overrides.sleep_before_run.value_or(child_def.options.sleep_before_run);
-    n.timeout = overrides.timeout.value_or(child_def.options.timeout);
-    n.are_children_sequential = child_def.are_children_sequential;
-    if (child_def.is_sleeping_task) {
+    n.is_sleeping_task = def.is_sleeping_task;
+    n.are_children_sequential = def.are_children_sequential;
+    n.retry_options = def.options.retry;
+    n.sleep_before_run = def.options.sleep_before_run;
+    n.timeout = def.options.timeout;
+    if (overrides.retry) {
+      validate_retry_options(id, *overrides.retry);
+      n.retry_options = *overrides.retry;
+    }
+    if (overrides.sleep_before_run) {
+      validate_sleep_before_run(id, *overrides.sleep_before_run);
+      n.sleep_before_run = *overrides.sleep_before_run;
+    }
+    if (overrides.timeout) {
+      validate_timeout(id, *overrides.timeout);
+      n.timeout = *overrides.timeout;
+    }
+    if (def.is_sleeping_task) {
       validate_unique_id(input);
       n.sleeping_task_unique_id = std::move(input);
       n.input = "null";
       n.retry_options = RetryOptions{};
       n.sleep_before_run = milliseconds{0};
     } else {
-      check_size(input, options.max_serialized_input_data_size);
+      if (check_input_size) check_size(input, options.max_serialized_input_data_size);
       n.input = std::move(input);
     }
+    return n;
+  }
+
+  /** A child (or finalize) record: new_execution() placed under `parent`. */
+  TaskExecutionRecord make_child_record(const TaskExecutionRecord& parent,
+                                        const TaskDefinition& child_def, std::string input,
+                                        const EnqueueOptions& overrides,
+                                        ParentTaskExecutionSummary parent_summary, Timestamp now,
+                                        bool check_input_size = true) {
+    auto n = new_execution(child_def, std::move(input), overrides, check_input_size);
+    n.root = root_for_children(parent);
+    n.parent = std::move(parent_summary);
     return make_task_execution_record(now, std::move(n));
   }
 
@@ -893,6 +958,166 @@ struct Engine::Impl {
     }
   }
 
+  // =========================================================================================
+  // Writes that fail: bounded retries, split batches, one execution failed per bad request
+  // =========================================================================================
+
+  /**
+   * Runs `fn` (one storage call through the caller, which retries it storage_max_retry_attempts
+   * times), again with back-off while it fails with a retryable error: at most
+   * kMaxCompletionWriteAttempts rounds, 50 ms doubling to 1 s between them (~1.6 s in all). A
+   * non-retryable error, or the last retryable one, is rethrown.
+   */
+  template <class F>
+  auto with_backoff(const char* process, F&& fn) {
+    for (std::int32_t attempt = 0;; ++attempt) {
+      try {
+        return fn();
+      } catch (const DurableExecutionError& e) {
+        if (!e.is_retryable() || attempt + 1 >= kMaxCompletionWriteAttempts) throw;
+        logger.error(fmt::format("Error in {}: {} (attempt {})", process, e.what(), attempt + 1));
+      } catch (const std::exception& e) {
+        if (attempt + 1 >= kMaxCompletionWriteAttempts) throw;
+        logger.error(fmt::format("Error in {}: {} (attempt {})", process, e.what(), attempt + 1));
+      }
+      std::this_thread::sleep_for(jittered(milliseconds{std::min(50 << attempt, 1000)}));
+    }
+  }
+
+  void store(const std::vector<UpdateByIdRequest>& requests) {
+    caller.call(StorageMethod::update_many_by_id,
+                [&](TaskExecutionsStorage& s) { s.update_many_by_id(requests); });
+  }
+
+  void store(const std::vector<UpdateByIdAndInsertChildrenRequest>& requests) {
+    caller.call(StorageMethod::update_many_by_id_and_insert_children_if_updated,
+                [&](TaskExecutionsStorage& s) {
+                  s.update_many_by_id_and_insert_children_if_updated(requests);
+                });
+  }
+
+  /** Why a write failed for good: nullopt if it was written. */
+  struct WriteFailure {
+    bool retryable = false;
+    StoredError error;
+  };
+
+  template <class Request>
+  std::optional<WriteFailure> try_store(const char* process, const std::vector<Request>& requests) {
+    try {
+      with_backoff(process, [&] { store(requests); });
+      return std::nullopt;
+    } catch (const DurableExecutionError& e) {
+      return WriteFailure{e.is_retryable(), e.to_stored()};
+    } catch (const std::exception& e) {
+      return WriteFailure{true, to_stored_error(std::current_exception())};
+    }
+  }
+
+  /**
+   * Writes `requests` in one storage call, isolating failures (DESIGN.md: a request that can
+   * never succeed ends its own execution). Transient errors are retried with bounded back-off
+   * (with_backoff); if they persist the write is left to lease expiry, as a crash would be. A
+   * batch rejected non-retryably is split in halves, each written on its own, recursively, so
+   * that the good requests are recorded at once (about 2 log2(n) calls per bad request, on the
+   * failure path only); a request rejected on its own ends its execution with the storage's
+   * error: `failure(i, error)` gives the write that records it (nullopt: nothing to write).
+   * @return how many requests were rejected on their own.
+   */
+  template <class Request, class Failure>
+  std::size_t write_isolated(const char* process, const std::vector<Request>& requests,
+                             Failure&& failure) {
+    auto failed = try_store(process, requests);
+    if (!failed) return 0;
+    if (failed->retryable) {
+      logger.error(fmt::format(
+          "Error in {}: {} request(s) not written after {} attempts, left to "
+          "lease expiry: {}",
+          process, requests.size(), kMaxCompletionWriteAttempts, failed->error.message));
+      return 0;
+    }
+    std::vector<std::size_t> all(requests.size());
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+    return isolate(process, requests, all, std::move(failed->error), failure);
+  }
+
+  /** `requests[indices]`, written together, were rejected non-retryably with `error`. */
+  template <class Request, class Failure>
+  std::size_t isolate(const char* process, const std::vector<Request>& requests,
+                      const std::vector<std::size_t>& indices, StoredError error,
+                      Failure& failure) {
+    if (indices.size() == 1) {
+      return reject(process, requests[indices.front()], indices.front(), std::move(error), failure);
+    }
+    std::size_t rejected = 0;
+    const auto half = indices.begin() + static_cast<std::ptrdiff_t>(indices.size() / 2);
+    for (const auto& part : {std::vector<std::size_t>(indices.begin(), half),
+                             std::vector<std::size_t>(half, indices.end())}) {
+      std::vector<Request> sub;
+      sub.reserve(part.size());
+      for (const auto i : part) sub.push_back(requests[i]);
+      auto failed = try_store(process, sub);
+      if (!failed) continue;
+      if (failed->retryable) {
+        logger.error(fmt::format("Error in {}: {} request(s) not written, left to lease expiry: {}",
+                                 process, sub.size(), failed->error.message));
+        continue;
+      }
+      rejected += isolate(process, requests, part, std::move(failed->error), failure);
+    }
+    return rejected;
+  }
+
+  /** Whether a children insert is already stored (a partial write the storage reported failed). */
+  bool already_stored(const UpdateByIdAndInsertChildrenRequest& request) {
+    if (request.children_to_insert_if_updated.empty()) return false;
+    try {
+      return get_by_id(request.children_to_insert_if_updated.front().execution_id).has_value();
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  static bool already_stored(const UpdateByIdRequest&) { return false; }
+
+  /**
+   * A request the storage rejected on its own: its execution ends with the error, if `failure`
+   * gives a write for that; else the request is dropped (its lease or close lease expires).
+   */
+  template <class Request, class Failure>
+  std::size_t reject(const char* process, const Request& request, std::size_t index,
+                     StoredError error, Failure& failure) {
+    // Guarded updates that took effect turn into no-ops when repeated, but a sequential step's
+    // insert keeps its guard: a storage that applied part of a failed batch (the in-memory
+    // store does, per request) or lost a commit's reply would see it as a duplicate.
+    if (already_stored(request)) return 0;
+    error.is_retryable = false;
+    auto update = failure(index, error);
+    if (!update) {
+      logger.error(
+          fmt::format("Error in {}: the write of execution {} was rejected and dropped: {}",
+                      process, request.execution_id, error.message));
+      return 1;
+    }
+    logger.error(
+        fmt::format("Error in {}: the write of execution {} was rejected, it ends with "
+                    "the error: {}",
+                    process, request.execution_id, error.message));
+    const std::vector<UpdateByIdRequest> updates{std::move(*update)};
+    if (auto failed = try_store(process, updates)) {
+      logger.error(
+          fmt::format("Error in {}: could not record the failure of execution {}, left "
+                      "to lease expiry: {}",
+                      process, request.execution_id, failed->error.message));
+    }
+    return 1;
+  }
+
+  /** A run's failure with `error` (non-retryable): T9, written like any run result. */
+  std::optional<UpdateByIdRequest> run_failure(const Run* run, const StoredError& error) {
+    if (!run) return std::nullopt;
+    return std::move(error_completion(run->record, error, now_timestamp()).update);
+  }
+
   void write_completions(CompletionBatch& batch) {
     const auto start = SteadyClock::now();
     std::vector<UpdateByIdRequest> updates;
@@ -915,29 +1140,26 @@ struct Engine::Impl {
         wake_close_path = true;
       }
     }
-    for (std::int32_t attempt = 0;; ++attempt) {
-      try {
-        if (!updates.empty()) {
-          caller.call(StorageMethod::update_many_by_id,
-                      [&](TaskExecutionsStorage& s) { s.update_many_by_id(updates); });
-          updates.clear();
+    // Each kind of write is one storage call; a failing one is retried or split (write_isolated)
+    // so that one bad request never holds back the others.
+    const auto failure_of = [&batch, this](bool with_children_kind) {
+      return [&batch, with_children_kind, this](std::size_t i, const StoredError& error) {
+        // The failure path only: the run behind the i-th request of this kind.
+        for (const auto& node : batch) {
+          const auto& c = node->completion;
+          const bool of_kind =
+              with_children_kind ? c.update_with_children.has_value() : c.update.has_value();
+          if (of_kind && i-- == 0) return run_failure(c.run.get(), error);
         }
-        if (!with_children.empty()) {
-          caller.call(StorageMethod::update_many_by_id_and_insert_children_if_updated,
-                      [&](TaskExecutionsStorage& s) {
-                        s.update_many_by_id_and_insert_children_if_updated(with_children);
-                      });
-          with_children.clear();
-        }
-        break;
-      } catch (const std::exception& e) {
-        // The executions stay `running`; if every attempt fails, their lease expires and the
-        // expiry process returns them to `ready` (at-least-once).
-        logger.error(fmt::format("Error in complete: {} (attempt {})", e.what(), attempt + 1));
-        if (attempt + 1 >= kMaxCompletionWriteAttempts) break;
-        std::this_thread::sleep_for(jittered(milliseconds{std::min(50 << attempt, 1000)}));
-      }
+        return std::optional<UpdateByIdRequest>{};
+      };
+    };
+    std::size_t poisoned = 0;
+    if (!updates.empty()) poisoned += write_isolated("complete", updates, failure_of(false));
+    if (!with_children.empty()) {
+      poisoned += write_isolated("complete", with_children, failure_of(true));
     }
+    wake_close_path = wake_close_path || poisoned > 0;
     stats_complete.record(static_cast<std::int64_t>(batch.size()), SteadyClock::now() - start);
     for (const auto& node : batch) {
       if (node->completion.wake_at) schedule_dispatch_at(*node->completion.wake_at);
@@ -1128,22 +1350,28 @@ struct Engine::Impl {
       closes.push_back(UpdateByIdRequest{row.execution_id, GetByIdFilters{.is_finished = true},
                                          normalize_update(now, std::move(close))});
     }
+    // Transient failures are retried with back-off; if they persist, the close leases expire
+    // and the close runs again (its writes are idempotent). A request rejected for good is
+    // dropped from its batch, so that it holds back nothing else.
+    const auto nothing = [](std::size_t, const StoredError&) {
+      return std::optional<UpdateByIdRequest>{};
+    };
     if (!parent_updates.empty()) {
-      caller.call(StorageMethod::update_many_by_id,
-                  [&](TaskExecutionsStorage& s) { s.update_many_by_id(parent_updates); });
+      (void)write_isolated("close", parent_updates, nothing);
       notify_finished();
     }
     if (!cancel_children.empty()) {
-      caller.call(StorageMethod::update_many_by_parent_execution_id_and_is_finished,
-                  [&](TaskExecutionsStorage& s) {
-                    s.update_many_by_parent_execution_id_and_is_finished(cancel_children);
-                  });
+      with_backoff("close", [&] {
+        caller.call(StorageMethod::update_many_by_parent_execution_id_and_is_finished,
+                    [&](TaskExecutionsStorage& s) {
+                      s.update_many_by_parent_execution_id_and_is_finished(cancel_children);
+                    });
+      });
       notify_finished();
       std::lock_guard lock(bg_mutex);
       bg_cancel_now = true;
     }
-    caller.call(StorageMethod::update_many_by_id,
-                [&](TaskExecutionsStorage& s) { s.update_many_by_id(closes); });
+    (void)write_isolated("close", closes, nothing);
     return static_cast<std::int64_t>(rows.size());
   }
 
@@ -1175,15 +1403,17 @@ struct Engine::Impl {
               req);
     });
     if (rows.empty()) return 0;
-    // One read for the children of every claimed parent, one or two writes for all outcomes. If
-    // a call fails, the parents' processing leases expire and the expiry process resets them to
-    // idle: the step runs again then.
+    // One read for the children of every claimed parent, one or two writes for all outcomes.
+    // Transient failures are retried with back-off; if they persist, the parents' processing
+    // leases expire and the expiry process resets them to idle: the step runs again then.
     std::vector<GetByParentExecutionIdRequest> reads;
     reads.reserve(rows.size());
     for (const auto& parent : rows) reads.push_back({parent.execution_id});
-    auto loaded = caller.call(
-        StorageMethod::get_many_by_parent_execution_id,
-        [&](TaskExecutionsStorage& s) { return s.get_many_by_parent_execution_id(reads); });
+    auto loaded = with_backoff("children", [&] {
+      return caller.call(
+          StorageMethod::get_many_by_parent_execution_id,
+          [&](TaskExecutionsStorage& s) { return s.get_many_by_parent_execution_id(reads); });
+    });
     if (loaded.size() != rows.size()) {
       throw DurableExecutionError(
           fmt::format("get_many_by_parent_execution_id returned {} results for {} requests",
@@ -1194,22 +1424,41 @@ struct Engine::Impl {
       try {
         process_parent(rows[i], loaded[i], writes);
       } catch (const std::exception& e) {
+        // Planning reads nothing from storage: what throws here would throw again at every
+        // attempt of the step, so the parent ends with the error instead.
         logger.error(
             fmt::format("Error in children: parent {}: {}", rows[i].execution_id, e.what()));
+        fail_parent(rows[i], Status::failed,
+                    DurableExecutionError::non_retryable(
+                        fmt::format("Children step of parent task {} failed: {}", rows[i].task_id,
+                                    e.what()),
+                        true)
+                        .to_stored(),
+                    writes);
       }
     }
+    // A write the storage rejects fails its parent (the failure path only: a linear search).
+    const auto failure = [&rows, this](const auto& requests) {
+      return [&rows, &requests, this](std::size_t i, const StoredError& error) {
+        std::optional<UpdateByIdRequest> update;
+        for (const auto& parent : rows) {
+          if (parent.execution_id != requests[i].execution_id) continue;
+          ParentWrites failed;
+          fail_parent(parent, Status::failed, error, failed);
+          if (!failed.updates.empty()) update = std::move(failed.updates.front());
+          break;
+        }
+        return update;
+      };
+    };
     if (!writes.updates.empty()) {
-      caller.call(StorageMethod::update_many_by_id,
-                  [&](TaskExecutionsStorage& s) { s.update_many_by_id(writes.updates); });
+      (void)write_isolated("children", writes.updates, failure(writes.updates));
     }
     if (!writes.with_children.empty()) {
       std::set<Timestamp> starts;
       for (const auto& w : writes.with_children)
         note_children(w.children_to_insert_if_updated, starts);
-      caller.call(StorageMethod::update_many_by_id_and_insert_children_if_updated,
-                  [&](TaskExecutionsStorage& s) {
-                    s.update_many_by_id_and_insert_children_if_updated(writes.with_children);
-                  });
+      (void)write_isolated("children", writes.with_children, failure(writes.with_children));
       for (const auto& t : starts) schedule_dispatch_at(t);
     }
     notify_finished();
@@ -1286,13 +1535,26 @@ struct Engine::Impl {
     }
     std::string entries;
     std::size_t missing = 0;
-    for (const auto& summary : declared) {
-      auto found = by_id.find(summary.execution_id);
+    for (std::size_t k = 0; k < declared.size(); ++k) {
+      auto found = by_id.find(declared[k].execution_id);
       if (found == by_id.end()) {
         ++missing;
         continue;
       }
-      append_child_entry(entries, *found->second);
+      const auto& child = *found->second;
+      if (child.status == Status::completed && child.output && !is_json_text(*child.output)) {
+        // Spliced verbatim, it would make the whole result undecodable.
+        fail_parent(parent, Status::failed,
+                    DurableExecutionError::non_retryable(
+                        fmt::format("Output of child {} (task {}, execution {}) of parent task {} "
+                                    "cannot be decoded: it is not JSON ({} bytes: {})",
+                                    k, child.task_id, child.execution_id, parent.task_id,
+                                    child.output->size(), abbreviated(*child.output)))
+                        .to_stored(),
+                    writes);
+        return;
+      }
+      append_child_entry(entries, child);
     }
     if (missing > 0) {
       fail_parent(parent, Status::failed,
@@ -1304,8 +1566,22 @@ struct Engine::Impl {
       return;
     }
     auto result = parent_result_json(parent.run_output.value_or(""), entries);
+    // The sizes below are deterministic: the parent ends with an error naming them instead of
+    // failing again at every attempt of the step.
     if (fin) {
-      check_size(result, options.max_serialized_input_data_size);
+      if (static_cast<std::int64_t>(result.size()) > options.max_serialized_input_data_size) {
+        fail_parent(
+            parent, Status::failed,
+            DurableExecutionError::non_retryable(
+                fmt::format("Input of finalize task {} of parent task {} (its output and {} "
+                            "children's results) is {} bytes, over the input limit of {} bytes "
+                            "(max_serialized_input_data_size)",
+                            fin->options.id, parent.task_id, declared.size(), result.size(),
+                            options.max_serialized_input_data_size))
+                .to_stored(),
+            writes);
+        return;
+      }
       auto child = make_child_record(
           parent, *fin, std::move(result), EnqueueOptions{},
           ParentTaskExecutionSummary{parent.task_id, parent.execution_id, 0, false, true},
@@ -1313,11 +1589,13 @@ struct Engine::Impl {
       TaskExecutionUpdate u;
       u.status = Status::waiting_for_finalize;
       u.finalize = TaskExecutionSummary{child.task_id, child.execution_id};
+      u.active_children_count = 1;  // the finalize child's close brings it back to 0
       std::vector<TaskExecutionRecord> inserts;
       inserts.push_back(std::move(child));
       plan_parent_write(parent, std::move(u), writes, std::move(inserts));
       return;
     }
+    const auto limit = options.max_serialized_output_data_size;
     TaskExecutionUpdate u;
     if (def->finalize_function) {
       std::string output;
@@ -1330,11 +1608,31 @@ struct Engine::Impl {
             writes);
         return;
       }
-      check_size(output, options.max_serialized_output_data_size);
+      if (static_cast<std::int64_t>(output.size()) > limit) {
+        fail_parent(parent, Status::finalize_failed,
+                    DurableExecutionError::non_retryable(
+                        fmt::format("Output of the finalize function of parent task {} is {} "
+                                    "bytes, over the output limit of {} bytes "
+                                    "(max_serialized_output_data_size)",
+                                    parent.task_id, output.size(), limit))
+                        .to_stored(),
+                    writes);
+        return;
+      }
       u.status = Status::completed;
       u.output = std::move(output);
     } else {
-      check_size(result, options.max_serialized_output_data_size);
+      if (static_cast<std::int64_t>(result.size()) > limit) {
+        fail_parent(parent, Status::failed,
+                    DurableExecutionError::non_retryable(
+                        fmt::format("Output of parent task {} (its output and {} children's "
+                                    "results) is {} bytes, over the output limit of {} bytes "
+                                    "(max_serialized_output_data_size)",
+                                    parent.task_id, declared.size(), result.size(), limit))
+                        .to_stored(),
+                    writes);
+        return;
+      }
       u.status = Status::completed;
       u.output = std::move(result);
     }
@@ -1370,19 +1668,29 @@ struct Engine::Impl {
                   writes);
       return;
     }
-    NewTaskExecution n;
-    n.root = root_for_children(parent);
-    n.parent = ParentTaskExecutionSummary{parent.task_id, parent.execution_id,
-                                          static_cast<std::int32_t>(j), false, false};
-    n.task_id = child_def->options.id;
-    n.execution_id = generate_execution_id();
-    n.is_sleeping_task = child_def->is_sleeping_task;
-    n.retry_options = child_def->options.retry;
-    n.sleep_before_run = child_def->options.sleep_before_run;
-    n.timeout = child_def->options.timeout;
-    n.are_children_sequential = child_def->are_children_sequential;
-    n.input = prev->output.value_or("null");  // verbatim: no size check (SPEC.md §6.6)
-    auto child = make_task_execution_record(now_timestamp(), std::move(n));
+    // The step's input is the previous step's output, verbatim (no size check, SPEC.md §3.8); a
+    // sleeping step is enqueued with that output, a string, as its unique id.
+    std::string input = prev->output.value_or("null");
+    if (child_def->is_sleeping_task) {
+      auto unique_id = unique_id_from_output(input);
+      if (!unique_id) {
+        fail_parent(
+            parent, Status::failed,
+            DurableExecutionError::non_retryable(
+                fmt::format("Task at index {} is sleeping task {}: the output of the task at "
+                            "index {} must be a unique id string, got {}",
+                            j, child_def->options.id, j - 1, abbreviated(input)))
+                .to_stored(),
+            writes);
+        return;
+      }
+      input = std::move(*unique_id);
+    }
+    auto child =
+        make_child_record(parent, *child_def, std::move(input), EnqueueOptions{},
+                          ParentTaskExecutionSummary{parent.task_id, parent.execution_id,
+                                                     static_cast<std::int32_t>(j), false, false},
+                          now_timestamp(), false);
     declared[j].execution_id = child.execution_id;
     TaskExecutionUpdate u;
     u.children = std::move(declared);
@@ -1658,36 +1966,7 @@ std::string Engine::enqueue(const TaskDescriptor& task, std::string input,
     throw DurableExecutionNotFoundError(fmt::format(
         "Task {} not found. Use DurableExecutor.task() to add it before enqueuing it", task.id));
   }
-  NewTaskExecution n;
-  n.task_id = task.id;
-  n.execution_id = generate_execution_id();
-  n.is_sleeping_task = def->is_sleeping_task;
-  n.are_children_sequential = def->are_children_sequential;
-  n.retry_options = def->options.retry;
-  n.sleep_before_run = def->options.sleep_before_run;
-  n.timeout = def->options.timeout;
-  if (options.retry) {
-    validate_retry_options(task.id, *options.retry);
-    n.retry_options = *options.retry;
-  }
-  if (options.sleep_before_run) {
-    validate_sleep_before_run(task.id, *options.sleep_before_run);
-    n.sleep_before_run = *options.sleep_before_run;
-  }
-  if (options.timeout) {
-    validate_timeout(task.id, *options.timeout);
-    n.timeout = *options.timeout;
-  }
-  if (def->is_sleeping_task) {
-    Impl::validate_unique_id(input);
-    n.sleeping_task_unique_id = std::move(input);
-    n.input = "null";
-    n.retry_options = RetryOptions{};
-    n.sleep_before_run = std::chrono::milliseconds{0};
-  } else {
-    check_size(input, s.options.max_serialized_input_data_size);
-    n.input = std::move(input);
-  }
+  auto n = s.new_execution(*def, std::move(input), options);
   std::vector<TaskExecutionRecord> records;
   records.push_back(make_task_execution_record(now_timestamp(), std::move(n)));
   const auto start_at = records.front().start_at;

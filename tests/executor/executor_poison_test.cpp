@@ -1,327 +1,455 @@
-// Issue 10 on every storage: inputs and outputs nested too deep are refused without recursing on
-// them (item 4a), extreme durations are refused at validation and saturate everywhere else (item
-// 6), non-finite outputs fail the run and undecodable outputs keep the status readable (item 7).
-// Run under the asan preset, the extreme-value tests are the UBSan test: any overflow aborts.
+// No poison (issue 10, items 1, 2, 3 and 13): a write the storage rejects for good, a children
+// step that can never succeed, a sleeping step of a sequential chain and invalid child overrides
+// end their own execution with a clear error; nothing else waits on them.
 
-#include <atomic>
-#include <cmath>
-#include <limits>
+#include <set>
 
 #include "executor_test_support.hpp"
 
 namespace durable_execution::testing {
 namespace {
 
-using ExecutorPoison = ExecutorTest;
+using detail::ChildSpec;
+using detail::RunParentResult;
+using detail::TaskDefinition;
 using nlohmann::json;
 
-std::string nested_arrays(std::size_t depth) {
-  return std::string(depth, '[') + std::string(depth, ']');
-}
-json deep_value(std::size_t depth) { return json::parse(nested_arrays(depth)); }
+using ExecutorPoison = ExecutorTest;
 
-std::size_t depth_of(const json& j) {
-  std::size_t depth = 0;
-  const json* p = &j;
-  while (p->is_array() && !p->empty()) {
-    ++depth;
-    p = &(*p)[0];
-  }
-  return depth + (p->is_array() ? 1 : 0);
+TaskDefinition simple(const std::string& id, std::function<std::string(const std::string&)> f) {
+  TaskDefinition d;
+  d.options = {.id = id, .timeout = 5s};
+  d.run = [f = std::move(f)](TaskRunContext&, const std::string& in) {
+    return RunParentResult{f(in), {}};
+  };
+  return d;
 }
 
-/** Counts the writes that reach the wrapped storage (rejected calls must make none). */
-class CountingStorage final : public ForwardingTaskExecutionsStorage {
- public:
-  using ForwardingTaskExecutionsStorage::ForwardingTaskExecutionsStorage;
-  void insert_many(const std::vector<TaskExecutionRecord>& executions) override {
-    inserts_ += static_cast<int>(executions.size());
-    ForwardingTaskExecutionsStorage::insert_many(executions);
-  }
-  [[nodiscard]] int inserts() const { return inserts_.load(); }
-
- private:
-  std::atomic<int> inserts_{0};
-};
-
-/** Inserts a record as another program (or an older version) would have written it. */
-TaskExecutionRecord insert_raw(TaskExecutionsStorage& storage, const std::string& task_id,
-                               std::string input, std::chrono::milliseconds timeout = 5s,
-                               RetryOptions retry = {}) {
-  NewTaskExecution n;
-  n.task_id = task_id;
-  n.execution_id = generate_execution_id();
-  n.timeout = timeout;
-  n.retry_options = retry;
-  n.input = std::move(input);
-  auto r = make_task_execution_record(now_timestamp(), std::move(n));
-  storage.insert_many({r});
-  return r;
+TaskDefinition sleeping(const std::string& id) {
+  TaskDefinition d;
+  d.options = {.id = id, .timeout = 30s};
+  d.is_sleeping_task = true;
+  return d;
 }
 
-// ---- item 4a: nesting ---------------------------------------------------------------------------
+/** A parent whose run declares `children(input)`. */
+TaskDefinition parent_of(const std::string& id,
+                         std::function<std::vector<ChildSpec>(const std::string&)> children) {
+  TaskDefinition d;
+  d.options = {.id = id, .timeout = 5s};
+  d.is_parent = true;
+  d.run = [children = std::move(children)](TaskRunContext&, const std::string& in) {
+    return RunParentResult{"null", children(in)};
+  };
+  return d;
+}
 
-TEST_P(ExecutorPoison, InputsNestedTooDeepAreRefusedAtEnqueueAndNothingIsStored) {
-  CountingStorage counting{storage()};
-  DurableExecutor executor{counting, fast_options()};
-  auto size = executor.task({.id = "size", .timeout = 5s},
-                            [](const json& j) { return static_cast<int>(j.size()); });
-  executor.start();
-  for (const std::size_t depth : {std::size_t{513}, std::size_t{100'000}}) {
-    // An lvalue: the typed front must not copy it (a recursive copy) before checking it.
-    const json input = deep_value(depth);
-    try {
-      (void)executor.enqueue_task(size, input);
-      ADD_FAILURE() << "a " << depth << "-deep input must be refused";
-    } catch (const DurableExecutionError& e) {
-      EXPECT_FALSE(e.is_retryable());
-      EXPECT_NE(std::string{e.what()}.find("nesting depth exceeds the maximum of 512"),
-                std::string::npos)
-          << e.what();
+TaskDefinition sequence(const std::string& id, std::vector<std::string> steps) {
+  TaskDefinition d;
+  d.options = {.id = id, .timeout = 30s};
+  d.is_parent = true;
+  d.are_children_sequential = true;
+  const auto count = steps.size();
+  d.run = [steps = std::move(steps)](TaskRunContext&, const std::string& in) {
+    RunParentResult r{"null", {}};
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      r.children.push_back(ChildSpec{steps[i], i == 0 ? in : "null", {}});
     }
-  }
-  EXPECT_EQ(counting.inserts(), 0);
-  // A child declared with such an input fails its parent, clearly, and inserts no child.
-  auto parent = executor.parent_task({.id = "parent", .timeout = 5s}, [&](const int&) {
-    ParentRunResult<int> r{0, {}};
-    r.children.push_back(child(size, deep_value(100'000)));
     return r;
-  });
-  auto h = executor.enqueue_task(parent, 1);
-  const auto done = h.wait_and_get_finished_execution(bounded_wait());
-  EXPECT_EQ(done.status, TaskExecutionStatus::failed);
-  ASSERT_TRUE(done.error.has_value());
-  EXPECT_NE(done.error->message.find("Error serializing value: nesting depth"), std::string::npos)
-      << done.error->message;
-  EXPECT_EQ(counting.inserts(), 1);
+  };
+  d.finalize_function = detail::sequential_finalize(count);
+  return d;
 }
 
-TEST_P(ExecutorPoison, ValuesAtTheNestingLimitRoundTrip) {
+/** Every wait here is short: the old engine left these executions unfinished for minutes. */
+TaskExecutionRecord finished(detail::Engine& engine, const std::string& task,
+                             const std::string& id) {
+  return engine.wait_finished(task, id, bounded_wait(8s));
+}
+
+bool contains(const std::optional<StoredError>& error, const std::string& text) {
+  return error && error->message.find(text) != std::string::npos;
+}
+
+std::string message_of(const TaskExecutionRecord& r) {
+  return r.error ? r.error->message : std::string{"(no error)"};
+}
+
+std::optional<TaskExecutionRecord> by_unique_id(TaskExecutionsStorage& s, const std::string& id) {
+  return s.get_many_by_sleeping_task_unique_id({GetBySleepingTaskUniqueIdRequest{id}}).front();
+}
+
+// ---- item 1: a write the storage rejects for good -------------------------------------------
+
+TEST_P(ExecutorPoison, ASleepingChildWhoseUniqueIdIsTakenFailsOnlyItsParent) {
   DurableExecutor executor{storage(), fast_options()};
-  auto echo = executor.task({.id = "echo", .timeout = 5s}, [](const json& j) { return j; });
-  executor.start();
-  const auto value = deep_value(max_serialized_nesting_depth);
-  const auto done =
-      executor.enqueue_task(echo, value).wait_and_get_finished_execution(bounded_wait());
-  ASSERT_EQ(done.status, TaskExecutionStatus::completed);
-  ASSERT_TRUE(done.output.has_value());
-  EXPECT_EQ(depth_of(*done.output), max_serialized_nesting_depth);
-}
-
-TEST_P(ExecutorPoison, AnOutputNestedTooDeepFailsTheRunWithoutCrashingTheExecutor) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto deep = executor.task({.id = "deep", .timeout = 5s}, [](const int& depth) {
-    return deep_value(static_cast<std::size_t>(depth));
-  });
-  executor.start();
-  for (const int depth : {513, 100'000}) {
-    const auto done =
-        executor.enqueue_task(deep, depth).wait_and_get_finished_execution(bounded_wait());
-    EXPECT_EQ(done.status, TaskExecutionStatus::failed) << depth;
-    ASSERT_TRUE(done.error.has_value());
-    EXPECT_FALSE(done.error->is_retryable);
-    EXPECT_NE(done.error->message.find("Error serializing value: nesting depth exceeds"),
-              std::string::npos)
-        << done.error->message;
-  }
-}
-
-TEST_P(ExecutorPoison, AStoredInputNestedTooDeepFailsItsRunAndEveryOtherExecutionRuns) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto size = executor.task({.id = "size", .timeout = 5s},
-                            [](const json& j) { return static_cast<int>(j.size()); });
-  // Written by another program: 100,000 levels, which nlohmann's recursive copy cannot take.
-  const auto poisoned = insert_raw(storage(), "size", nested_arrays(100'000));
-  executor.start();
-  auto healthy = executor.enqueue_task(size, json::array({1, 2, 3}));
-  const auto h_done = healthy.wait_and_get_finished_execution(bounded_wait());
-  EXPECT_EQ(h_done.status, TaskExecutionStatus::completed);
-  EXPECT_EQ(h_done.output, 3);
-  const auto p_done = executor.get_task_execution_handle(size, poisoned.execution_id)
-                          .wait_and_get_finished_execution(bounded_wait());
-  EXPECT_EQ(p_done.status, TaskExecutionStatus::failed);
-  ASSERT_TRUE(p_done.error.has_value());
-  EXPECT_FALSE(p_done.error->is_retryable);
-  EXPECT_NE(p_done.error->message.find("Error deserializing value: nesting depth exceeds"),
-            std::string::npos)
-      << p_done.error->message;
-}
-
-// ---- item 7: outputs that cannot be read back ---------------------------------------------------
-
-TEST_P(ExecutorPoison, NonFiniteOutputsFailTheRunInsteadOfCompletingUnreadably) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto ratio = executor.task({.id = "ratio", .timeout = 5s}, [](const int& which) {
-    switch (which) {
-      case 0:
-        return std::nan("");
-      case 1:
-        return std::numeric_limits<double>::infinity();
-      case 2:
-        return -std::numeric_limits<double>::infinity();
-      default:
-        return 0.5;
-    }
-  });
-  executor.start();
-  for (int which = 0; which < 3; ++which) {
-    TaskExecution<double> done;
-    ASSERT_NO_THROW(
-        done = executor.enqueue_task(ratio, which).wait_and_get_finished_execution(bounded_wait()));
-    EXPECT_EQ(done.status, TaskExecutionStatus::failed) << which;
-    ASSERT_TRUE(done.error.has_value());
-    EXPECT_FALSE(done.error->is_retryable);
-    EXPECT_NE(done.error->message.find("Error serializing value: a number is NaN or infinite"),
-              std::string::npos)
-        << done.error->message;
-  }
-  EXPECT_EQ(executor.enqueue_task(ratio, 3).wait_and_get_finished_execution(bounded_wait()).output,
-            0.5);
-  // A non-finite input is refused at enqueue.
-  auto half = executor.task({.id = "half", .timeout = 5s}, [](const double& d) { return d / 2; });
-  EXPECT_THROW((void)executor.enqueue_task(half, std::nan("")), DurableExecutionError);
-}
-
-TEST_P(ExecutorPoison, AStoredOutputThatDoesNotDecodeKeepsTheStatusAndSaysWhy) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto count = executor.task({.id = "count", .timeout = 5s}, [](const int& x) { return x; });
-  // A completed record whose output is not an int (an older version of the task, or a NaN
-  // stored as null by an older version of this library).
-  for (const char* stored : {"\"abc\"", "null"}) {
-    auto r = insert_raw(storage(), "count", "1");
-    TaskExecutionUpdate u;
-    u.status = TaskExecutionStatus::completed;
-    u.output = stored;
-    storage().update_many_by_id({{r.execution_id, {}, normalize_update(now_timestamp(), u)}});
-    auto handle = executor.get_task_execution_handle(count, r.execution_id);
-    TaskExecution<int> view;
-    ASSERT_NO_THROW(view = handle.get_execution());
-    EXPECT_EQ(view.status, TaskExecutionStatus::completed);
-    EXPECT_FALSE(view.output.has_value());
-    ASSERT_TRUE(view.output_error.has_value());
-    EXPECT_NE(view.output_error->message.find("Error deserializing value"), std::string::npos)
-        << view.output_error->message;
-    ASSERT_NO_THROW(view = handle.wait_and_get_finished_execution(bounded_wait()));
-    EXPECT_EQ(view.status, TaskExecutionStatus::completed);
-    EXPECT_TRUE(view.output_error.has_value());
-  }
-}
-
-// ---- item 6: extreme durations ------------------------------------------------------------------
-
-TEST_P(ExecutorPoison, DurationsBeyondTheDocumentedBoundsAreRefusedAndNothingIsStored) {
-  const auto too_long = max_duration + 1ms;
-  auto leeway = fast_options();
-  leeway.expire_leeway = too_long;
-  EXPECT_THROW(DurableExecutor(storage(), leeway), DurableExecutionError);
-  auto polling = fast_options();
-  polling.background_process_intra_batch_sleep = std::chrono::milliseconds::max();
-  EXPECT_THROW(DurableExecutor(storage(), polling), DurableExecutionError);
-
-  CountingStorage counting{storage()};
-  DurableExecutor executor{counting, fast_options()};
-  EXPECT_THROW(
-      (void)executor.task({.id = "t1", .timeout = too_long}, [](const int& x) { return x; }),
-      DurableExecutionError);
-  EXPECT_THROW((void)executor.task({.id = "t2", .timeout = std::chrono::milliseconds::max()},
-                                   [](const int& x) { return x; }),
-               DurableExecutionError);
-  EXPECT_THROW((void)executor.task({.id = "t3", .timeout = 1s, .sleep_before_run = too_long},
-                                   [](const int& x) { return x; }),
-               DurableExecutionError);
-  auto ok = executor.task({.id = "ok", .timeout = max_duration}, [](const int& x) { return x; });
-  executor.start();
-  for (const EnqueueOptions& bad :
-       {EnqueueOptions{.timeout = std::chrono::milliseconds::max()},
-        EnqueueOptions{.sleep_before_run = std::chrono::milliseconds::max()},
-        EnqueueOptions{.sleep_before_run = too_long},
-        EnqueueOptions{.retry = RetryOptions{1, std::chrono::milliseconds::max(), 2.0, {}}}}) {
-    try {
-      (void)executor.enqueue_task(ok, 1, bad);
-      ADD_FAILURE() << "an override beyond the bounds must be refused";
-    } catch (const DurableExecutionError& e) {
-      EXPECT_NE(std::string{e.what()}.find("must be"), std::string::npos) << e.what();
-    }
-  }
-  EXPECT_EQ(counting.inserts(), 0);
-  // At the bounds, everything works (a 10-year timeout, lease and sleeping expiry).
-  EXPECT_EQ(executor.enqueue_task(ok, 7).wait_and_get_finished_execution(bounded_wait()).output, 7);
-}
-
-TEST_P(ExecutorPoison, ExtremeStoredValuesSaturateAndEveryOtherExecutionRuns) {
-  auto options = fast_options();
-  options.expire_leeway = max_duration;
-  DurableExecutor executor{storage(), options};
-  std::atomic<int> failing_runs{0};
-  auto sleepy = executor.task({.id = "sleepy", .timeout = 5s}, [](const int& ms) {
-    std::this_thread::sleep_for(std::chrono::milliseconds{ms});
-    return ms;
-  });
-  auto flaky = executor.task({.id = "flaky", .timeout = 5s}, [&](const int&) -> int {
-    ++failing_runs;
-    throw std::runtime_error("try again");
-  });
-  auto webhook = executor.sleeping_task<std::string>({.id = "webhook", .timeout = max_duration});
-  // As another program might have written them: a timeout of 2^63 - 1 ms (the run's deadline
-  // and lease saturate, so it completes), the smallest timeout (it times out at once), retries
-  // whose back-off would be 10^99 hours, and a start 2^63 - 1 ms away (never due).
-  const auto forever = insert_raw(storage(), "sleepy", "30", std::chrono::milliseconds::max());
-  const auto never = insert_raw(storage(), "sleepy", "0", std::chrono::milliseconds::min());
-  const auto backoff =
-      insert_raw(storage(), "flaky", "0", 5s,
-                 RetryOptions{100, std::chrono::milliseconds{3'600'000}, 10.0, {}});
-  {
-    TaskExecutionUpdate u;
-    u.retry_attempts = 99;
-    storage().update_many_by_id({{backoff.execution_id, {}, normalize_update(now_timestamp(), u)}});
-  }
-  NewTaskExecution far;
-  far.task_id = "sleepy";
-  far.execution_id = generate_execution_id();
-  far.timeout = 5s;
-  far.sleep_before_run = std::chrono::milliseconds::max();
-  far.input = "1";
-  const auto far_record = make_task_execution_record(now_timestamp(), far);
-  EXPECT_EQ(to_unix_ms(far_record.start_at), std::numeric_limits<std::int64_t>::max());
-  storage().insert_many({far_record});
-
-  executor.start();
-  const auto started = now_timestamp();
-  auto sleeping = executor.enqueue_task(webhook, "order_1");
-  auto healthy = executor.enqueue_task(sleepy, 5);
-  EXPECT_EQ(healthy.wait_and_get_finished_execution(bounded_wait()).output, 5);
-  const auto f = executor.get_task_execution_handle(sleepy, forever.execution_id)
-                     .wait_and_get_finished_execution(bounded_wait());
-  EXPECT_EQ(f.status, TaskExecutionStatus::completed);
-  EXPECT_EQ(f.output, 30);
-  const auto n = executor.get_task_execution_handle(sleepy, never.execution_id)
-                     .wait_and_get_finished_execution(bounded_wait());
-  EXPECT_TRUE(n.is_finished());
-  ASSERT_TRUE(wait_until([&] { return failing_runs.load() >= 1; }));
-  ASSERT_TRUE(wait_until([&] {
-    return executor.get_task_execution_handle(flaky, backoff.execution_id).get_execution().status ==
-           TaskExecutionStatus::ready;
+  auto& engine = *executor.engine();
+  auto hook = engine.register_task(sleeping("hook"));
+  (void)engine.register_task(simple("echo", [](const std::string& in) { return in; }));
+  auto p = engine.register_task(parent_of("parent", [](const std::string& in) {
+    return std::vector<ChildSpec>{ChildSpec{"hook", json::parse(in).get<std::string>(), {}}};
   }));
-  const auto b = executor.get_task_execution_handle(flaky, backoff.execution_id).get_execution();
-  EXPECT_EQ(b.retry_attempts, 100);
-  auto stored = storage().get_many_by_id({{backoff.execution_id, {}}}).at(0);
-  ASSERT_TRUE(stored.has_value());
-  // The back-off saturated at the maximum duration (10 years), not at a wrapped-around time.
-  EXPECT_GE(stored->start_at, started + max_duration - 1min);
-  EXPECT_LE(stored->start_at, now_timestamp() + max_duration);
-  EXPECT_EQ(
-      executor.get_task_execution_handle(sleepy, far_record.execution_id).get_execution().status,
-      TaskExecutionStatus::ready);
-  const auto s = sleeping.get_execution();
-  EXPECT_EQ(s.status, TaskExecutionStatus::running);
-  ASSERT_TRUE(s.expires_at.has_value());
-  EXPECT_GE(*s.expires_at, started + max_duration);
-  // Waits whose timeout and polling interval are at the limits of milliseconds.
-  const auto done = executor.enqueue_task(sleepy, 1).wait_and_get_finished_execution(
-      {.polling_interval = std::chrono::milliseconds::max(),
-       .timeout = std::chrono::milliseconds::max()});
-  EXPECT_EQ(done.output, 1);
-  executor.shutdown();
+  auto plain = engine.register_task(parent_of("plain", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"echo", "1", {}}};
+  }));
+  (void)engine.enqueue(hook, "taken", {});
+  executor.start();
+  // Runs that finish together are written together: the bad one among good ones.
+  std::vector<std::string> good;
+  for (int i = 0; i < 10; ++i) good.push_back(engine.enqueue(plain, "null", {}));
+  const auto bad = engine.enqueue(p, R"("taken")", {});
+  const auto bad_rec = finished(engine, "parent", bad);
+  EXPECT_EQ(bad_rec.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(contains(bad_rec.error, "unique id")) << message_of(bad_rec);
+  EXPECT_TRUE(bad_rec.error && !bad_rec.error->is_retryable);
+  for (const auto& id : good) {
+    EXPECT_EQ(finished(engine, "plain", id).status, TaskExecutionStatus::completed);
+  }
+  // The sleeping execution that owns the id is untouched, and a good parent still gets it.
+  auto owner = by_unique_id(storage(), "taken");
+  ASSERT_TRUE(owner);
+  EXPECT_FALSE(owner->parent);
+  const auto ok = engine.enqueue(p, R"("free")", {});
+  ASSERT_TRUE(wait_until([&] { return by_unique_id(storage(), "free").has_value(); }));
+  (void)engine.wakeup_sleeping(hook, "free", TaskExecutionStatus::completed, "7");
+  EXPECT_EQ(finished(engine, "parent", ok).status, TaskExecutionStatus::completed);
+}
+
+TEST_P(ExecutorPoison, OneRejectedRequestOfABatchDoesNotHoldBackTheOthers) {
+  FaultInjectingTaskExecutionsStorage faulty{storage()};
+  DurableExecutor executor{faulty, fast_options()};
+  auto& engine = *executor.engine();
+  (void)engine.register_task(simple("echo", [](const std::string& in) { return in; }));
+  Gate gate;
+  TaskDefinition gated = parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"echo", "1", {}}};
+  });
+  gated.run = [&gate](TaskRunContext& ctx, const std::string&) {
+    (void)gate.wait(ctx.stop_token());
+    return RunParentResult{"null", {ChildSpec{"echo", "1", {}}}};
+  };
+  auto p = engine.register_task(std::move(gated));
+  executor.start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back(engine.enqueue(p, "null", {}));
+  const std::string bad = ids[7];
+  // The storage rejects (for good) every children insert of `bad`, and with it the whole call.
+  faulty.fail_requests([bad](StorageOperation op, const std::string& id) {
+    return op == StorageOperation::update_many_by_id_and_insert_children_if_updated && id == bad;
+  });
+  ASSERT_TRUE(wait_until([&] { return engine.running_execution_ids().size() == ids.size(); }));
+  gate.open();
+  const auto rec = finished(engine, "parent", bad);
+  EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(contains(rec.error, "Injected fault")) << message_of(rec);
+  for (const auto& id : ids) {
+    if (id != bad) {
+      EXPECT_EQ(finished(engine, "parent", id).status, TaskExecutionStatus::completed);
+    }
+  }
+  EXPECT_GE(faulty.injected_failures(), 1);
+}
+
+TEST_P(ExecutorPoison, TransientWriteFailuresAreRetriedAndWritten) {
+  FaultInjectingTaskExecutionsStorage faulty{storage()};
+  DurableExecutor executor{faulty, fast_options()};
+  auto& engine = *executor.engine();
+  auto echo = engine.register_task(simple("echo", [](const std::string& in) { return in; }));
+  auto p = engine.register_task(parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"echo", "1", {}}, ChildSpec{"echo", "2", {}}};
+  }));
+  executor.start();
+  // 5 failed calls: more than the storage retries (1), fewer than the write's back-off rounds.
+  faulty.fail_next(StorageOperation::update_many_by_id, 5);
+  faulty.fail_next(StorageOperation::update_many_by_id_and_insert_children_if_updated, 5);
+  faulty.fail_next(StorageOperation::get_many_by_parent_execution_id, 5);
+  const auto a = engine.enqueue(echo, "3", {});
+  const auto b = engine.enqueue(p, "null", {});
+  EXPECT_EQ(finished(engine, "echo", a).status, TaskExecutionStatus::completed);
+  EXPECT_EQ(finished(engine, "parent", b).status, TaskExecutionStatus::completed);
+  EXPECT_GE(faulty.injected_failures(), 10);
+}
+
+TEST_P(ExecutorPoison, ACloseTheStorageRejectsDoesNotHoldBackTheOtherCloses) {
+  FaultInjectingTaskExecutionsStorage faulty{storage()};
+  DurableExecutor executor{faulty, fast_options()};
+  auto& engine = *executor.engine();
+  Gate gate;
+  TaskDefinition wait = simple("wait", [](const std::string& in) { return in; });
+  wait.run = [&gate](TaskRunContext& ctx, const std::string& in) {
+    (void)gate.wait(ctx.stop_token());
+    return RunParentResult{in, {}};
+  };
+  (void)engine.register_task(std::move(wait));
+  // Parents that end finalize_failed with children: they take the mark and close path.
+  auto def = parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"wait", "1", {}}};
+  });
+  def.finalize_function = [](const std::string&) -> std::string {
+    throw DurableExecutionError::non_retryable("finalize says no");
+  };
+  auto p = engine.register_task(std::move(def));
+  executor.start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back(engine.enqueue(p, "null", {}));
+  const std::string bad = ids[3];
+  // Once `bad` is finished, the storage rejects every update of it: its close is refused.
+  auto& inner = storage();
+  faulty.fail_requests([bad, &inner](StorageOperation op, const std::string& id) {
+    if (op != StorageOperation::update_many_by_id || id != bad) return false;
+    const auto rec = inner.get_many_by_id({GetByIdRequest{id, {}}}).front();
+    return rec && rec->is_finished;
+  });
+  gate.open();
+  const auto closed = [&](const std::string& id) {
+    const auto rec = inner.get_many_by_id({GetByIdRequest{id, {}}}).front();
+    return rec && rec->close_status == CloseStatus::closed;
+  };
+  for (const auto& id : ids) {
+    if (id == bad) continue;
+    EXPECT_TRUE(wait_until([&] { return closed(id); }, 8s)) << id;
+  }
+  EXPECT_EQ(finished(engine, "parent", bad).status, TaskExecutionStatus::finalize_failed);
+  EXPECT_FALSE(closed(bad));
+}
+
+// ---- item 3 (and 1): sleeping steps of sequential chains --------------------------------------
+
+TEST_P(ExecutorPoison, ASleepingStepOfASequentialChainUsesThePreviousOutputAsItsUniqueId) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto make_id = executor.task({.id = "make_id", .timeout = 5s},
+                               [](const int& n) { return "order_" + std::to_string(n); });
+  auto webhook = executor.sleeping_task<std::string>({.id = "webhook", .timeout = 30s});
+  auto shout =
+      executor.task({.id = "shout", .timeout = 5s}, [](const std::string& s) { return s + "!"; });
+  auto chain = executor.sequential_tasks("chain", make_id, webhook, shout);
+  executor.start();
+  auto h1 = executor.enqueue_task(chain, 1);
+  auto h2 = executor.enqueue_task(chain, 2);
+  ASSERT_TRUE(wait_until([&] {
+    return by_unique_id(storage(), "order_1").has_value() &&
+           by_unique_id(storage(), "order_2").has_value();
+  }));
+  const auto step = by_unique_id(storage(), "order_1");
+  EXPECT_EQ(step->input, "null");  // exactly as if enqueued with the id
+  ASSERT_TRUE(step->parent);
+  EXPECT_EQ(step->parent->index_in_parent_children, 1);
+  (void)executor.wakeup_sleeping_task_execution(webhook, "order_1", "paid");
+  (void)executor.wakeup_sleeping_task_execution(webhook, "order_2", "declined");
+  const auto r1 = h1.wait_and_get_finished_execution(bounded_wait(8s));
+  const auto r2 = h2.wait_and_get_finished_execution(bounded_wait(8s));
+  ASSERT_EQ(r1.status, TaskExecutionStatus::completed);
+  EXPECT_EQ(r1.output, "paid!");
+  EXPECT_EQ(r2.output, "declined!");
+}
+
+TEST_P(ExecutorPoison, ChainsWhoseSleepingStepsCollideDoNotStallTheOthers) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto& engine = *executor.engine();
+  (void)engine.register_task(simple("name", [](const std::string& in) {
+    return json("id_" + json::parse(in).get<std::string>()).dump();
+  }));
+  auto hook = engine.register_task(sleeping("hook"));
+  auto chain = engine.register_task(sequence("chain", {"name", "hook"}));
+  // 10 chains whose sleeping step gets an id already taken, enqueued among 50 unrelated ones.
+  for (int i = 0; i < 10; ++i) (void)engine.enqueue(hook, "id_dup" + std::to_string(i), {});
+  std::vector<std::pair<std::string, std::string>> good;  // execution id, unique id
+  std::vector<std::string> colliding;
+  for (int i = 0; i < 60; ++i) {
+    const bool bad = i % 6 == 0;
+    const auto key = bad ? "dup" + std::to_string(i / 6) : "ok" + std::to_string(i);
+    const auto id = engine.enqueue(chain, json(key).dump(), {});
+    if (bad) {
+      colliding.push_back(id);
+    } else {
+      good.emplace_back(id, "id_" + key);
+    }
+  }
+  executor.start();
+  for (const auto& id : colliding) {
+    const auto rec = finished(engine, "chain", id);
+    EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
+    EXPECT_TRUE(contains(rec.error, "unique id")) << message_of(rec);
+  }
+  for (const auto& [id, unique_id] : good) {
+    ASSERT_TRUE(wait_until([&] { return by_unique_id(storage(), unique_id).has_value(); }, 8s))
+        << unique_id;
+    (void)engine.wakeup_sleeping(hook, unique_id, TaskExecutionStatus::completed, "1");
+  }
+  for (const auto& [id, unique_id] : good) {
+    EXPECT_EQ(finished(engine, "chain", id).status, TaskExecutionStatus::completed);
+  }
+}
+
+TEST_P(ExecutorPoison, ASleepingStepAfterANonStringOutputFailsTheChain) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto& engine = *executor.engine();
+  (void)engine.register_task(simple("number", [](const std::string&) { return "42"; }));
+  (void)engine.register_task(sleeping("hook"));
+  auto chain = engine.register_task(sequence("chain", {"number", "hook"}));
+  executor.start();
+  const auto rec = finished(engine, "chain", engine.enqueue(chain, "null", {}));
+  EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(contains(rec.error, "must be a unique id string, got 42")) << message_of(rec);
+}
+
+// ---- item 2: children steps that can never succeed -------------------------------------------
+
+TEST_P(ExecutorPoison, ChildrenResultsOverTheOutputLimitFailTheParent) {
+  auto o = fast_options();
+  o.max_serialized_output_data_size = 1024;
+  DurableExecutor executor{storage(), o};
+  auto& engine = *executor.engine();
+  (void)engine.register_task(
+      simple("big", [](const std::string&) { return json(std::string(600, 'x')).dump(); }));
+  auto p = engine.register_task(parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"big", "1", {}}, ChildSpec{"big", "2", {}}};
+  }));
+  executor.start();
+  const auto rec = finished(engine, "parent", engine.enqueue(p, "null", {}));
+  EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(contains(rec.error, "2 children's results")) << message_of(rec);
+  EXPECT_TRUE(contains(rec.error, "over the output limit of 1024 bytes")) << message_of(rec);
+  EXPECT_TRUE(rec.error && !rec.error->is_retryable);
+}
+
+TEST_P(ExecutorPoison, AThousandChildrenOfAKilobyteEachFailTheParentAtTheDefaultLimit) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto& engine = *executor.engine();
+  (void)engine.register_task(
+      simple("big", [](const std::string&) { return json(std::string(1100, 'x')).dump(); }));
+  auto p = engine.register_task(parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>(1000, ChildSpec{"big", "1", {}});
+  }));
+  executor.start();
+  const auto rec = engine.wait_finished("parent", engine.enqueue(p, "null", {}), bounded_wait(30s));
+  EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(contains(rec.error, "1000 children's results")) << message_of(rec);
+  EXPECT_TRUE(contains(rec.error, "over the output limit of 1048576 bytes")) << message_of(rec);
+}
+
+TEST_P(ExecutorPoison, AFinalizeInputOverTheInputLimitFailsTheParent) {
+  auto o = fast_options();
+  o.max_serialized_input_data_size = 1024;
+  DurableExecutor executor{storage(), o};
+  auto& engine = *executor.engine();
+  (void)engine.register_task(
+      simple("big", [](const std::string&) { return json(std::string(600, 'x')).dump(); }));
+  (void)engine.register_task(simple("fin", [](const std::string&) { return "1"; }));
+  auto def = parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"big", "1", {}}, ChildSpec{"big", "2", {}}};
+  });
+  def.finalize_task_id = "fin";
+  auto p = engine.register_task(std::move(def));
+  executor.start();
+  const auto rec = finished(engine, "parent", engine.enqueue(p, "null", {}));
+  EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(contains(rec.error, "Input of finalize task fin")) << message_of(rec);
+  EXPECT_TRUE(contains(rec.error, "over the input limit of 1024 bytes")) << message_of(rec);
+}
+
+TEST_P(ExecutorPoison, AFinalizeFunctionOutputOverTheLimitIsTheFinalizesFault) {
+  auto o = fast_options();
+  o.max_serialized_output_data_size = 1024;
+  DurableExecutor executor{storage(), o};
+  auto& engine = *executor.engine();
+  (void)engine.register_task(simple("echo", [](const std::string& in) { return in; }));
+  auto def = parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"echo", "1", {}}};
+  });
+  def.finalize_function = [](const std::string&) { return json(std::string(2000, 'y')).dump(); };
+  auto p = engine.register_task(std::move(def));
+  executor.start();
+  const auto rec = finished(engine, "parent", engine.enqueue(p, "null", {}));
+  EXPECT_EQ(rec.status, TaskExecutionStatus::finalize_failed);
+  EXPECT_TRUE(contains(rec.error,
+                       "Output of the finalize function of parent task parent is 2002 "
+                       "bytes, over the output limit of 1024 bytes"))
+      << message_of(rec);
+}
+
+TEST_P(ExecutorPoison, AChildOutputThatCannotBeDecodedFailsTheParent) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto& engine = *executor.engine();
+  auto hook = engine.register_task(sleeping("hook"));
+  (void)engine.register_task(simple("echo", [](const std::string& in) { return in; }));
+  auto p = engine.register_task(parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"echo", "1", {}}, ChildSpec{"hook", "h1", {}}};
+  }));
+  executor.start();
+  const auto id = engine.enqueue(p, "null", {});
+  ASSERT_TRUE(wait_until([&] { return by_unique_id(storage(), "h1").has_value(); }));
+  // The untyped engine (another program, in effect) stores text that is not JSON.
+  (void)engine.wakeup_sleeping(hook, "h1", TaskExecutionStatus::completed, "{not json");
+  const auto rec = finished(engine, "parent", id);
+  EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(contains(rec.error, "Output of child 1 (task hook")) << message_of(rec);
+  EXPECT_TRUE(contains(rec.error, "cannot be decoded: it is not JSON (9 bytes: {not json)"))
+      << message_of(rec);
+}
+
+TEST_P(ExecutorPoison, AChildErrorThatIsNotUtf8DoesNotStallItsParent) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto& engine = *executor.engine();
+  auto hook = engine.register_task(sleeping("hook"));
+  auto p = engine.register_task(parent_of("parent", [](const std::string&) {
+    return std::vector<ChildSpec>{ChildSpec{"hook", "h1", {}}};
+  }));
+  executor.start();
+  const auto id = engine.enqueue(p, "null", {});
+  ASSERT_TRUE(wait_until([&] { return by_unique_id(storage(), "h1").has_value(); }));
+  try {
+    (void)engine.wakeup_sleeping(hook, "h1", TaskExecutionStatus::failed, "bad \xff\xfe message");
+  } catch (const DurableExecutionError&) {
+    GTEST_SKIP() << "this storage refuses a message that is not UTF-8";
+  }
+  const auto rec = finished(engine, "parent", id);
+  ASSERT_EQ(rec.status, TaskExecutionStatus::completed);  // all settled, the message replaced
+  EXPECT_EQ(json::parse(*rec.output)["children"][0]["status"], "failed");
+}
+
+// ---- item 13: children's overrides are validated like enqueue_task's --------------------------
+
+TEST_P(ExecutorPoison, InvalidChildOverridesFailTheParentLikeAnInvalidEnqueue) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto& engine = *executor.engine();
+  auto echo = engine.register_task(simple("echo", [](const std::string& in) { return in; }));
+  auto with = [&](const std::string& id, EnqueueOptions o) {
+    return engine.register_task(parent_of(id, [o](const std::string&) {
+      return std::vector<ChildSpec>{ChildSpec{"echo", "1", o}};
+    }));
+  };
+  auto many = with("many_retries", {.retry = RetryOptions{.max_attempts = 500}});
+  auto negative = with("negative_timeout", {.timeout = std::chrono::milliseconds{-5}});
+  auto sleep = with("negative_sleep", {.sleep_before_run = std::chrono::milliseconds{-1}});
+  executor.start();
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"many_retries", "max_attempts must be between 0 and 100 (got 500)"},
+      {"negative_timeout", "Invalid timeout value for task echo: must be at least 1 ms (got -5)"},
+      {"negative_sleep", "Invalid sleep ms before run for task echo"}};
+  const std::vector<std::string> ids{engine.enqueue(many, "null", {}),
+                                     engine.enqueue(negative, "null", {}),
+                                     engine.enqueue(sleep, "null", {})};
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const auto rec = finished(engine, cases[i].first, ids[i]);
+    EXPECT_EQ(rec.status, TaskExecutionStatus::failed) << cases[i].first;
+    EXPECT_TRUE(contains(rec.error, cases[i].second)) << message_of(rec);
+    // The same rule as an enqueue with those overrides.
+    const EnqueueOptions o =
+        i == 0   ? EnqueueOptions{.retry = RetryOptions{.max_attempts = 500}}
+        : i == 1 ? EnqueueOptions{.timeout = std::chrono::milliseconds{-5}}
+                 : EnqueueOptions{.sleep_before_run = std::chrono::milliseconds{-1}};
+    try {
+      (void)engine.enqueue(echo, "1", o);
+      ADD_FAILURE() << "enqueue accepted " << cases[i].first;
+    } catch (const DurableExecutionError& e) {
+      EXPECT_NE(std::string{e.what()}.find(cases[i].second), std::string::npos) << e.what();
+    }
+  }
+  // No child was stored for any of them.
+  for (const auto& id : ids) {
+    EXPECT_TRUE(storage().get_many_by_parent_execution_id({{id}}).front().empty());
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Storages, ExecutorPoison, ::testing::ValuesIn(all_storage_factories()),
