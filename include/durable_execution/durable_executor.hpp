@@ -286,9 +286,9 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
   template <class O, class V>
   requires InputFor<V, O> TaskExecution<O> wakeup_sleeping_task_execution(
       const Task<std::string, O>& task, const std::string& unique_id, V&& output) {
-    return TaskExecution<O>::from_record(engine_->wakeup_sleeping(
-        task.descriptor(), unique_id, TaskExecutionStatus::completed,
-        detail::serialize_value(static_cast<const O&>(O(std::forward<V>(output))))));
+    return TaskExecution<O>::from_record(
+        engine_->wakeup_sleeping(task.descriptor(), unique_id, TaskExecutionStatus::completed,
+                                 detail::serialize_as<O>(std::forward<V>(output))));
   }
 
   /** @brief Fails the sleeping execution with `unique_id` (non-retryable, `message`). */

@@ -30,7 +30,9 @@
 #include <unordered_set>
 
 #include "durable_execution/detail/engine.hpp"
+#include "durable_execution/detail/json_limits.hpp"
 #include "durable_execution/detail/json_text.hpp"
+#include "durable_execution/detail/saturating_time.hpp"
 #include "executor_support.hpp"
 #include "executor_validation.hpp"
 
@@ -90,11 +92,16 @@ std::string error_message(std::exception_ptr ep) {
   }
 }
 
+/** Size limit, then the nesting limit of everything stored (a cheap scan; none for short data). */
 void check_size(const std::string& data, std::int64_t limit) {
   if (static_cast<std::int64_t>(data.size()) > limit) {
     throw DurableExecutionError::non_retryable(
         fmt::format("Serialized data size ({} bytes) exceeds maximum allowed size ({} bytes)",
                     data.size(), limit));
+  }
+  if (json_nesting_exceeds(data, max_stored_nesting_depth)) {
+    throw DurableExecutionError::non_retryable("Serialized data " +
+                                               nesting_error_message(max_stored_nesting_depth));
   }
 }
 
@@ -107,13 +114,6 @@ Status status_for_error(const StoredError& e) {
     default:
       return Status::failed;
   }
-}
-
-milliseconds retry_delay(const RetryOptions& r, std::int32_t retry_attempts) {
-  double delay = static_cast<double>(r.base_delay.value_or(milliseconds{0}).count());
-  if (retry_attempts > 0) delay *= std::pow(r.delay_multiplier.value_or(1.0), retry_attempts);
-  if (r.max_delay) delay = std::min(delay, static_cast<double>(r.max_delay->count()));
-  return milliseconds{static_cast<std::int64_t>(delay)};
 }
 
 /** The string a JSON text holds (a step's output as a sleeping step's unique id), if any. */
@@ -364,25 +364,28 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   /** A local sleeping execution times out at `expires_at`: run the expiry step then. */
   void schedule_expiry_at(Timestamp expires_at) {
     if (!timer) return;
-    const auto delay = std::max(expires_at - now_timestamp(), milliseconds{0});
-    timer->schedule(SteadyClock::now() + delay + milliseconds{2}, [this] {
-      {
-        std::lock_guard lock(bg_mutex);
-        bg_wake = true;
-        bg_expire_now = true;
-      }
-      bg_cv.notify_one();
-    });
+    const auto delay = std::max(saturating_sub(expires_at, now_timestamp()), milliseconds{0});
+    timer->schedule(saturating_deadline(SteadyClock::now(), saturating_add(delay, milliseconds{2})),
+                    [this] {
+                      {
+                        std::lock_guard lock(bg_mutex);
+                        bg_wake = true;
+                        bg_expire_now = true;
+                      }
+                      bg_cv.notify_one();
+                    });
   }
 
   void schedule_dispatch_at(Timestamp start_at) {
-    const auto delay = start_at - now_timestamp();
+    const auto delay = saturating_sub(start_at, now_timestamp());
     if (delay <= milliseconds{0}) {
       wake_dispatcher();
       return;
     }
     if (timer) {
-      timer->schedule(SteadyClock::now() + delay + milliseconds{1}, [this] { wake_dispatcher(); });
+      timer->schedule(
+          saturating_deadline(SteadyClock::now(), saturating_add(delay, milliseconds{1})),
+          [this] { wake_dispatcher(); });
     }
   }
 
@@ -564,7 +567,7 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
       return;
     }
     if (timer) {
-      const auto deadline = SteadyClock::now() + run->record.timeout;
+      const auto deadline = saturating_deadline(SteadyClock::now(), run->record.timeout);
       {
         std::lock_guard lock(slot.mutex);
         slot.run = run;
@@ -843,7 +846,7 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
     Completion c;
     TaskExecutionUpdate u;
     if (error.is_retryable && rec.retry_attempts < rec.retry_options.max_attempts) {
-      const auto start_at = now + retry_delay(rec.retry_options, rec.retry_attempts);
+      const auto start_at = saturating_add(now, retry_delay(rec.retry_options, rec.retry_attempts));
       u.status = Status::ready;
       u.error = std::move(error);
       u.retry_attempts = rec.retry_attempts + 1;
@@ -2417,7 +2420,7 @@ TaskExecutionRecord Engine::wait_finished(const std::string& task_id,
   const auto interval = options.polling_interval.count() > 0 ? options.polling_interval
                                                              : std::chrono::milliseconds{2500};
   std::optional<SteadyClock::time_point> deadline;
-  if (options.timeout) deadline = SteadyClock::now() + *options.timeout;
+  if (options.timeout) deadline = saturating_deadline(SteadyClock::now(), *options.timeout);
   // Registered before the first look, so a completion between that look and the wait is not
   // missed; woken only when this process may have finished this very execution.
   Impl::Waiter waiter;
@@ -2463,7 +2466,7 @@ TaskExecutionRecord Engine::wait_finished(const std::string& task_id,
     if (options.stop_token.stop_requested()) {
       throw DurableExecutionCancelledError("Wait for task execution cancelled");
     }
-    auto until = SteadyClock::now() + interval;
+    auto until = saturating_deadline(SteadyClock::now(), interval);
     if (deadline) {
       if (SteadyClock::now() >= *deadline) {
         throw DurableExecutionTimedOutError(

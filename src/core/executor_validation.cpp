@@ -5,10 +5,14 @@
 #include <fmt/format.h>
 
 #include "durable_execution/detail/engine.hpp"
+#include "durable_execution/limits.hpp"
 
 namespace durable_execution::detail {
 
 namespace {
+
+/** The polling loops multiply this interval (by up to 10); an hour keeps them far from limits. */
+constexpr std::chrono::milliseconds kMaxIntraBatchSleep{3'600'000};
 
 [[noreturn]] void invalid_option(std::string_view field, std::string_view rule,
                                  std::int64_t value) {
@@ -29,9 +33,9 @@ void check_min(std::string_view field, std::int64_t value, std::int64_t lo) {
 }  // namespace
 
 void validate_executor_options(const DurableExecutorOptions& o) {
-  check_min("expire_leeway", o.expire_leeway.count(), 0);
-  check_min("background_process_intra_batch_sleep", o.background_process_intra_batch_sleep.count(),
-            1);
+  check_range("expire_leeway", o.expire_leeway.count(), 0, max_duration.count());
+  check_range("background_process_intra_batch_sleep",
+              o.background_process_intra_batch_sleep.count(), 1, kMaxIntraBatchSleep.count());
   check_min("max_concurrent_task_executions", o.max_concurrent_task_executions, 1);
   check_min("max_task_executions_per_batch", o.max_task_executions_per_batch, 1);
   check_range("process_on_children_finished_task_executions_batch_size",
@@ -92,6 +96,11 @@ void validate_sleep_before_run(const std::string& task_id, std::chrono::millisec
         fmt::format("Invalid sleep ms before run for task {}: must be at least 0 (got {})", task_id,
                     sleep.count()));
   }
+  if (sleep > max_duration) {
+    throw DurableExecutionError::non_retryable(
+        fmt::format("Invalid sleep ms before run for task {}: must be at most {} ms (got {})",
+                    task_id, max_duration.count(), sleep.count()));
+  }
 }
 
 void validate_timeout(const std::string& task_id, std::chrono::milliseconds timeout) {
@@ -99,6 +108,11 @@ void validate_timeout(const std::string& task_id, std::chrono::milliseconds time
     throw DurableExecutionError::non_retryable(
         fmt::format("Invalid timeout value for task {}: must be at least 1 ms (got {})", task_id,
                     timeout.count()));
+  }
+  if (timeout > max_duration) {
+    throw DurableExecutionError::non_retryable(
+        fmt::format("Invalid timeout value for task {}: must be at most {} ms (got {})", task_id,
+                    max_duration.count(), timeout.count()));
   }
 }
 

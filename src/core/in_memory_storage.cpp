@@ -12,6 +12,8 @@
 #include <unordered_set>
 #include <utility>
 
+#include "durable_execution/detail/saturating_time.hpp"
+
 namespace durable_execution {
 
 namespace {
@@ -442,7 +444,8 @@ InMemoryTaskExecutionsStorage::update_by_status_and_start_at_less_than_and_retur
   for (auto* e : entries) {
     // The shared update, then this row's own expiry: no copy of the update per row.
     apply_update(e->record, req.update);
-    e->record.expires_at = req.update_expires_at_with_started_at + e->record.timeout;
+    e->record.expires_at =
+        detail::saturating_add(req.update_expires_at_with_started_at, e->record.timeout);
     impl_->index(*e);
     out.push_back(e->record);
   }
