@@ -8,6 +8,7 @@
 #include "durable_execution/fault_injection_storage.hpp"
 #include "durable_execution/forwarding_storage.hpp"
 #include "durable_execution/in_memory_storage.hpp"
+#include "durable_execution/limits.hpp"
 #include "durable_execution/options.hpp"
 #include "durable_execution/parent_task.hpp"
 #include "durable_execution/storage.hpp"

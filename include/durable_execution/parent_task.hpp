@@ -158,8 +158,11 @@ inline bool read_child_result(JsonCursor& in, ChildExecutionResult& c) {
  */
 template <class O>
 struct JsonCodec<ParentTaskOutput<O>> {
+  /** A composed document (the children's outputs inside): the stored nesting limit applies. */
   static std::string serialize(const ParentTaskOutput<O>& value) {
-    return nlohmann::json(value).dump();
+    const nlohmann::json j(value);
+    check_json_value(j, max_stored_nesting_depth);
+    return j.dump();
   }
 
   static ParentTaskOutput<O> deserialize(std::string_view text) {

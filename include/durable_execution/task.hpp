@@ -46,6 +46,19 @@ template <class T>
   }
 }
 
+/**
+ * @brief Serializes `value` as an `I`, without a copy when it already is one: a copy of a deeply
+ * nested nlohmann::json recurses, and must not happen before the nesting check.
+ */
+template <class I, class V>
+[[nodiscard]] std::string serialize_as(V&& value) {
+  if constexpr (std::is_same_v<std::remove_cvref_t<V>, I>) {
+    return serialize_value<I>(value);
+  } else {
+    return serialize_value(static_cast<const I&>(I(std::forward<V>(value))));
+  }
+}
+
 /** @brief Parses a JSON value; failures become "Error deserializing value: ...". */
 template <class T>
 [[nodiscard]] T deserialize_value(std::string_view text) {
@@ -53,6 +66,10 @@ template <class T>
     if constexpr (std::is_same_v<T, Empty>) {
       return Empty{};
     } else {
+      // Stored text may come from anywhere: bound the recursion of what decodes it.
+      if constexpr (!std::is_same_v<T, std::string>) {
+        check_json_text_nesting(text, max_stored_nesting_depth);
+      }
       return JsonCodec<T>::deserialize(text);
     }
   } catch (const DurableExecutionError&) {
@@ -226,10 +243,20 @@ struct TaskExecution {
   std::optional<Timestamp> on_children_finished_processing_finished_at{};
   CloseStatus close_status = CloseStatus::idle;
   std::optional<Timestamp> closed_at{};
+  /**
+   * Set when the execution is completed but its stored output does not decode as an Output (a
+   * value written by another version of the task, say): the non-retryable error "Error
+   * deserializing value: ...". `output` is then unset; the status and every other field are
+   * still read.
+   */
+  std::optional<StoredError> output_error{};
 
   [[nodiscard]] bool is_finished() const noexcept { return durable_execution::is_finished(status); }
 
-  /** @brief Builds the view of a record; the output is parsed only when completed. */
+  /**
+   * @brief Builds the view of a record; the output is parsed only when completed. Never throws
+   * for an output that does not decode: that sets `output_error` instead.
+   */
   [[nodiscard]] static TaskExecution from_record(const TaskExecutionRecord& r) {
     TaskExecution v;
     v.root = r.root;
@@ -242,7 +269,11 @@ struct TaskExecution {
     v.input = r.input;
     v.status = r.status;
     if (r.status == TaskExecutionStatus::completed && r.output) {
-      v.output = detail::deserialize_value<Output>(*r.output);
+      try {
+        v.output = detail::deserialize_value<Output>(*r.output);
+      } catch (const DurableExecutionError& e) {
+        v.output_error = StoredError{ErrorType::generic, false, false, e.what()};
+      }
     }
     v.error = r.error;
     v.retry_attempts = r.retry_attempts;
@@ -321,7 +352,7 @@ template <class I, class O, class V>
           "Input must be a unique id string for sleeping task " + task.id());
     }
   } else {
-    return serialize_value(static_cast<const I&>(I(std::forward<V>(value))));
+    return serialize_as<I>(std::forward<V>(value));
   }
 }
 

@@ -5,10 +5,14 @@
 #include <fmt/format.h>
 
 #include "durable_execution/detail/engine.hpp"
+#include "durable_execution/limits.hpp"
 
 namespace durable_execution::detail {
 
 namespace {
+
+/** The polling loops multiply this interval (by up to 10); an hour keeps them far from limits. */
+constexpr std::chrono::milliseconds kMaxIntraBatchSleep{3'600'000};
 
 [[noreturn]] void invalid_option(std::string_view field, std::string_view rule,
                                  std::int64_t value) {
@@ -29,9 +33,9 @@ void check_min(std::string_view field, std::int64_t value, std::int64_t lo) {
 }  // namespace
 
 void validate_executor_options(const DurableExecutorOptions& o) {
-  check_min("expire_leeway", o.expire_leeway.count(), 0);
-  check_min("background_process_intra_batch_sleep", o.background_process_intra_batch_sleep.count(),
-            1);
+  check_range("expire_leeway", o.expire_leeway.count(), 0, max_duration.count());
+  check_range("background_process_intra_batch_sleep",
+              o.background_process_intra_batch_sleep.count(), 1, kMaxIntraBatchSleep.count());
   check_min("max_concurrent_task_executions", o.max_concurrent_task_executions, 1);
   check_min("max_task_executions_per_batch", o.max_task_executions_per_batch, 1);
   check_range("process_on_children_finished_task_executions_batch_size",
@@ -49,6 +53,11 @@ void validate_executor_options(const DurableExecutorOptions& o) {
   check_range("max_serialized_output_data_size", o.max_serialized_output_data_size, 1024,
               10'485'760);
   check_range("storage_max_retry_attempts", o.storage_max_retry_attempts, 1, 10);
+  check_range("max_lease_expirations", o.max_lease_expirations, 0, 1000);
+  check_min("children_step_lease", o.children_step_lease.count(), 1);
+  check_min("close_step_lease", o.close_step_lease.count(), 1);
+  check_min("shutdown_timeout", o.shutdown_timeout.count(), 0);
+  check_min("worker_idle_timeout", o.worker_idle_timeout.count(), 1);
   if (o.log_level != LogLevel::debug && o.log_level != LogLevel::info &&
       o.log_level != LogLevel::error) {
     invalid_option("log_level", "debug, info or error", static_cast<std::int64_t>(o.log_level));
@@ -87,6 +96,11 @@ void validate_sleep_before_run(const std::string& task_id, std::chrono::millisec
         fmt::format("Invalid sleep ms before run for task {}: must be at least 0 (got {})", task_id,
                     sleep.count()));
   }
+  if (sleep > max_duration) {
+    throw DurableExecutionError::non_retryable(
+        fmt::format("Invalid sleep ms before run for task {}: must be at most {} ms (got {})",
+                    task_id, max_duration.count(), sleep.count()));
+  }
 }
 
 void validate_timeout(const std::string& task_id, std::chrono::milliseconds timeout) {
@@ -94,6 +108,11 @@ void validate_timeout(const std::string& task_id, std::chrono::milliseconds time
     throw DurableExecutionError::non_retryable(
         fmt::format("Invalid timeout value for task {}: must be at least 1 ms (got {})", task_id,
                     timeout.count()));
+  }
+  if (timeout > max_duration) {
+    throw DurableExecutionError::non_retryable(
+        fmt::format("Invalid timeout value for task {}: must be at most {} ms (got {})", task_id,
+                    max_duration.count(), timeout.count()));
   }
 }
 

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "durable_execution/detail/engine.hpp"
+#include "durable_execution/detail/json_limits.hpp"
 
 namespace durable_execution::detail {
 
@@ -11,6 +12,16 @@ namespace {
 
 using nlohmann::json;
 constexpr std::chrono::milliseconds kGeneratedTaskTimeout{30'000};
+
+/** Stored JSON, its nesting bounded before anything recursive (copy, dump) touches it. */
+json parse(const std::string& text) {
+  try {
+    return parse_stored_json(text);
+  } catch (const std::domain_error& e) {
+    throw DurableExecutionError::non_retryable(std::string{"Error deserializing value: "} +
+                                               e.what());
+  }
+}
 
 std::string child_error_message(const json& child) {
   if (child.contains("error") && child["error"].contains("message")) {
@@ -23,7 +34,7 @@ std::string child_error_message(const json& child) {
 
 FinalizeFunction sequential_finalize(std::size_t count) {
   return [count](const std::string& text) {
-    const auto j = json::parse(text);
+    const auto j = parse(text);
     const auto& children = j.at("children");
     if (children.size() < count || count == 0) {
       throw DurableExecutionError::non_retryable(
@@ -53,7 +64,7 @@ void Engine::register_polling_task(const std::string& id, const std::string& pol
   fin.options = TaskOptions{.id = finalize_id, .timeout = kGeneratedTaskTimeout};
   fin.is_parent = true;
   fin.run = [inner_id, poll_task_id, max_attempts](TaskRunContext&, const std::string& text) {
-    const auto j = json::parse(text);
+    const auto j = parse(text);
     const auto& state = j.at("output");
     const auto& children = j.at("children");
     if (children.empty() || children[0].at("status").get<std::string>() != "completed") {
@@ -68,12 +79,12 @@ void Engine::register_polling_task(const std::string& id, const std::string& pol
       return RunParentResult{out.dump(), {}};
     }
     const auto attempt = state.at("attempt").get<std::int32_t>();
-    if (attempt + 1 >= max_attempts) return RunParentResult{R"({"isSuccess":false})", {}};
+    if (attempt >= max_attempts - 1) return RunParentResult{R"({"isSuccess":false})", {}};
     json next{{"input", state.at("input")}, {"attempt", attempt + 1}};
     return RunParentResult{R"({"isSuccess":false})", {ChildSpec{inner_id, next.dump(), {}}}};
   };
   fin.finalize_function = [](const std::string& text) {
-    const auto j = json::parse(text);
+    const auto j = parse(text);
     const auto& out = j.at("output");
     if (out.value("isSuccess", false)) return out.dump();
     const auto& children = j.at("children");
@@ -92,7 +103,7 @@ void Engine::register_polling_task(const std::string& id, const std::string& pol
   inner.is_parent = true;
   inner.finalize_task_id = finalize_id;
   inner.run = [poll_task_id, sleep](TaskRunContext&, const std::string& text) {
-    const auto state = json::parse(text);
+    const auto state = parse(text);
     EnqueueOptions options;
     if (sleep) options.sleep_before_run = sleep(state.at("attempt").get<std::int32_t>());
     return RunParentResult{text, {ChildSpec{poll_task_id, state.at("input").dump(), options}}};
@@ -104,11 +115,11 @@ void Engine::register_polling_task(const std::string& id, const std::string& pol
   outer.options = TaskOptions{.id = id, .timeout = kGeneratedTaskTimeout};
   outer.is_parent = true;
   outer.run = [inner_id](TaskRunContext&, const std::string& text) {
-    json first{{"input", json::parse(text)}, {"attempt", 0}};
+    json first{{"input", parse(text)}, {"attempt", 0}};
     return RunParentResult{"null", {ChildSpec{inner_id, first.dump(), {}}}};
   };
   outer.finalize_function = [](const std::string& text) {
-    const auto j = json::parse(text);
+    const auto j = parse(text);
     const auto& children = j.at("children");
     if (children.empty()) return std::string{R"({"isSuccess":false})"};
     if (children[0].at("status").get<std::string>() != "completed") {

@@ -12,6 +12,8 @@
 #include <unordered_set>
 #include <utility>
 
+#include "durable_execution/detail/saturating_time.hpp"
+
 namespace durable_execution {
 
 namespace {
@@ -442,7 +444,8 @@ InMemoryTaskExecutionsStorage::update_by_status_and_start_at_less_than_and_retur
   for (auto* e : entries) {
     // The shared update, then this row's own expiry: no copy of the update per row.
     apply_update(e->record, req.update);
-    e->record.expires_at = req.update_expires_at_with_started_at + e->record.timeout;
+    e->record.expires_at =
+        detail::saturating_add(req.update_expires_at_with_started_at, e->record.timeout);
     impl_->index(*e);
     out.push_back(e->record);
   }
@@ -478,7 +481,13 @@ std::int64_t InMemoryTaskExecutionsStorage::update_by_is_sleeping_task_and_expir
   auto entries = impl_->select(
       kBySleepingExpiresAt, Key{.a = sleeping},
       [&](const Key& k) { return k.a == sleeping && k.b < bound; }, req.limit);
-  return impl_->update_count(entries, req.update);
+  if (!req.max_lease_expirations) return impl_->update_count(entries, req.update);
+  for (auto* e : entries) {
+    impl_->update(*e, e->record.lease_expirations >= *req.max_lease_expirations
+                          ? req.exhausted_update
+                          : req.update);
+  }
+  return static_cast<std::int64_t>(entries.size());
 }
 
 std::int64_t

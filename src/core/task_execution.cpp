@@ -4,7 +4,13 @@
 
 #include <array>
 #include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <limits>
 #include <random>
+#include <stdexcept>
+
+#include "durable_execution/detail/saturating_time.hpp"
 
 namespace durable_execution {
 
@@ -126,8 +132,8 @@ TaskExecutionRecord make_task_execution_record(Timestamp now, NewTaskExecution v
   r.are_children_sequential = v.are_children_sequential;
   r.input = std::move(v.input);
   r.status = v.is_sleeping_task ? TaskExecutionStatus::running : TaskExecutionStatus::ready;
-  r.start_at = now + v.sleep_before_run;
-  if (v.is_sleeping_task) r.expires_at = now + v.sleep_before_run + v.timeout;
+  r.start_at = detail::saturating_add(now, v.sleep_before_run);
+  if (v.is_sleeping_task) r.expires_at = detail::saturating_add(r.start_at, v.timeout);
   r.created_at = now;
   r.updated_at = now;
   return r;
@@ -218,11 +224,44 @@ void apply_update(TaskExecutionRecord& r, const TaskExecutionUpdate& u) {
   set(r.is_finished, u.is_finished);
   if (u.finished_at) r.finished_at = *u.finished_at;
   r.updated_at = u.updated_at;
+  if (u.increment_lease_expirations) ++r.lease_expirations;
 }
 
 // ---- JSON -----------------------------------------------------------------------------------
 
 namespace {
+
+/**
+ * An integer member as T, refusing (std::out_of_range) what T cannot hold: nlohmann's own get<T>
+ * converts a too large floating-point number with undefined behaviour. An integral float (a
+ * JavaScript writer's 1e3) is accepted.
+ */
+template <class T>
+T integer(const nlohmann::json& v, const char* key) {
+  if (v.is_number_unsigned()) {
+    if (v.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<T>::max())) {
+      return static_cast<T>(v.get<std::uint64_t>());
+    }
+  } else if (v.is_number_integer()) {
+    const auto x = v.get<std::int64_t>();
+    if (x >= std::numeric_limits<T>::min() && x <= std::numeric_limits<T>::max()) {
+      return static_cast<T>(x);
+    }
+  } else if (v.is_number_float()) {
+    // [min, max + 1) is exact in double for both int32 and int64 (powers of two).
+    const double d = v.get<double>();
+    const double lo = static_cast<double>(std::numeric_limits<T>::min());
+    if (d >= lo && d < -lo && d == std::trunc(d)) return static_cast<T>(d);
+  } else {
+    throw std::invalid_argument(std::string{key} + " must be a number");
+  }
+  throw std::out_of_range(std::string{key} + " is out of range");
+}
+template <class T>
+T integer_value(const nlohmann::json& j, const char* key, T fallback) {
+  const auto it = j.find(key);
+  return it == j.end() || it->is_null() ? fallback : integer<T>(*it, key);
+}
 
 template <class T>
 void put(nlohmann::json& j, const char* key, const std::optional<T>& v) {
@@ -244,14 +283,14 @@ void get(const nlohmann::json& j, const char* key, std::optional<T>& v) {
 }
 void get(const nlohmann::json& j, const char* key, std::optional<Timestamp>& v) {
   if (auto it = j.find(key); it != j.end() && !it->is_null()) {
-    v = from_unix_ms(it->get<std::int64_t>());
+    v = from_unix_ms(integer<std::int64_t>(*it, key));
   } else {
     v.reset();
   }
 }
 void get(const nlohmann::json& j, const char* key, std::optional<std::chrono::milliseconds>& v) {
   if (auto it = j.find(key); it != j.end() && !it->is_null()) {
-    v = std::chrono::milliseconds{it->get<std::int64_t>()};
+    v = std::chrono::milliseconds{integer<std::int64_t>(*it, key)};
   } else {
     v.reset();
   }
@@ -290,7 +329,7 @@ void to_json(nlohmann::json& j, const ParentTaskExecutionSummary& s) {
 void from_json(const nlohmann::json& j, ParentTaskExecutionSummary& s) {
   j.at("taskId").get_to(s.task_id);
   j.at("executionId").get_to(s.execution_id);
-  s.index_in_parent_children = j.value("indexInParentChildren", 0);
+  s.index_in_parent_children = integer_value<std::int32_t>(j, "indexInParentChildren", 0);
   s.is_only_child_of_parent = j.value("isOnlyChildOfParent", false);
   s.is_finalize_of_parent = j.value("isFinalizeOfParent", false);
 }
@@ -302,7 +341,7 @@ void to_json(nlohmann::json& j, const RetryOptions& r) {
   put(j, "maxDelayMs", r.max_delay);
 }
 void from_json(const nlohmann::json& j, RetryOptions& r) {
-  r.max_attempts = j.value("maxAttempts", 0);
+  r.max_attempts = integer_value<std::int32_t>(j, "maxAttempts", 0);
   get(j, "baseDelayMs", r.base_delay);
   get(j, "delayMultiplier", r.delay_multiplier);
   get(j, "maxDelayMs", r.max_delay);
@@ -344,6 +383,7 @@ void to_json(nlohmann::json& j, const TaskExecutionRecord& r) {
   j["needsPromiseCancellation"] = r.needs_promise_cancellation;
   j["createdAt"] = to_unix_ms(r.created_at);
   j["updatedAt"] = to_unix_ms(r.updated_at);
+  j["leaseExpirations"] = r.lease_expirations;
 }
 
 void from_json(const nlohmann::json& j, TaskExecutionRecord& r) {
@@ -354,8 +394,9 @@ void from_json(const nlohmann::json& j, TaskExecutionRecord& r) {
   r.is_sleeping_task = j.value("isSleepingTask", false);
   get(j, "sleepingTaskUniqueId", r.sleeping_task_unique_id);
   r.retry_options = j.value("retryOptions", RetryOptions{});
-  r.sleep_before_run = std::chrono::milliseconds{j.value("sleepMsBeforeRun", std::int64_t{0})};
-  r.timeout = std::chrono::milliseconds{j.value("timeoutMs", std::int64_t{0})};
+  r.sleep_before_run =
+      std::chrono::milliseconds{integer_value<std::int64_t>(j, "sleepMsBeforeRun", 0)};
+  r.timeout = std::chrono::milliseconds{integer_value<std::int64_t>(j, "timeoutMs", 0)};
   r.are_children_sequential = j.value("areChildrenSequential", false);
   r.input = j.value("input", std::string{});
   get(j, "executorId", r.executor_id);
@@ -364,13 +405,13 @@ void from_json(const nlohmann::json& j, TaskExecutionRecord& r) {
   get(j, "runOutput", r.run_output);
   get(j, "output", r.output);
   get(j, "error", r.error);
-  r.retry_attempts = j.value("retryAttempts", 0);
-  r.start_at = from_unix_ms(j.value("startAt", std::int64_t{0}));
+  r.retry_attempts = integer_value<std::int32_t>(j, "retryAttempts", 0);
+  r.start_at = from_unix_ms(integer_value<std::int64_t>(j, "startAt", 0));
   get(j, "startedAt", r.started_at);
   get(j, "expiresAt", r.expires_at);
   get(j, "finishedAt", r.finished_at);
   get(j, "children", r.children);
-  r.active_children_count = j.value("activeChildrenCount", 0);
+  r.active_children_count = integer_value<std::int32_t>(j, "activeChildrenCount", 0);
   r.on_children_finished_processing_status =
       j.value("onChildrenFinishedProcessingStatus", OnChildrenFinishedProcessingStatus::idle);
   get(j, "onChildrenFinishedProcessingExpiresAt", r.on_children_finished_processing_expires_at);
@@ -380,8 +421,9 @@ void from_json(const nlohmann::json& j, TaskExecutionRecord& r) {
   get(j, "closeExpiresAt", r.close_expires_at);
   get(j, "closedAt", r.closed_at);
   r.needs_promise_cancellation = j.value("needsPromiseCancellation", false);
-  r.created_at = from_unix_ms(j.value("createdAt", std::int64_t{0}));
-  r.updated_at = from_unix_ms(j.value("updatedAt", std::int64_t{0}));
+  r.created_at = from_unix_ms(integer_value<std::int64_t>(j, "createdAt", 0));
+  r.updated_at = from_unix_ms(integer_value<std::int64_t>(j, "updatedAt", 0));
+  r.lease_expirations = integer_value<std::int32_t>(j, "leaseExpirations", 0);
 }
 
 void to_json(nlohmann::json& j, const TaskExecutionUpdate& u) {
@@ -416,6 +458,7 @@ void to_json(nlohmann::json& j, const TaskExecutionUpdate& u) {
   }
   if (u.unset_close_expires_at) j["unsetCloseExpiresAt"] = true;
   j["updatedAt"] = to_unix_ms(u.updated_at);
+  if (u.increment_lease_expirations) j["incrementLeaseExpirations"] = true;
 }
 
 void from_json(const nlohmann::json& j, TaskExecutionUpdate& u) {
@@ -447,7 +490,8 @@ void from_json(const nlohmann::json& j, TaskExecutionUpdate& u) {
   u.unset_on_children_finished_processing_expires_at =
       j.value("unsetOnChildrenFinishedProcessingExpiresAt", false);
   u.unset_close_expires_at = j.value("unsetCloseExpiresAt", false);
-  u.updated_at = from_unix_ms(j.value("updatedAt", std::int64_t{0}));
+  u.updated_at = from_unix_ms(integer_value<std::int64_t>(j, "updatedAt", 0));
+  u.increment_lease_expirations = j.value("incrementLeaseExpirations", false);
 }
 
 void to_json(nlohmann::json& j, const GetByIdFilters& f) {

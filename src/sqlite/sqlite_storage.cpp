@@ -2,22 +2,30 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <bit>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <span>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <utility>
 #include <variant>
 
+#include "durable_execution/detail/saturating_time.hpp"
 #include "durable_execution/errors.hpp"
 
 namespace durable_execution {
@@ -27,7 +35,7 @@ namespace {
 // ---- table layout ----------------------------------------------------------------------------
 
 // Column order of every row read (after the leading rowid) and of the INSERT statement.
-constexpr std::array<std::string_view, 39> kColumns{
+constexpr std::array<std::string_view, 40> kColumns{
     "root_task_id",
     "root_execution_id",
     "parent_task_id",
@@ -67,7 +75,10 @@ constexpr std::array<std::string_view, 39> kColumns{
     "needs_promise_cancellation",
     "created_at",
     "updated_at",
+    "lease_expirations",  // version 2
 };
+/** Columns of version 1 of the table; later ones are added by migrations. */
+constexpr std::size_t kColumnsV1 = 39;
 
 enum Col : int {
   c_root_task_id = 1,  // 0 is the rowid
@@ -109,6 +120,7 @@ enum Col : int {
   c_needs_promise_cancellation,
   c_created_at,
   c_updated_at,
+  c_lease_expirations,
   c_count,
 };
 static_assert(c_count == kColumns.size() + 1);
@@ -159,6 +171,10 @@ CREATE TABLE {t} (
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL
 ))sql";
+
+// Version 2: the crash-loop bound counts lease expirations per execution.
+constexpr std::string_view kMigrateV2 =
+    "ALTER TABLE {t} ADD COLUMN lease_expirations INTEGER NOT NULL DEFAULT 0";
 
 // SPEC.md §4.2. Indexes on columns that are NULL for most rows are partial (`IS NOT NULL`):
 // a row only pays for the indexes its state needs (a fresh top-level row touches 5 of 11), and
@@ -391,7 +407,7 @@ enum SetField : unsigned {
   s_start_at,
   s_started_at,
   s_expires_at,
-  s_expires_at_from_base,  // expires_at = ? + timeout_ms (the claim: per-row timeouts)
+  s_expires_at_from_base,  // expires_at = ? + timeout_ms, saturating (the claim: per-row timeouts)
   s_children,
   s_active_children_count,
   s_ocfp_status,
@@ -405,6 +421,7 @@ enum SetField : unsigned {
   s_is_finished,
   s_finished_at,
   s_updated_at,
+  s_increment_lease_expirations,  // lease_expirations = lease_expirations + 1 (no parameter)
   s_field_count,
 };
 static_assert(s_field_count <= 32);
@@ -433,6 +450,7 @@ constexpr std::array<std::string_view, s_field_count> kSetColumns{
     "is_finished",
     "finished_at",
     "updated_at",
+    "lease_expirations",
 };
 
 /**
@@ -441,6 +459,9 @@ constexpr std::array<std::string_view, s_field_count> kSetColumns{
  * Unset directives win over set values, as in apply_update(). With `expires_at_base`,
  * expires_at is computed per row as base + the row's own timeout.
  */
+/** The value of s_increment_lease_expirations: computed in SQL, nothing to bind. */
+struct Increment {};
+
 template <class V>
 void visit_update(const TaskExecutionUpdate& u, std::optional<Timestamp> expires_at_base, V& v) {
   auto text_opt = [&](SetField f, const std::optional<std::string>& x, bool unset) {
@@ -494,6 +515,7 @@ void visit_update(const TaskExecutionUpdate& u, std::optional<Timestamp> expires
   if (u.is_finished) v.value(s_is_finished, b(*u.is_finished));
   time_opt(s_finished_at, u.finished_at, false);
   v.value(s_updated_at, ms(u.updated_at));
+  if (u.increment_lease_expirations) v.value(s_increment_lease_expirations, Increment{});
 }
 
 /** Which columns an update assigns a value (`set`) or NULL (`null`): its statement's shape. */
@@ -517,7 +539,19 @@ struct UpdateShape {
       if (is_null) {
         out += " = NULL";
       } else if (f == s_expires_at_from_base) {
-        out += " = ? + timeout_ms";
+        // base + timeout_ms, saturating (as detail::saturating_add): SQLite turns an integer
+        // overflow into a REAL, which no INTEGER column should hold. The base is bound once, as
+        // parameter N (the set columns before this one bind 1..N-1).
+        const auto n = "?" + std::to_string(1 + std::popcount(set & ((1U << f) - 1U)));
+        out += " = CASE WHEN timeout_ms > 0 AND " + n +
+               " > 9223372036854775807 - timeout_ms THEN 9223372036854775807 "
+               "WHEN timeout_ms < 0 AND " +
+               n +
+               " < (-9223372036854775807 - 1) - timeout_ms THEN (-9223372036854775807 - 1) "
+               "ELSE " +
+               n + " + timeout_ms END";
+      } else if (f == s_increment_lease_expirations) {
+        out += " = lease_expirations + 1";
       } else {
         out += " = ?";
       }
@@ -545,6 +579,7 @@ struct BindVisitor {
   void value(SetField /*f*/, std::int64_t x) { stmt.bind(next++, x); }
   void value(SetField /*f*/, std::string_view x) { stmt.bind_static(next++, x); }
   void value(SetField /*f*/, const std::string& x) { stmt.bind_copy(next++, x); }
+  void value(SetField /*f*/, Increment /*x*/) {}
   void null(SetField /*f*/) {}
 };
 
@@ -557,13 +592,17 @@ int bind_update(Stmt& stmt, const TaskExecutionUpdate& u,
 
 // ---- reading rows ----------------------------------------------------------------------------
 
-[[noreturn]] void corrupt(const std::string& table, std::string_view execution_id,
-                          std::string_view column, const std::string& detail) {
-  throw DurableExecutionError("Corrupt task execution row in SQLite table " + table +
-                                  " (execution id '" + std::string{execution_id} + "', column " +
-                                  std::string{column} + "): " + detail,
-                              ErrorType::generic, false, true);
-}
+// A row another program damaged (text where a number belongs, malformed JSON, an unknown status,
+// a value out of range) must not stop anything else: every column is read, a damaged one is
+// replaced by its default, and the first damage found turns the record into a `failed` one whose
+// error names the column ("corrupt record: column ..."). Claims then set such rows aside in
+// storage (set_aside), so that no claim selects them again.
+
+/** The first damaged column of a row being read. */
+struct RowDamage {
+  std::string_view column;
+  std::string detail;
+};
 
 /** Decoded JSON values that repeat across rows (retry options), per connection. */
 struct DecodeCache {
@@ -572,93 +611,147 @@ struct DecodeCache {
   bool has_retry_options = false;
 };
 
+std::string_view sqlite_type_name(int type) {
+  switch (type) {
+    case SQLITE_INTEGER:
+      return "INTEGER";
+    case SQLITE_FLOAT:
+      return "REAL";
+    case SQLITE_TEXT:
+      return "TEXT";
+    case SQLITE_BLOB:
+      return "BLOB";
+    default:
+      return "NULL";
+  }
+}
+
 struct RowReader {
   const Stmt& stmt;
-  const std::string& table;
-  std::string_view execution_id;  // for error messages
+  std::optional<RowDamage>& damage;
 
   [[nodiscard]] static std::string_view name(int col) {
     return kColumns[static_cast<std::size_t>(col - 1)];
   }
+  void damaged(int col, std::string detail) const {
+    if (!damage) damage = RowDamage{name(col), std::move(detail)};
+  }
   [[nodiscard]] bool is_null(int col) const { return stmt.is_null(col); }
+  [[nodiscard]] bool has_type(int col, int type) const {
+    const int actual = stmt.type(col);
+    if (actual == type) return true;
+    damaged(col, "expected " + std::string{sqlite_type_name(type)} + ", found " +
+                     std::string{sqlite_type_name(actual)});
+    return false;
+  }
 
-  [[nodiscard]] std::string_view text_view(int col) const {
-    if (stmt.type(col) != SQLITE_TEXT) corrupt(table, execution_id, name(col), "expected TEXT");
+  [[nodiscard]] std::optional<std::string_view> text_view(int col) const {
+    if (!has_type(col, SQLITE_TEXT)) return std::nullopt;
     return stmt.text(col);
   }
-  [[nodiscard]] std::string text(int col) const { return std::string{text_view(col)}; }
+  [[nodiscard]] std::string text(int col) const {
+    const auto v = text_view(col);
+    return v ? std::string{*v} : std::string{};
+  }
   [[nodiscard]] std::optional<std::string> opt_text(int col) const {
     if (is_null(col)) return std::nullopt;
-    return text(col);
+    const auto v = text_view(col);
+    if (!v) return std::nullopt;
+    return std::string{*v};
   }
   [[nodiscard]] std::int64_t integer(int col) const {
-    if (stmt.type(col) != SQLITE_INTEGER) {
-      corrupt(table, execution_id, name(col), "expected INTEGER");
-    }
-    return stmt.int64(col);
+    return has_type(col, SQLITE_INTEGER) ? stmt.int64(col) : 0;
   }
   [[nodiscard]] std::int32_t int32(int col) const {
-    auto v = integer(col);
+    const auto v = integer(col);
     if (v < std::numeric_limits<std::int32_t>::min() ||
         v > std::numeric_limits<std::int32_t>::max()) {
-      corrupt(table, execution_id, name(col), "integer out of range");
+      damaged(col, "integer out of range: " + std::to_string(v));
+      return 0;
     }
     return static_cast<std::int32_t>(v);
   }
   [[nodiscard]] bool boolean(int col) const {
-    auto v = integer(col);
-    if (v != 0 && v != 1) corrupt(table, execution_id, name(col), "expected 0 or 1");
+    const auto v = integer(col);
+    if (v != 0 && v != 1) {
+      damaged(col, "expected 0 or 1, found " + std::to_string(v));
+      return false;
+    }
     return v == 1;
   }
   [[nodiscard]] Timestamp time(int col) const { return from_unix_ms(integer(col)); }
   [[nodiscard]] std::optional<Timestamp> opt_time(int col) const {
     if (is_null(col)) return std::nullopt;
-    return time(col);
+    if (!has_type(col, SQLITE_INTEGER)) return std::nullopt;
+    return from_unix_ms(stmt.int64(col));
+  }
+  /** `parse(text)` of a TEXT column; nullopt (and the damage noted) if it throws. */
+  template <class F>
+  [[nodiscard]] auto parsed(int col, F&& parse) const
+      -> std::optional<decltype(parse(std::string_view{}))> {
+    const auto value = text_view(col);
+    if (!value) return std::nullopt;
+    try {
+      return parse(*value);
+    } catch (const std::exception& e) {
+      damaged(col, e.what());
+      return std::nullopt;
+    }
   }
   template <class T>
-  [[nodiscard]] T json(int col) const {
-    auto value = text_view(col);  // a type error is reported as such, before parsing
-    try {
-      return nlohmann::json::parse(value).get<T>();
-    } catch (const std::exception& e) {
-      corrupt(table, execution_id, name(col), e.what());
-    }
+  [[nodiscard]] std::optional<T> json(int col) const {
+    // nlohmann's parser does not recurse, and these types' from_json do not follow the nesting.
+    return parsed(col, [](std::string_view v) { return nlohmann::json::parse(v).get<T>(); });
   }
   template <class T>
   [[nodiscard]] std::optional<T> opt_json(int col) const {
     if (is_null(col)) return std::nullopt;
     return json<T>(col);
   }
-  template <class F>
-  [[nodiscard]] auto parsed(int col, F&& parse) const {
-    auto value = text_view(col);
-    try {
-      return parse(value);
-    } catch (const std::exception& e) {
-      corrupt(table, execution_id, name(col), e.what());
-    }
-  }
 };
 
-TaskExecutionRecord read_record(const Stmt& stmt, const std::string& table, DecodeCache& cache) {
-  RowReader row{stmt, table, {}};
-  // Best effort id for error messages first; a corrupt id column is itself reported.
-  if (stmt.type(c_execution_id) == SQLITE_TEXT) row.execution_id = stmt.text(c_execution_id);
+/**
+ * Turns the record of a damaged row into what it is set aside as: `failed`, with a non-retryable,
+ * internal error naming the column, and the fields a failed record does not have cleared.
+ */
+void mark_corrupt(TaskExecutionRecord& r, const RowDamage& damage, const std::string& table,
+                  std::string_view execution_id) {
+  r.status = TaskExecutionStatus::failed;
+  r.is_finished = true;
+  r.error = StoredError{ErrorType::generic, false, true,
+                        "corrupt record: column " + std::string{damage.column} + ": " +
+                            damage.detail + " (SQLite table " + table + ", execution id '" +
+                            std::string{execution_id} + "')"};
+  if (!r.finished_at) r.finished_at = r.updated_at;
+  r.executor_id.reset();
+  r.run_output.reset();
+  r.expires_at.reset();
+  r.needs_promise_cancellation = false;
+}
+
+/**
+ * Reads the current row of `stmt` (the rowid in column 0, then kColumns). Never throws for what
+ * the row holds: a damaged row reads as a failed record (mark_corrupt) and sets `*corrupt`.
+ */
+TaskExecutionRecord read_record(const Stmt& stmt, const std::string& table, DecodeCache& cache,
+                                bool* corrupt = nullptr) {
+  std::optional<RowDamage> damage;
+  const RowReader row{stmt, damage};
   TaskExecutionRecord r;
   if (!row.is_null(c_root_task_id) && !row.is_null(c_root_execution_id)) {
     auto root_task = row.text_view(c_root_task_id);
     auto root_exec = row.text_view(c_root_execution_id);
-    if (!root_task.empty() && !root_exec.empty()) {
-      r.root = TaskExecutionSummary{std::string{root_task}, std::string{root_exec}};
+    if (root_task && root_exec && !root_task->empty() && !root_exec->empty()) {
+      r.root = TaskExecutionSummary{std::string{*root_task}, std::string{*root_exec}};
     }
   }
   if (!row.is_null(c_parent_task_id) && !row.is_null(c_parent_execution_id)) {
     auto parent_task = row.text_view(c_parent_task_id);
     auto parent_exec = row.text_view(c_parent_execution_id);
-    if (!parent_task.empty() && !parent_exec.empty()) {
+    if (parent_task && parent_exec && !parent_task->empty() && !parent_exec->empty()) {
       ParentTaskExecutionSummary p;
-      p.task_id = std::string{parent_task};
-      p.execution_id = std::string{parent_exec};
+      p.task_id = std::string{*parent_task};
+      p.execution_id = std::string{*parent_exec};
       // SPEC.md §9.2: missing index defaults to 0 and flags to false (tested for NULL, not truth).
       if (!row.is_null(c_index_in_parent_children)) {
         p.index_in_parent_children = row.int32(c_index_in_parent_children);
@@ -674,15 +767,16 @@ TaskExecutionRecord read_record(const Stmt& stmt, const std::string& table, Deco
   }
   r.task_id = row.text(c_task_id);
   r.execution_id = row.text(c_execution_id);
-  {
+  if (const auto text = row.text_view(c_retry_options)) {
     // Rows of one task share their retry options: decode each distinct text once.
-    const auto text = row.text_view(c_retry_options);
-    if (!cache.has_retry_options || text != cache.retry_options_text) {
-      cache.retry_options = row.json<RetryOptions>(c_retry_options);
-      cache.retry_options_text.assign(text);
+    if (cache.has_retry_options && *text == cache.retry_options_text) {
+      r.retry_options = cache.retry_options;
+    } else if (auto decoded = row.json<RetryOptions>(c_retry_options)) {
+      cache.retry_options = *decoded;
+      cache.retry_options_text.assign(*text);
       cache.has_retry_options = true;
+      r.retry_options = *decoded;
     }
-    r.retry_options = cache.retry_options;
   }
   r.sleep_before_run = std::chrono::milliseconds{row.integer(c_sleep_ms_before_run)};
   r.timeout = std::chrono::milliseconds{row.integer(c_timeout_ms)};
@@ -691,8 +785,8 @@ TaskExecutionRecord read_record(const Stmt& stmt, const std::string& table, Deco
   r.executor_id = row.opt_text(c_executor_id);
   r.is_sleeping_task = row.boolean(c_is_sleeping_task);
   r.sleeping_task_unique_id = row.opt_text(c_sleeping_task_unique_id);
-  r.status =
-      row.parsed(c_status, [](std::string_view s) { return parse_task_execution_status(s); });
+  r.status = row.parsed(c_status, [](std::string_view s) { return parse_task_execution_status(s); })
+                 .value_or(TaskExecutionStatus::failed);
   r.is_finished = row.boolean(c_is_finished);
   r.run_output = row.opt_text(c_run_output);
   r.output = row.opt_text(c_output);
@@ -703,26 +797,38 @@ TaskExecutionRecord read_record(const Stmt& stmt, const std::string& table, Deco
   r.expires_at = row.opt_time(c_expires_at);
   r.finished_at = row.opt_time(c_finished_at);
   if (!row.is_null(c_children)) {
-    auto plain = parse_plain_children(row.text_view(c_children));
-    r.children =
-        plain ? std::move(plain) : row.opt_json<std::vector<TaskExecutionSummary>>(c_children);
+    if (const auto text = row.text_view(c_children)) {
+      auto plain = parse_plain_children(*text);
+      r.children =
+          plain ? std::move(plain) : row.json<std::vector<TaskExecutionSummary>>(c_children);
+    }
   }
   r.active_children_count = row.int32(c_active_children_count);
-  r.on_children_finished_processing_status = row.parsed(
-      c_on_children_finished_processing_status,
-      [](std::string_view s) { return parse_on_children_finished_processing_status(s); });
+  r.on_children_finished_processing_status =
+      row.parsed(c_on_children_finished_processing_status,
+                 [](std::string_view s) { return parse_on_children_finished_processing_status(s); })
+          .value_or(OnChildrenFinishedProcessingStatus::idle);
   r.on_children_finished_processing_expires_at =
       row.opt_time(c_on_children_finished_processing_expires_at);
   r.on_children_finished_processing_finished_at =
       row.opt_time(c_on_children_finished_processing_finished_at);
   r.finalize = row.opt_json<TaskExecutionSummary>(c_finalize);
   r.close_status =
-      row.parsed(c_close_status, [](std::string_view s) { return parse_close_status(s); });
+      row.parsed(c_close_status, [](std::string_view s) { return parse_close_status(s); })
+          .value_or(CloseStatus::idle);
   r.close_expires_at = row.opt_time(c_close_expires_at);
   r.closed_at = row.opt_time(c_closed_at);
   r.needs_promise_cancellation = row.boolean(c_needs_promise_cancellation);
   r.created_at = row.time(c_created_at);
   r.updated_at = row.time(c_updated_at);
+  r.lease_expirations = row.int32(c_lease_expirations);
+  if (corrupt != nullptr) *corrupt = damage.has_value();
+  if (damage) {
+    const std::string_view id = stmt.type(c_execution_id) == SQLITE_TEXT
+                                    ? stmt.text(c_execution_id)
+                                    : std::string_view{"(unreadable)"};
+    mark_corrupt(r, *damage, table, id);
+  }
   return r;
 }
 
@@ -774,6 +880,7 @@ enum Query : std::uint64_t {
   q_select_by_executor_id_npc,
   q_update_by_executor_id_npc,
   q_update_by_is_sleeping_task_expires_at,
+  q_update_exhausted_by_is_sleeping_task_expires_at,
   q_update_by_ocfp_expires_at,
   q_update_by_close_expires_at,
   q_update_by_parent_execution_id_is_finished,
@@ -781,13 +888,30 @@ enum Query : std::uint64_t {
   q_update_by_is_finished_close_status,
   q_delete_by_id,
   q_delete_all,
+  q_set_aside,
+  q_set_aside_closed,
 };
 
-// Layout: query (8 bits) | flags (8 bits) | unused | NULL columns (23 bits) | set columns (23).
-static_assert(s_field_count <= 23);
+// What a corrupt row is set aside as (set_aside_corrupt): failed and finished, with its error;
+// out of every claim (no executor, lease or cancellation pending) but still on the close path
+// (an unreadable close status becomes idle), so that its parent is told. Parameters: the error
+// JSON, now (finished_at if unreadable), now (updated_at).
+constexpr std::string_view kSetAsideColumns =
+    "status = 'failed', is_finished = 1, error = ?, "
+    "finished_at = CASE WHEN typeof(finished_at) = 'integer' THEN finished_at ELSE ? END, "
+    "executor_id = NULL, expires_at = NULL, run_output = NULL, needs_promise_cancellation = 0, "
+    "on_children_finished_processing_expires_at = NULL, "
+    "close_status = CASE WHEN close_status IN ('idle', 'ready', 'closing', 'closed') "
+    "THEN close_status ELSE 'idle' END, "
+    "close_expires_at = CASE WHEN typeof(close_expires_at) = 'integer' THEN close_expires_at "
+    "ELSE NULL END, "
+    "updated_at = ?";
+
+// Layout: query (8 bits) | flags (8 bits) | NULL columns (24 bits) | set columns (24 bits).
+static_assert(s_field_count <= 24);
 std::uint64_t cache_key(Query q, UpdateShape shape = {}, std::uint64_t flags = 0) {
   return (static_cast<std::uint64_t>(q) << 56) | (flags << 48) |
-         (static_cast<std::uint64_t>(shape.null) << 23) | static_cast<std::uint64_t>(shape.set);
+         (static_cast<std::uint64_t>(shape.null) << 24) | static_cast<std::uint64_t>(shape.set);
 }
 
 /** One SQLite connection and its prepared statements; used by one thread at a time. */
@@ -799,6 +923,9 @@ struct Connection {
   std::unique_ptr<Stmt> begin_immediate;
   std::unique_ptr<Stmt> commit;
   DecodeCache decode;
+  // Messages of the current transaction (corrupt rows set aside), logged once it is over and
+  // the connection's mutex released: the sink is user code.
+  std::vector<std::string> warnings;
   // The JSON text of the retry options last inserted: the rows of a batch usually share them.
   std::optional<RetryOptions> encoded_retry_options;
   std::string encoded_retry_options_text;
@@ -853,6 +980,25 @@ struct SqliteTaskExecutionsStorage::Impl {
   std::string table;         // validated name
   std::string quoted_table;  // "name", used in every statement
   std::string select_list;   // id, col1, ... colN
+  std::string file_name;     // the database file (absolute), as SQLite resolved it
+  std::string connect_path;  // what later connections open: file_name, or the URI as given
+
+  // The file's identity at open time, and whether it has been found deleted or replaced.
+  static constexpr std::chrono::milliseconds kFileCheckInterval{10};
+  dev_t file_device{};
+  ino_t file_inode{};
+  std::atomic<std::int64_t> next_file_check{0};
+  std::atomic<bool> file_gone{false};
+  mutable std::mutex file_gone_mutex;
+  std::string file_gone_reason;
+
+  // Rate limit of warnings: a burst, then one line per window with the count of the rest.
+  static constexpr std::chrono::seconds kWarningWindow{10};
+  static constexpr std::size_t kWarningBurst = 5;
+  std::mutex warn_mutex;
+  std::chrono::steady_clock::time_point warn_window_start{};
+  std::size_t warn_in_window = 0;
+  std::size_t warn_suppressed = 0;
 
   // Writes go through the one writer connection (SQLite allows one writer per file anyway);
   // reads use a small pool so they never queue behind a write that waits for another process.
@@ -972,10 +1118,13 @@ struct SqliteTaskExecutionsStorage::Impl {
     // Every SQLite failure at open time becomes a DurableExecutionError naming the file.
     try {
       connect(writer);
+      // Before anything is written: a database no second connection can open is refused.
+      refuse_private_database();
       // Refuse a newer schema before anything can change the file (not even its journal mode).
       with_busy_retries("open", [&] { refuse_newer_schema(read_version()); });
       configure(writer);
       with_busy_retries("schema migration", [&] { migrate(); });
+      refuse_unshared_database();
       sqlite3_wal_hook(writer.db->getHandle(), &Impl::on_wal_commit, this);
       for (std::int32_t i = 0; i < options.read_connections; ++i) {
         auto reader = std::make_unique<Connection>();
@@ -994,10 +1143,149 @@ struct SqliteTaskExecutionsStorage::Impl {
     const auto timeout = static_cast<int>(
         std::min<std::int64_t>(options.busy_timeout.count(), std::numeric_limits<int>::max()));
     // NOMUTEX: each connection is used by one thread at a time (guarded by our own mutexes).
+    // Connections after the first open the file the first one resolved (a plain path made
+    // absolute), so a later chdir() cannot send them to another file.
     c.db = std::make_unique<SQLite::Database>(
-        path,
+        connect_path.empty() ? path : connect_path,
         SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_URI | SQLite::OPEN_NOMUTEX,
         timeout);
+  }
+
+  // ---- file identity -------------------------------------------------------------------------
+
+  [[noreturn]] void refuse(const std::string& why) const {
+    throw DurableExecutionError("SQLite storage (" + path + ") cannot use this database: " + why,
+                                ErrorType::generic, false, false);
+  }
+
+  /**
+   * `:memory:`, `""` (a temporary database), `mode=memory` URIs and VFSs without files: each
+   * connection of this storage (and every other process) would see a database of its own.
+   */
+  void refuse_private_database() {
+    const char* file = sqlite3_db_filename(writer.db->getHandle(), "main");
+    if (file == nullptr || *file == '\0') {
+      refuse(
+          "it is an in-memory or temporary database, private to one connection, and this storage "
+          "opens several (and other processes could not share it); use a database file, or "
+          "InMemoryTaskExecutionsStorage for an ephemeral store");
+    }
+    struct stat st {};
+    if (::stat(file, &st) != 0 && errno != ENOENT) {
+      refuse("its file " + std::string{file} + " cannot be examined: " + std::strerror(errno));
+    }
+    file_name = file;
+    const bool is_uri = path.rfind("file:", 0) == 0;
+    if (!is_uri) connect_path = file_name;
+  }
+
+  /**
+   * After the schema is in place: the file must exist on disk, and a second connection must see
+   * the same database (the table this one just created or found). Records the file's identity,
+   * which check_file() compares against later.
+   */
+  void refuse_unshared_database() {
+    struct stat st {};
+    if (::stat(file_name.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      refuse("no database file exists at " + file_name +
+             " (a VFS without files?); another connection could not open it");
+    }
+    file_device = st.st_dev;
+    file_inode = st.st_ino;
+    Connection probe;
+    connect(probe);
+    SQLite::Statement q(*probe.db, std::string{"SELECT version FROM "} + std::string{kSchemaTable} +
+                                       " WHERE table_name = ?");
+    q.bind(1, table);
+    bool sees_table = false;
+    try {
+      sees_table = q.executeStep();
+    } catch (const SQLite::Exception&) {
+      sees_table = false;  // no schema table at all: another database
+    }
+    if (!sees_table) {
+      refuse(
+          "a second connection to it does not see the same database (a URI whose database "
+          "is private to one connection?)");
+    }
+  }
+
+  /**
+   * Whether the database file is still the one this storage opened. Deleting or replacing the
+   * file under open connections goes unseen by SQLite: writes would go on into the deleted file
+   * and be lost, and a restart would redo everything. Checked (one stat call) at most every
+   * kFileCheckInterval; once the file is found gone, every call fails (non-retryable).
+   */
+  void check_file() {
+    if (file_gone.load(std::memory_order_acquire)) throw file_gone_error();
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    auto next = next_file_check.load(std::memory_order_relaxed);
+    if (now < next) return;
+    if (!next_file_check.compare_exchange_strong(
+            next, now + std::chrono::nanoseconds{kFileCheckInterval}.count())) {
+      return;  // another thread checks
+    }
+    struct stat st {};
+    std::string problem;
+    if (::stat(file_name.c_str(), &st) != 0) {
+      if (errno == ENOENT || errno == ENOTDIR) problem = "was deleted";
+    } else if (st.st_dev != file_device || st.st_ino != file_inode) {
+      problem = "was replaced by another file";
+    }
+    if (problem.empty()) return;
+    {
+      std::lock_guard lock(file_gone_mutex);
+      file_gone_reason = problem;
+    }
+    if (!file_gone.exchange(true)) warn(file_gone_error().what());
+    throw file_gone_error();
+  }
+
+  [[nodiscard]] DurableExecutionError file_gone_error() const {
+    std::string reason;
+    {
+      std::lock_guard lock(file_gone_mutex);
+      reason = file_gone_reason;
+    }
+    return DurableExecutionError(
+        "SQLite storage (" + path + "): the database file " + file_name + " " + reason +
+            " while this storage had it open; every call fails from now on, since writes would "
+            "go to the old file and be lost. Restore the file and open a new storage",
+        ErrorType::generic, false, false);
+  }
+
+  // ---- warnings ------------------------------------------------------------------------------
+
+  /** Logs through the sink (default: stderr), at most kWarningBurst per kWarningWindow. */
+  void warn(std::string_view message) noexcept {
+    try {
+      std::size_t suppressed = 0;
+      {
+        std::lock_guard lock(warn_mutex);
+        const auto now = std::chrono::steady_clock::now();
+        if (now - warn_window_start >= kWarningWindow) {
+          warn_window_start = now;
+          suppressed = warn_suppressed;
+          warn_suppressed = 0;
+          warn_in_window = 0;
+        }
+        if (warn_in_window >= kWarningBurst) {
+          ++warn_suppressed;
+          return;
+        }
+        ++warn_in_window;
+      }
+      std::string text = "SQLite storage (" + path + "): " + std::string{message};
+      if (suppressed > 0) {
+        text += " [" + std::to_string(suppressed) + " similar messages suppressed]";
+      }
+      if (options.log_sink) {
+        options.log_sink(text);
+      } else {
+        std::fprintf(stderr, "[durable_execution] %s\n", text.c_str());
+      }
+    } catch (...) {  // NOLINT(bugprone-empty-catch): a log line is never worth a failed call
+    }
   }
 
   void configure(Connection& c) {
@@ -1031,8 +1319,15 @@ struct SqliteTaskExecutionsStorage::Impl {
         set_version(1);
         version = 1;
       }
-      // Later versions add steps here: while (*version < schema_version) apply(++*version);
-      // each step runs in this same transaction, so a failed migration leaves the file as it was.
+      // Each step runs in this same transaction, so a failed migration leaves the file as it was.
+      if (*version < 2) {
+        // An adopted table may have the column already.
+        if (!has_column("lease_expirations")) {
+          db.exec(replace_all(std::string{kMigrateV2}, "{t}", quoted_table));
+        }
+        set_version(2);
+        version = 2;
+      }
       db.exec("COMMIT");
     } catch (...) {
       db.tryExec("ROLLBACK");
@@ -1063,6 +1358,13 @@ struct SqliteTaskExecutionsStorage::Impl {
     return q.executeStep();
   }
 
+  bool has_column(std::string_view name) {
+    SQLite::Statement q(*writer.db, "SELECT 1 FROM pragma_table_info(?) WHERE name = ?");
+    q.bind(1, table);
+    q.bind(2, std::string{name});
+    return q.executeStep();
+  }
+
   void refuse_newer_schema(std::optional<std::int64_t> version) const {
     if (version && *version > SqliteTaskExecutionsStorage::schema_version) {
       throw DurableExecutionError("SQLite table " + table + " in " + path + " has schema version " +
@@ -1081,7 +1383,7 @@ struct SqliteTaskExecutionsStorage::Impl {
     SQLite::Statement q(*writer.db, "SELECT name FROM pragma_table_info(?)");
     q.bind(1, table);
     while (q.executeStep()) present.push_back(q.getColumn(0).getString());
-    for (auto c : kColumns) {
+    for (auto c : std::span{kColumns}.first(kColumnsV1)) {
       if (std::find(present.begin(), present.end(), c) == present.end()) {
         throw DurableExecutionError("SQLite table " + table + " in " + path +
                                         " exists but is not a task executions table (missing "
@@ -1145,6 +1447,7 @@ struct SqliteTaskExecutionsStorage::Impl {
    */
   template <class F>
   auto transaction(bool write, std::string_view operation, F&& body) {
+    check_file();
     if (!write && !readers.empty()) {
       Connection* reader = nullptr;
       {
@@ -1166,7 +1469,20 @@ struct SqliteTaskExecutionsStorage::Impl {
       } release{*this, reader};
       return run_transaction(*reader, false, operation, body);
     }
+    // Destroyed in reverse order: the warnings are taken under the lock, logged after it.
+    struct Log {
+      Impl& impl;
+      std::vector<std::string> messages;
+      ~Log() {
+        for (const auto& m : messages) impl.warn(m);
+      }
+    } log{*this, {}};
     std::lock_guard lock(writer_mutex);
+    struct Take {
+      Connection& c;
+      std::vector<std::string>& into;
+      ~Take() { into.swap(c.warnings); }
+    } take{writer, log.messages};
     return run_transaction(writer, write, operation, body);
   }
 
@@ -1179,6 +1495,7 @@ struct SqliteTaskExecutionsStorage::Impl {
     std::optional<std::conditional_t<std::is_void_v<Result>, int, Result>> result;
     try {
       with_busy_retries(operation, [&] {
+        c.warnings.clear();  // only the attempt that commits reports
         c.begin(immediate);
         try {
           if constexpr (std::is_void_v<Result>) {
@@ -1193,6 +1510,7 @@ struct SqliteTaskExecutionsStorage::Impl {
           c.reset_statements();
           c.db->tryExec("ROLLBACK");
           result.reset();
+          c.warnings.clear();
           throw;
         }
       });
@@ -1302,6 +1620,7 @@ struct SqliteTaskExecutionsStorage::Impl {
     integer(b(r.needs_promise_cancellation));
     integer(ms(r.created_at));
     integer(ms(r.updated_at));
+    integer(r.lease_expirations);
   }
 
   struct UpdateResult {
@@ -1412,9 +1731,10 @@ struct SqliteTaskExecutionsStorage::Impl {
   std::vector<TaskExecutionRecord> select_and_update(
       Connection& c, Query select_q, Query update_q, std::string_view where, BindWhere&& bind_where,
       std::string_view order_by, std::int64_t limit, const TaskExecutionUpdate& update,
-      std::optional<Timestamp> expires_at_base = std::nullopt) const {
+      std::optional<Timestamp> expires_at_base = std::nullopt, bool return_corrupt = false) const {
     std::vector<std::int64_t> ids;
     std::vector<TaskExecutionRecord> rows;
+    std::vector<bool> corrupt;
     {
       auto& select = c.statement(cache_key(select_q), [&] {
         return select_where(where) + " ORDER BY " + std::string{order_by} + " LIMIT ?";
@@ -1423,7 +1743,9 @@ struct SqliteTaskExecutionsStorage::Impl {
       select.bind(next, limit);
       while (select.step()) {
         ids.push_back(select.int64(0));
-        rows.push_back(read_record(select, table, c.decode));
+        bool bad = false;
+        rows.push_back(read_record(select, table, c.decode, &bad));
+        corrupt.push_back(bad);
       }
       select.reset();
     }
@@ -1441,9 +1763,67 @@ struct SqliteTaskExecutionsStorage::Impl {
       // The returned row is the stored row: the same update, applied by the same rules.
       auto& record = rows[i];
       apply_update(record, update);
-      if (expires_at_base) record.expires_at = *expires_at_base + record.timeout;
+      if (expires_at_base) {
+        record.expires_at = detail::saturating_add(*expires_at_base, record.timeout);
+      }
     }
+    upd.reset();
+    set_aside_corrupt(c, ids, rows, corrupt, update.updated_at, return_corrupt);
     return rows;
+  }
+
+  /**
+   * Sets aside the corrupt rows a claim selected (`corrupt[i]`): each is written `failed` with
+   * its "corrupt record" error in the claim's transaction, so that no claim selects it again, and
+   * dropped from `rows` unless `keep` (the close claim: closing a failed execution is what the
+   * engine does next anyway). A row whose set-aside write fails is skipped; the claim's own
+   * update then stands and the row comes back after its lease (rate-limited log both ways).
+   */
+  void set_aside_corrupt(Connection& c, const std::vector<std::int64_t>& ids,
+                         std::vector<TaskExecutionRecord>& rows, const std::vector<bool>& corrupt,
+                         Timestamp now, bool keep) const {
+    if (std::find(corrupt.begin(), corrupt.end(), true) == corrupt.end()) return;
+    std::vector<TaskExecutionRecord> kept;
+    kept.reserve(rows.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      if (!corrupt[i]) {
+        kept.push_back(std::move(rows[i]));
+        continue;
+      }
+      const std::string message = rows[i].error->message;
+      // Without a readable execution id nothing can close the row later (the engine addresses
+      // rows by id): the close claim then closes it here.
+      const bool close_here = keep && rows[i].execution_id.empty();
+      auto& stmt = c.statement(cache_key(close_here ? q_set_aside_closed : q_set_aside), [&] {
+        return std::string{kUpdate} + quoted_table + " SET " + std::string{kSetAsideColumns} +
+               (close_here ? ", close_status = 'closed', closed_at = ?, close_expires_at = NULL"
+                           : "") +
+               " WHERE id = ?";
+      });
+      try {
+        const auto error = json_text(*rows[i].error);
+        int p = 1;
+        stmt.bind_copy(p++, error);
+        stmt.bind(p++, ms(now));
+        stmt.bind(p++, ms(now));
+        if (close_here) stmt.bind(p++, ms(now));
+        stmt.bind(p, ids[i]);
+        (void)stmt.exec();
+        stmt.reset();
+        c.warnings.push_back(std::string{"set aside a corrupt execution as failed"} +
+                             (close_here ? " and closed" : "") + ": " + message);
+        if (keep && !close_here) {
+          rows[i].executor_id.reset();
+          rows[i].updated_at = now;
+          kept.push_back(std::move(rows[i]));
+        }
+      } catch (const SQLite::Exception& e) {
+        stmt.reset();
+        c.warnings.push_back("could not set aside a corrupt execution (" + std::string{e.what()} +
+                             "); skipped: " + message);
+      }
+    }
+    rows = std::move(kept);
   }
 
   /**
@@ -1470,9 +1850,21 @@ struct SqliteTaskExecutionsStorage::Impl {
     stmt.bind(next, limit);
     std::vector<std::int64_t> ids;
     std::vector<TaskExecutionRecord> rows;
+    std::vector<bool> corrupt;
     while (stmt.step()) {
       ids.push_back(stmt.int64(0));
-      rows.push_back(read_record(stmt, table, c.decode));
+      bool bad = false;
+      rows.push_back(read_record(stmt, table, c.decode, &bad));
+      corrupt.push_back(bad);
+    }
+    stmt.reset();
+    if (std::find(corrupt.begin(), corrupt.end(), true) != corrupt.end()) {
+      set_aside_corrupt(c, ids, rows, corrupt, update.updated_at, false);
+      std::vector<std::int64_t> kept_ids;
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (!corrupt[i]) kept_ids.push_back(ids[i]);
+      }
+      ids = std::move(kept_ids);
     }
     std::vector<std::size_t> order(rows.size());
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -1670,7 +2062,7 @@ std::vector<TaskExecutionRecord> SqliteTaskExecutionsStorage::update_by_close_st
           s.bind_static(i, to_string(request.close_status));
           return i + 1;
         },
-        "updated_at", request.limit, request.update);
+        "updated_at", request.limit, request.update, std::nullopt, true);
   });
 }
 
@@ -1679,14 +2071,29 @@ std::int64_t SqliteTaskExecutionsStorage::update_by_is_sleeping_task_and_expires
   if (request.limit <= 0) return 0;
   return impl_->transaction(
       true, "update_by_is_sleeping_task_and_expires_at_less_than", [&](Connection& c) {
-        return impl_->update_selected(
-            c, q_update_by_is_sleeping_task_expires_at, "is_sleeping_task = ? AND expires_at < ?",
-            [&](Stmt& s, int i) {
-              s.bind(i, b(request.is_sleeping_task));
-              s.bind(i + 1, ms(request.expires_at_less_than));
-              return i + 2;
-            },
-            "expires_at", request.limit, request.update);
+        auto bind_where = [&](Stmt& s, int i) {
+          s.bind(i, b(request.is_sleeping_task));
+          s.bind(i + 1, ms(request.expires_at_less_than));
+          return i + 2;
+        };
+        std::int64_t exhausted = 0;
+        if (request.max_lease_expirations) {
+          // Rows past the crash-loop bound first; they leave the selection (no longer running).
+          exhausted = impl_->update_selected(
+              c, q_update_exhausted_by_is_sleeping_task_expires_at,
+              "is_sleeping_task = ? AND expires_at < ? AND lease_expirations >= ?",
+              [&](Stmt& s, int i) {
+                i = bind_where(s, i);
+                s.bind(i, std::int64_t{*request.max_lease_expirations});
+                return i + 1;
+              },
+              "expires_at", request.limit, request.exhausted_update);
+        }
+        if (exhausted >= request.limit) return exhausted;
+        return exhausted + impl_->update_selected(c, q_update_by_is_sleeping_task_expires_at,
+                                                  "is_sleeping_task = ? AND expires_at < ?",
+                                                  bind_where, "expires_at",
+                                                  request.limit - exhausted, request.update);
       });
 }
 

@@ -227,6 +227,30 @@ TEST_F(SqliteFileTest, SchemaVersionIsRecordedAndReopeningKeepsData) {
   EXPECT_EQ(*found, record);
 }
 
+TEST_F(SqliteFileTest, VersionOneTableIsMigratedWithItsRows) {
+  auto record = ready_record();
+  record.lease_expirations = 2;
+  {
+    de::SqliteTaskExecutionsStorage storage{path_};
+    storage.insert_many({record});
+  }
+  {
+    // Back to version 1: no lease_expirations column.
+    auto db = raw(path_);
+    db.exec("ALTER TABLE task_executions DROP COLUMN lease_expirations");
+    db.exec("UPDATE durable_execution_schema SET version = 1");
+  }
+  de::SqliteTaskExecutionsStorage migrated{path_};
+  auto found = get(migrated, record.execution_id);
+  ASSERT_TRUE(found.has_value());
+  auto expected = record;
+  expected.lease_expirations = 0;  // the column's default
+  EXPECT_EQ(*found, expected);
+  auto db = raw(path_);
+  EXPECT_EQ(db.execAndGet("SELECT version FROM durable_execution_schema").getInt(), 2);
+  EXPECT_EQ(db.execAndGet("SELECT lease_expirations FROM task_executions").getInt(), 0);
+}
+
 TEST_F(SqliteFileTest, NewerSchemaVersionIsRefusedWithoutTouchingTheFile) {
   auto record = ready_record();
   {
@@ -290,8 +314,8 @@ TEST_F(SqliteFileTest, FileThatIsNotADatabaseThrowsDurableExecutionError) {
 
 // ---- corrupt rows ----------------------------------------------------------------------------
 
-TEST_F(SqliteFileTest, CorruptRowsThrowOnReadAndTheStorageKeepsWorking) {
-  de::SqliteTaskExecutionsStorage storage{path_};
+TEST_F(SqliteFileTest, CorruptRowsReadAsFailedAndTheStorageKeepsWorking) {
+  de::SqliteTaskExecutionsStorage storage{path_, {.log_sink = [](std::string_view) {}}};
   auto good = ready_record();
   auto bad_status = ready_record();
   auto bad_json = ready_record();
@@ -319,23 +343,28 @@ TEST_F(SqliteFileTest, CorruptRowsThrowOnReadAndTheStorageKeepsWorking) {
     u4.bind(1, bad_error.execution_id);
     u4.exec();
   }
-  for (const auto* id : {&bad_status.execution_id, &bad_json.execution_id, &bad_type.execution_id,
-                         &bad_error.execution_id}) {
-    try {
-      (void)get(storage, *id);
-      FAIL() << "corrupt row " << *id << " must not read";
-    } catch (const de::DurableExecutionError& e) {
-      EXPECT_NE(std::string{e.what()}.find(*id), std::string::npos) << e.what();
-      EXPECT_FALSE(e.is_retryable());
-    }
+  const std::vector<std::pair<const std::string*, std::string>> corrupt{
+      {&bad_status.execution_id, "status"},
+      {&bad_json.execution_id, "retry_options"},
+      {&bad_type.execution_id, "retry_attempts"},
+      {&bad_error.execution_id, "error"}};
+  for (const auto& [id, column] : corrupt) {
+    std::optional<de::TaskExecutionRecord> read;
+    ASSERT_NO_THROW(read = get(storage, *id)) << column;
+    ASSERT_TRUE(read.has_value()) << column;
+    EXPECT_EQ(read->status, de::TaskExecutionStatus::failed) << column;
+    ASSERT_TRUE(read->error.has_value());
+    EXPECT_FALSE(read->error->is_retryable);
+    EXPECT_NE(read->error->message.find("corrupt record: column " + column), std::string::npos)
+        << read->error->message;
+    EXPECT_NE(read->error->message.find(*id), std::string::npos) << read->error->message;
   }
-  // A claim that selects a corrupt row fails as a whole and changes nothing.
-  EXPECT_THROW(
-      (void)storage.update_by_status_and_start_at_less_than_and_return(claim_request("de_x", 10)),
-      de::DurableExecutionError);
-  auto still = get(storage, good.execution_id);
-  ASSERT_TRUE(still.has_value());
-  EXPECT_EQ(still->status, de::TaskExecutionStatus::ready);
+  // A claim that selects corrupt rows sets them aside and returns the healthy one.
+  std::vector<de::TaskExecutionRecord> claimed;
+  ASSERT_NO_THROW(claimed = storage.update_by_status_and_start_at_less_than_and_return(
+                      claim_request("de_x", 10)));
+  ASSERT_EQ(claimed.size(), 1U);
+  EXPECT_EQ(claimed[0].execution_id, good.execution_id);
   // The connection is still usable after the failures.
   auto fresh = ready_record();
   storage.insert_many({fresh});

@@ -9,6 +9,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+
+#include "durable_execution/detail/json_limits.hpp"
 
 namespace durable_execution::detail {
 
@@ -171,9 +174,24 @@ class JsonCursor {
  */
 template <class T>
 struct JsonCodec {
-  static std::string serialize(const T& value) { return nlohmann::json(value).dump(); }
+  /** Refuses values nested deeper than max_serialized_nesting_depth, and NaN or infinity. */
+  static std::string serialize(const T& value) {
+    if constexpr (std::is_same_v<T, nlohmann::json>) {
+      check_json_value(value, max_serialized_nesting_depth);  // before any recursive copy
+      return value.dump();
+    } else {
+      const nlohmann::json j(value);
+      check_json_value(j, max_serialized_nesting_depth);
+      return j.dump();
+    }
+  }
+  /** Callers check the nesting of `text` first (deserialize_value does). */
   static T deserialize(std::string_view text) {
-    return nlohmann::json::parse(text.begin(), text.end()).template get<T>();
+    if constexpr (std::is_same_v<T, nlohmann::json>) {
+      return nlohmann::json::parse(text.begin(), text.end());  // no copy of the parsed value
+    } else {
+      return nlohmann::json::parse(text.begin(), text.end()).template get<T>();
+    }
   }
 };
 

@@ -2,8 +2,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "durable_execution/export.hpp"
@@ -55,6 +57,13 @@ struct SqliteStorageOptions {
    * writer connection.
    */
   std::int32_t read_connections = 2;
+  /**
+   * Receives the storage's own warnings: corrupt rows set aside, a database file found deleted or
+   * replaced. Rate-limited (a burst of 5, then one line per 10 s with a count of the rest). Called
+   * from the thread of the storage call, never under the storage's locks; it must not call the
+   * storage. Empty: the lines go to stderr.
+   */
+  std::function<void(std::string_view message)> log_sink{};
 };
 
 /**
@@ -73,9 +82,15 @@ struct SqliteStorageOptions {
  * durable_execution::SqliteTaskExecutionsStorage other{"app.db", {.table_name = "jobs"}};
  * @endcode
  *
+ * A row another program damaged never blocks other work: it reads as a `failed` record whose
+ * non-retryable error names the column ("corrupt record: column ..."), and a claim that selects
+ * it writes it so (it is set aside) instead of returning it. If the database file is deleted or
+ * replaced while the storage is open, every later call fails with a non-retryable error.
+ *
  * @throws DurableExecutionError from the constructor if the file cannot be opened, is not a
- *   SQLite database, the table name is invalid, or the table was written by a newer schema
- *   version of this library (it is then left untouched).
+ *   SQLite database, is private to one connection (`:memory:`, `""`, a `mode=memory` URI), the
+ *   table name is invalid, or the table was written by a newer schema version of this library
+ *   (it is then left untouched).
  *
  * @note Thread safety: thread-safe; every method is atomic. Several processes may open the same
  *   file (not over a network file system: SQLite's locking needs a local one). Methods may be
@@ -85,8 +100,9 @@ struct SqliteStorageOptions {
 class DURABLE_EXECUTION_EXPORT SqliteTaskExecutionsStorage final : public TaskExecutionsStorage {
  public:
   /** @brief The schema version this library writes (stored per table in
-   * `durable_execution_schema`). */
-  static constexpr std::int32_t schema_version = 1;
+   * `durable_execution_schema`). Version 2 added `lease_expirations`; older tables are migrated
+   * when opened. */
+  static constexpr std::int32_t schema_version = 2;
 
   /**
    * @brief Opens (creating if missing) the database at `path` and prepares the table.
