@@ -120,7 +120,11 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
   DurableExecutor& operator=(const DurableExecutor&) = delete;
   DurableExecutor(DurableExecutor&&) = delete;
   DurableExecutor& operator=(DurableExecutor&&) = delete;
-  /** @brief Calls shutdown(). */
+  /**
+   * @brief Calls shutdown(). Called from one of this executor's own task or finalize functions
+   * (where shutdown() throws), it logs an error and lets the shutdown finish on a thread of its
+   * own instead.
+   */
   ~DurableExecutor();
 
   /**
@@ -303,8 +307,16 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
   /**
    * @brief Stops enqueuing, stops the background processes, then waits for running tasks (their
    * stop token fires with StopReason::shutdown; their results are recorded). Idempotent.
+   *
+   * Bounded: after `shutdown_timeout` it stops waiting for task functions that ignore their
+   * stop token, logs them and returns; their results are dropped (their leases expire and
+   * another executor runs them again). Nothing of this executor touches the storage after it
+   * returns (storage calls already in progress are waited for).
+   *
+   * @throws DurableExecutionError when called from a task function or finalize function of this
+   *   executor (it would wait for its own thread).
    */
-  void shutdown() noexcept;
+  void shutdown();
 
   [[nodiscard]] bool is_shutdown() const noexcept;
   [[nodiscard]] ExecutorStats stats() const;

@@ -70,6 +70,29 @@ struct DurableExecutorOptions {
   std::string logger_name{};
   /** If set, receives every message instead of spdlog (for applications without spdlog). */
   LogSink log_sink{};
+  /**
+   * Crash-loop bound: an execution whose run lease expired (the executor running it died or
+   * stalled) more than this many times ends `failed` ("abandoned repeatedly") instead of being
+   * run again. Lease expirations are not retry attempts. 0-1000.
+   */
+  std::int32_t max_lease_expirations = 3;
+  /**
+   * Lease of a parent's children step (T15-T17), on top of `expire_leeway`: a step whose
+   * executor died is run again after this plus the leeway. It must exceed the step's longest
+   * duration (a finalize function, storage calls), or two executors may process one parent.
+   * >= 1 ms.
+   */
+  std::chrono::milliseconds children_step_lease{120'000};
+  /** Lease of a close step (T19-T21), on top of `expire_leeway`; as above. >= 1 ms. */
+  std::chrono::milliseconds close_step_lease{120'000};
+  /**
+   * How long shutdown() waits for runs still in flight (task functions that ignore their stop
+   * token) before it returns anyway, logging the runs it left; their results are then discarded
+   * and nothing touches the storage after shutdown() returns. >= 0.
+   */
+  std::chrono::milliseconds shutdown_timeout{30'000};
+  /** A worker thread idle this long exits (down to one per core). >= 1 ms. */
+  std::chrono::milliseconds worker_idle_timeout{10'000};
 };
 
 /** @brief Options of a DurableExecutorClient: the subset of DurableExecutorOptions it uses. */
@@ -141,7 +164,10 @@ struct ExecutorStats {
   std::int64_t max_serialized_output_data_size = 0;
   std::int32_t registered_tasks_count = 0;
   bool is_shutdown = false;
-  /** Worker threads started so far (reused; never more than needed for concurrent runs). */
+  /**
+   * Worker threads alive now (reused; at most max_concurrent_task_executions; idle ones retire
+   * after worker_idle_timeout, down to one per core).
+   */
   std::int32_t worker_threads = 0;
   /** Per storage method name. */
   std::map<std::string, StorageCallStats> storage_calls{};
@@ -149,6 +175,11 @@ struct ExecutorStats {
   std::map<std::string, ProcessBatchStats> processes{};
   /** Storage calls per epoch second. */
   std::map<std::int64_t, std::int64_t> storage_calls_per_second{};
+  /**
+   * Abandoned runs: timed out or cancelled while their task function still runs (it ignores its
+   * stop token). Each holds a slot of max_concurrent_task_executions until it returns.
+   */
+  std::int32_t abandoned_task_executions = 0;
 };
 
 }  // namespace durable_execution

@@ -78,6 +78,13 @@ struct UpdateByIsSleepingTaskAndExpiresAtLessThanRequest {
   Timestamp expires_at_less_than{};
   TaskExecutionUpdate update{};
   std::int64_t limit = 0;
+  /**
+   * If set, a selected row whose `lease_expirations` is already >= this value gets
+   * `exhausted_update` instead of `update` (the crash-loop bound: such rows end `failed`). The
+   * two updates together touch at most `limit` rows, each selected by ascending `expires_at`.
+   */
+  std::optional<std::int32_t> max_lease_expirations{};
+  TaskExecutionUpdate exhausted_update{};
 };
 
 struct UpdateByOnChildrenFinishedProcessingExpiresAtLessThanRequest {

@@ -156,6 +156,13 @@ struct TaskExecutionRecord {
   Timestamp created_at{};
   Timestamp updated_at{};
 
+  /**
+   * How many times the lease of this execution's runs expired (T14: the executor that ran it
+   * died or stalled). Not a retry attempt; past the executor's `max_lease_expirations` the
+   * execution fails as abandoned repeatedly (a run that crashes its process every time).
+   */
+  std::int32_t lease_expirations = 0;
+
   friend bool operator==(const TaskExecutionRecord&, const TaskExecutionRecord&) = default;
 };
 
@@ -236,6 +243,9 @@ struct TaskExecutionUpdate {
   bool unset_on_children_finished_processing_expires_at = false;
   bool unset_close_expires_at = false;
   Timestamp updated_at{};
+
+  /** Adds one to `lease_expirations` (the lease-expiry step). */
+  bool increment_lease_expirations = false;
 
   friend bool operator==(const TaskExecutionUpdate&, const TaskExecutionUpdate&) = default;
 };

@@ -8,11 +8,11 @@ DurableExecutor::DurableExecutor(TaskExecutionsStorage& storage,
                                  const DurableExecutorOptions& options)
     : engine_(std::make_shared<detail::Engine>(storage, options, detail::Engine::Mode::executor)) {}
 
-DurableExecutor::~DurableExecutor() { shutdown(); }
+DurableExecutor::~DurableExecutor() { engine_->shutdown_or_defer(); }
 
 void DurableExecutor::start() { engine_->start(); }
 
-void DurableExecutor::shutdown() noexcept { engine_->shutdown(); }
+void DurableExecutor::shutdown() { engine_->shutdown(); }
 
 bool DurableExecutor::is_shutdown() const noexcept { return engine_->is_shutdown(); }
 
@@ -46,12 +46,12 @@ DurableExecutorClient::DurableExecutorClient(TaskExecutionsStorage& storage,
   for (const auto& t : tasks) engine_->register_descriptor(t);
 }
 
-DurableExecutorClient::~DurableExecutorClient() { shutdown(); }
+DurableExecutorClient::~DurableExecutorClient() { engine_->shutdown_or_defer(); }
 
 void DurableExecutorClient::cancel(const std::string& execution_id) {
   engine_->cancel(execution_id);
 }
 
-void DurableExecutorClient::shutdown() noexcept { engine_->shutdown(); }
+void DurableExecutorClient::shutdown() noexcept { engine_->shutdown_or_defer(); }
 
 }  // namespace durable_execution

@@ -12,6 +12,7 @@
 //    becomes the flusher and writes everything queued meanwhile in one storage call.
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <time.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include <condition_variable>
 #include <deque>
 #include <limits>
+#include <list>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
@@ -41,11 +43,12 @@ namespace {
 using std::chrono::milliseconds;
 using Status = TaskExecutionStatus;
 
-constexpr milliseconds kProcessingLease{120'000};
-constexpr milliseconds kCloseLease{120'000};
 /** How long a queued run may wait for a worker before the pool adds workers for the queue. */
 constexpr std::chrono::microseconds kPoolStallThreshold{1000};
-constexpr std::int32_t kMaxCompletionWriteAttempts = 6;
+/** Retries of a result write (at least; more if storage_max_retry_attempts says so). */
+constexpr std::int32_t kCompletionWriteRetries = 5;
+/** Claiming paused by abandoned runs is logged at most this often. */
+constexpr std::chrono::seconds kPausedLogInterval{10};
 /** Runs that wait this long on average (not computing) get idle workers for a whole batch. */
 constexpr std::int64_t kWaitingRunNs = 100'000;
 /** A pool of waiting runs stops growing while the process uses this share of the cores... */
@@ -149,7 +152,7 @@ TaskExecutionSummary root_for_children(const TaskExecutionRecord& parent) {
 
 }  // namespace
 
-struct Engine::Impl {
+struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   struct Run {
     TaskExecutionRecord record;
     std::shared_ptr<const TaskDefinition> definition;
@@ -163,6 +166,8 @@ struct Engine::Impl {
     std::optional<UpdateByIdRequest> update;
     std::optional<UpdateByIdAndInsertChildrenRequest> update_with_children;
     std::optional<Timestamp> wake_at;
+    /** The parent a finalize child's update settles (update->parent_update), for its waiters. */
+    std::string settled_parent_id{};
     /** The run it records: what a failure is written from if storage rejects this write. */
     std::shared_ptr<Run> run;
   };
@@ -193,6 +198,7 @@ struct Engine::Impl {
   bool started = false;
   bool shut_down_done = false;
   std::atomic<bool> stop_loops{false};
+  std::atomic<bool> shutdown_deferred{false};
 
   // ---- runs in flight -----------------------------------------------------------------------
   mutable std::mutex runs_mutex;
@@ -200,7 +206,21 @@ struct Engine::Impl {
   // Keys view the run's own execution id (the run outlives its entry): no copy per run.
   std::unordered_map<std::string_view, std::shared_ptr<Run>> in_flight;
   std::int64_t pending_completions = 0;
+  /**
+   * Abandoned runs: timed out or cancelled, their callable still running here. They hold a slot
+   * of max_concurrent_task_executions until the callable returns.
+   */
   std::atomic<std::int32_t> zombies{0};
+  /** Executions with an abandoned callable still running here, and how many (runs_mutex). */
+  std::unordered_map<std::string, std::int32_t> zombie_ids;
+  /**
+   * Claimed runs whose previous attempt's callable still runs here (runs_mutex; also in
+   * in_flight): they start when it returns, or time out at their own deadline meanwhile.
+   */
+  std::unordered_map<std::string_view, std::shared_ptr<Run>> held;
+  /** Set when shutdown stopped waiting: results that arrive later are dropped (runs_mutex). */
+  bool discard_results = false;
+  SteadyClock::time_point paused_logged_at{};
 
   // ---- dispatcher ---------------------------------------------------------------------------
   std::mutex dispatch_mutex;
@@ -215,6 +235,14 @@ struct Engine::Impl {
   bool bg_cancel_now = false;
   bool bg_expire_now = false;
   std::thread background;
+  std::atomic<bool> background_done{false};
+
+  // ---- completion writer: writes results the timer produced (timeouts) ----------------------
+  std::mutex writer_mutex;
+  std::condition_variable writer_cv;
+  bool writer_wake = false;
+  bool writer_stop = false;
+  std::thread writer;
 
   // ---- timer and pool -----------------------------------------------------------------------
   std::unique_ptr<TimerThread> timer;
@@ -225,7 +253,9 @@ struct Engine::Impl {
   mutable std::mutex pool_mutex;
   std::condition_variable pool_cv;
   std::deque<Job> pool_queue;
-  std::vector<std::thread> pool_threads;
+  /** Live workers; a worker that exits moves its own entry to `exited_threads`. */
+  std::list<std::thread> pool_threads;
+  std::list<std::thread> exited_threads;  // joined by the next spawn or by shutdown
   std::int32_t pool_idle = 0;
   bool pool_stop = false;
   bool pool_check_scheduled = false;
@@ -251,9 +281,12 @@ struct Engine::Impl {
     std::shared_ptr<Run> run;
     SteadyClock::time_point deadline{};
   };
-  std::deque<RunSlot> run_slots;  // one per pool thread (pool_mutex); addresses are stable
+  std::deque<RunSlot> run_slots;         // one per pool thread (pool_mutex); addresses are stable
+  std::vector<RunSlot*> free_run_slots;  // left by retired workers, reused by new ones
   /** The time of the earliest deadline check on the timer, or max if none is pending. */
   std::atomic<SteadyClock::rep> next_deadline_check{std::numeric_limits<SteadyClock::rep>::max()};
+  /** Quarantine claims (one execution at a time) left to the dispatcher (dispatcher only). */
+  std::int32_t quarantine_claims_left = 0;
   /** Set when the dispatcher stopped claiming because every slot was taken. */
   std::atomic<bool> dispatcher_at_capacity{false};
 
@@ -268,10 +301,15 @@ struct Engine::Impl {
   std::atomic<CompletionNode*> completion_head{nullptr};
   std::atomic<bool> flushing{false};
 
-  // ---- finished notifications (for waiters) -------------------------------------------------
-  std::mutex finished_mutex;
-  std::condition_variable finished_cv;
-  std::uint64_t finished_seq = 0;
+  // ---- waiters (wait_finished) ---------------------------------------------------------------
+  /** One blocked wait_finished call: woken when its own execution may have finished. */
+  struct Waiter {
+    std::condition_variable cv;
+    bool woken = false;
+  };
+  std::mutex waiters_mutex;
+  std::unordered_multimap<std::string, Waiter*> waiters;
+  std::atomic<std::int64_t> waiter_count{0};
 
   // ---- stats --------------------------------------------------------------------------------
   ProcessStats stats_ready, stats_children, stats_mark, stats_close, stats_cancel, stats_expire,
@@ -298,12 +336,29 @@ struct Engine::Impl {
     bg_cv.notify_one();
   }
 
-  void notify_finished() {
-    {
-      std::lock_guard lock(finished_mutex);
-      ++finished_seq;
+  /** Wakes the waiters of executions that this process may just have finished. */
+  template <class Ids>
+  void notify_finished(const Ids& ids) {
+    if (waiter_count.load() == 0) return;
+    std::lock_guard lock(waiters_mutex);
+    for (const auto& id : ids) {
+      const auto [first, last] = waiters.equal_range(std::string{id});
+      for (auto it = first; it != last; ++it) {
+        it->second->woken = true;
+        it->second->cv.notify_one();
+      }
     }
-    finished_cv.notify_all();
+  }
+  void notify_finished(const std::string& id) { notify_finished(std::array{std::string_view{id}}); }
+
+  /** Wakes every waiter: for rare bulk changes whose ids the engine does not know. */
+  void notify_all_waiters() {
+    if (waiter_count.load() == 0) return;
+    std::lock_guard lock(waiters_mutex);
+    for (auto& [id, w] : waiters) {
+      w->woken = true;
+      w->cv.notify_one();
+    }
   }
 
   /** A local sleeping execution times out at `expires_at`: run the expiry step then. */
@@ -354,9 +409,8 @@ struct Engine::Impl {
   // Worker pool
   // =========================================================================================
 
-  std::int32_t pool_cap() const {
-    return options.max_concurrent_task_executions + zombies.load(std::memory_order_relaxed);
-  }
+  /** Live runs and abandoned ones both hold a worker, and both count against this cap. */
+  std::int32_t pool_cap() const { return options.max_concurrent_task_executions; }
 
   /** Idle workers to wake, decided under pool_mutex and sent after it is released. */
   struct Wakeups {
@@ -372,10 +426,15 @@ struct Engine::Impl {
   [[nodiscard]] Wakeups pool_add_workers(std::size_t want) {
     const auto idle = static_cast<std::size_t>(pool_idle);
     const Wakeups wake{std::min(want, idle), want >= idle && idle > 0};
-    if (want <= idle) return wake;
+    if (want <= idle || pool_stop) return wake;
+    join_exited_workers();
     auto to_spawn = want - idle;
     while (to_spawn-- > 0 && static_cast<std::int32_t>(pool_threads.size()) < pool_cap()) {
-      pool_threads.emplace_back([this] { worker_loop(); });
+      pool_threads.emplace_back();
+      const auto self = std::prev(pool_threads.end());
+      // The worker owns a reference to the engine: one that shutdown left running (a task
+      // function past shutdown_timeout) keeps the engine alive until it returns.
+      *self = std::thread([impl = shared_from_this(), self] { impl->worker_loop(self); });
     }
     return wake;
   }
@@ -458,23 +517,44 @@ struct Engine::Impl {
     wake_workers(wake);
   }
 
-  void worker_loop() {
+  /** Joins workers that exited (pool_mutex held): they only have to return, never to lock. */
+  void join_exited_workers() {
+    for (auto& t : exited_threads) {
+      if (t.joinable()) t.join();
+    }
+    exited_threads.clear();
+  }
+
+  void worker_loop(std::list<std::thread>::iterator self) {
+    caller.adopt_thread();
     std::unique_lock lock(pool_mutex);
-    auto& slot = run_slots.emplace_back();
+    RunSlot* slot = nullptr;
+    if (free_run_slots.empty()) {
+      slot = &run_slots.emplace_back();
+    } else {
+      slot = free_run_slots.back();
+      free_run_slots.pop_back();
+    }
     for (;;) {
-      while (pool_queue.empty() && !pool_stop) {
+      if (pool_queue.empty() && !pool_stop) {
         ++pool_idle;
-        pool_cv.wait(lock);
+        const bool has_work = pool_cv.wait_for(lock, options.worker_idle_timeout,
+                                               [this] { return !pool_queue.empty() || pool_stop; });
         --pool_idle;
+        // Idle for worker_idle_timeout: retire, down to a core's worth of workers.
+        if (!has_work && pool_threads.size() <= eager_workers) continue;
+        if (!has_work) break;
       }
-      if (pool_queue.empty()) return;
+      if (pool_queue.empty()) break;  // pool_stop
       auto job = std::move(pool_queue.front());
       pool_queue.pop_front();
       lock.unlock();
-      execute(job.run, slot);
+      execute(job.run, *slot);
       job.run.reset();
       lock.lock();
     }
+    free_run_slots.push_back(slot);
+    exited_threads.splice(exited_threads.end(), pool_threads, self);
   }
 
   // =========================================================================================
@@ -483,7 +563,7 @@ struct Engine::Impl {
 
   void execute(const std::shared_ptr<Run>& run, RunSlot& slot) {
     if (run->settled.load()) {  // cancelled while queued
-      zombies.fetch_sub(1);
+      abandoned_run_returned(*run);
       return;
     }
     if (timer) {
@@ -502,10 +582,45 @@ struct Engine::Impl {
     }
     if (run->settled.exchange(true)) {
       // Timed out or cancelled meanwhile: that outcome is recorded; this late result is not.
-      zombies.fetch_sub(1);
+      abandoned_run_returned(*run);
       return;
     }
     finish_run(run, std::move(completion));
+  }
+
+  /** A run was abandoned (timed out or cancelled) while queued or running: it holds a slot. */
+  void abandon_locked(const Run& run) {  // runs_mutex held
+    zombies.fetch_add(1);
+    ++zombie_ids[run.record.execution_id];
+  }
+
+  /**
+   * The callable of an abandoned run returned (or never started): its slot is free, and a
+   * retry of the same execution claimed meanwhile (held) may start now.
+   */
+  void abandoned_run_returned(const Run& run) {
+    std::shared_ptr<Run> next;
+    std::size_t running = 0;
+    {
+      std::lock_guard lock(runs_mutex);
+      zombies.fetch_sub(1);
+      if (auto it = zombie_ids.find(run.record.execution_id);
+          it != zombie_ids.end() && --it->second == 0) {
+        zombie_ids.erase(it);
+        if (auto h = held.find(run.record.execution_id); h != held.end()) {
+          next = std::move(h->second);
+          held.erase(h);
+        }
+      }
+      running = in_flight.size();
+    }
+    runs_cv.notify_all();
+    if (next) {
+      std::vector<std::shared_ptr<Run>> runs;
+      runs.push_back(std::move(next));
+      pool_submit(std::move(runs));
+    }
+    slot_freed(running);
   }
 
   /**
@@ -547,27 +662,58 @@ struct Engine::Impl {
     if (earliest != SteadyClock::time_point::max()) arm_deadline_check(earliest);
   }
 
+  /** On the timer thread: records the timeout, leaving the write to the completion writer. */
   void on_timeout(const std::shared_ptr<Run>& run) {
     if (run->settled.exchange(true)) return;
-    zombies.fetch_add(1);
+    {
+      std::lock_guard lock(runs_mutex);
+      abandon_locked(*run);
+    }
     run->reason.store(StopReason::timed_out, std::memory_order_release);
     run->stop.request_stop();
-    finish_run(run, error_completion(run->record, DurableExecutionTimedOutError{}.to_stored(),
-                                     now_timestamp()));
+    finish_run(
+        run,
+        error_completion(run->record, DurableExecutionTimedOutError{}.to_stored(), now_timestamp()),
+        false);
   }
 
-  /** The run left this executor's hands: free its slot and record the outcome. */
-  void finish_run(const std::shared_ptr<Run>& run, Completion completion) {
+  /** On the timer thread: a held run whose deadline passed before it could start. */
+  void on_held_timeout(const std::weak_ptr<Run>& weak) {
+    auto run = weak.lock();
+    if (!run) return;
+    {
+      std::lock_guard lock(runs_mutex);
+      auto it = held.find(run->record.execution_id);
+      if (it == held.end() || it->second != run) return;  // started meanwhile: its own deadline
+      held.erase(it);
+    }
+    if (run->settled.exchange(true)) return;
+    finish_run(
+        run,
+        error_completion(run->record, DurableExecutionTimedOutError{}.to_stored(), now_timestamp()),
+        false);
+  }
+
+  /**
+   * The run left this executor's hands: free its slot and record the outcome. A worker writes
+   * it itself (group commit); the timer only queues it for the completion writer.
+   */
+  void finish_run(const std::shared_ptr<Run>& run, Completion completion, bool write_here = true) {
     std::size_t running = 0;
     {
       std::lock_guard lock(runs_mutex);
-      ++pending_completions;
       in_flight.erase(run->record.execution_id);
       running = in_flight.size();
+      if (discard_results) return;  // shutdown gave up on this run: nothing reaches storage
+      ++pending_completions;
     }
     slot_freed(running);
     completion.run = run;
-    submit_completion(std::move(completion));
+    if (write_here) {
+      submit_completion(std::move(completion));
+    } else {
+      queue_completion(std::move(completion));
+    }
   }
 
   /**
@@ -579,6 +725,7 @@ struct Engine::Impl {
     const auto max = static_cast<std::size_t>(options.max_concurrent_task_executions);
     const auto batch =
         std::min<std::size_t>(static_cast<std::size_t>(options.max_task_executions_per_batch), max);
+    running += static_cast<std::size_t>(std::max(0, zombies.load()));
     const auto free = max - std::min(running, max);
     if (free >= std::max<std::size_t>(1, batch / 2) || running == 0) {
       dispatcher_at_capacity.store(false, std::memory_order_release);
@@ -688,6 +835,13 @@ struct Engine::Impl {
     return req;
   }
 
+  /** Sets the completion's result write (running_update) and notes a parent it settles. */
+  static void set_running_update(Completion& c, const TaskExecutionRecord& rec,
+                                 TaskExecutionUpdate update, Timestamp now) {
+    c.update = running_update(rec, std::move(update), now);
+    if (c.update->parent_update && rec.parent) c.settled_parent_id = rec.parent->execution_id;
+  }
+
   Completion error_completion(const TaskExecutionRecord& rec, StoredError error, Timestamp now) {
     Completion c;
     TaskExecutionUpdate u;
@@ -702,7 +856,7 @@ struct Engine::Impl {
       u.status = status_for_error(error);
       u.error = std::move(error);
     }
-    c.update = running_update(rec, std::move(u), now);
+    set_running_update(c, rec, std::move(u), now);
     return c;
   }
 
@@ -749,7 +903,7 @@ struct Engine::Impl {
           u.error = StoredError{ErrorType::generic, false, false,
                                 error_message(std::current_exception())};
           u.children = std::vector<TaskExecutionSummary>{};
-          c.update = running_update(rec, std::move(u), now);
+          set_running_update(c, rec, std::move(u), now);
           return c;
         }
       } else if (def.is_parent) {
@@ -762,7 +916,7 @@ struct Engine::Impl {
       u.status = Status::completed;
       u.output = std::move(output);
       u.children = std::vector<TaskExecutionSummary>{};
-      c.update = running_update(rec, std::move(u), now);
+      set_running_update(c, rec, std::move(u), now);
       return c;
     }
 
@@ -919,11 +1073,47 @@ struct Engine::Impl {
   // Completions: group commit
   // =========================================================================================
 
-  void submit_completion(Completion completion) {
+  void push_completion(Completion completion) {
     auto* node = new CompletionNode{std::move(completion)};
     node->next = completion_head.load();
     while (!completion_head.compare_exchange_weak(node->next, node)) {
     }
+  }
+
+  /** A worker's result: queued, then written by this thread unless a flusher is active. */
+  void submit_completion(Completion completion) {
+    push_completion(std::move(completion));
+    flush_completions();
+  }
+
+  /**
+   * A result produced on the timer thread: queued for an active flusher or the completion
+   * writer, so a slow storage call never holds the timer (and the timeouts behind it).
+   */
+  void queue_completion(Completion completion) {
+    push_completion(std::move(completion));
+    if (flushing.load()) return;  // the active flusher looks once more before it leaves
+    {
+      std::lock_guard lock(writer_mutex);
+      writer_wake = true;
+    }
+    writer_cv.notify_one();
+  }
+
+  void writer_loop() {
+    caller.adopt_thread();
+    std::unique_lock lock(writer_mutex);
+    for (;;) {
+      writer_cv.wait(lock, [this] { return writer_wake || writer_stop; });
+      if (!writer_wake && writer_stop) return;
+      writer_wake = false;
+      lock.unlock();
+      flush_completions();
+      lock.lock();
+    }
+  }
+
+  void flush_completions() {
     // Whoever sets `flushing` writes everything queued, including what arrives meanwhile. After
     // clearing it, the flusher looks once more: a submitter that saw the flag set relied on it.
     // (Sequentially consistent throughout: the flag and the stack form a Dekker pair.)
@@ -963,37 +1153,24 @@ struct Engine::Impl {
   // =========================================================================================
 
   /**
-   * Runs `fn` (one storage call through the caller, which retries it storage_max_retry_attempts
-   * times), again with back-off while it fails with a retryable error: at most
-   * kMaxCompletionWriteAttempts rounds, 50 ms doubling to 1 s between them (~1.6 s in all). A
-   * non-retryable error, or the last retryable one, is rethrown.
+   * Retries of the engine's own writes (results, children steps, closes): at least
+   * kCompletionWriteRetries, in the storage caller, the engine's one retry layer (jittered
+   * back-off 12.5 ms doubling to 1 s: ~0.4 s over 5 retries).
    */
-  template <class F>
-  auto with_backoff(const char* process, F&& fn) {
-    for (std::int32_t attempt = 0;; ++attempt) {
-      try {
-        return fn();
-      } catch (const DurableExecutionError& e) {
-        if (!e.is_retryable() || attempt + 1 >= kMaxCompletionWriteAttempts) throw;
-        logger.error(fmt::format("Error in {}: {} (attempt {})", process, e.what(), attempt + 1));
-      } catch (const std::exception& e) {
-        if (attempt + 1 >= kMaxCompletionWriteAttempts) throw;
-        logger.error(fmt::format("Error in {}: {} (attempt {})", process, e.what(), attempt + 1));
-      }
-      std::this_thread::sleep_for(jittered(milliseconds{std::min(50 << attempt, 1000)}));
-    }
+  std::int32_t write_retries() const {
+    return std::max(options.storage_max_retry_attempts, kCompletionWriteRetries);
   }
 
   void store(const std::vector<UpdateByIdRequest>& requests) {
-    caller.call(StorageMethod::update_many_by_id,
-                [&](TaskExecutionsStorage& s) { s.update_many_by_id(requests); });
+    caller.call_with_retries(StorageMethod::update_many_by_id, write_retries(),
+                             [&](TaskExecutionsStorage& s) { s.update_many_by_id(requests); });
   }
 
   void store(const std::vector<UpdateByIdAndInsertChildrenRequest>& requests) {
-    caller.call(StorageMethod::update_many_by_id_and_insert_children_if_updated,
-                [&](TaskExecutionsStorage& s) {
-                  s.update_many_by_id_and_insert_children_if_updated(requests);
-                });
+    caller.call_with_retries(StorageMethod::update_many_by_id_and_insert_children_if_updated,
+                             write_retries(), [&](TaskExecutionsStorage& s) {
+                               s.update_many_by_id_and_insert_children_if_updated(requests);
+                             });
   }
 
   /** Why a write failed for good: nullopt if it was written. */
@@ -1003,9 +1180,9 @@ struct Engine::Impl {
   };
 
   template <class Request>
-  std::optional<WriteFailure> try_store(const char* process, const std::vector<Request>& requests) {
+  std::optional<WriteFailure> try_store(const std::vector<Request>& requests) {
     try {
-      with_backoff(process, [&] { store(requests); });
+      store(requests);
       return std::nullopt;
     } catch (const DurableExecutionError& e) {
       return WriteFailure{e.is_retryable(), e.to_stored()};
@@ -1017,7 +1194,7 @@ struct Engine::Impl {
   /**
    * Writes `requests` in one storage call, isolating failures (DESIGN.md: a request that can
    * never succeed ends its own execution). Transient errors are retried with bounded back-off
-   * (with_backoff); if they persist the write is left to lease expiry, as a crash would be. A
+   * (write_retries()); if they persist the write is left to lease expiry, as a crash would be. A
    * batch rejected non-retryably is split in halves, each written on its own, recursively, so
    * that the good requests are recorded at once (about 2 log2(n) calls per bad request, on the
    * failure path only); a request rejected on its own ends its execution with the storage's
@@ -1027,13 +1204,14 @@ struct Engine::Impl {
   template <class Request, class Failure>
   std::size_t write_isolated(const char* process, const std::vector<Request>& requests,
                              Failure&& failure) {
-    auto failed = try_store(process, requests);
+    auto failed = try_store(requests);
     if (!failed) return 0;
+    if (caller.closed_for_engine_threads()) return 0;  // shut down: left to lease expiry
     if (failed->retryable) {
-      logger.error(fmt::format(
-          "Error in {}: {} request(s) not written after {} attempts, left to "
-          "lease expiry: {}",
-          process, requests.size(), kMaxCompletionWriteAttempts, failed->error.message));
+      logger.error(
+          fmt::format("Error in {}: {} request(s) not written after {} attempts, left to "
+                      "lease expiry: {}",
+                      process, requests.size(), write_retries() + 1, failed->error.message));
       return 0;
     }
     std::vector<std::size_t> all(requests.size());
@@ -1056,7 +1234,7 @@ struct Engine::Impl {
       std::vector<Request> sub;
       sub.reserve(part.size());
       for (const auto i : part) sub.push_back(requests[i]);
-      auto failed = try_store(process, sub);
+      auto failed = try_store(sub);
       if (!failed) continue;
       if (failed->retryable) {
         logger.error(fmt::format("Error in {}: {} request(s) not written, left to lease expiry: {}",
@@ -1103,7 +1281,7 @@ struct Engine::Impl {
                     "the error: {}",
                     process, request.execution_id, error.message));
     const std::vector<UpdateByIdRequest> updates{std::move(*update)};
-    if (auto failed = try_store(process, updates)) {
+    if (auto failed = try_store(updates)) {
       logger.error(
           fmt::format("Error in {}: could not record the failure of execution {}, left "
                       "to lease expiry: {}",
@@ -1166,12 +1344,26 @@ struct Engine::Impl {
     }
     // Children inserted by these writes are ready work of this executor: claim them now.
     for (const auto& r : with_children_starts) schedule_dispatch_at(r);
+    // Waiters are woken for their own execution only (and a finalize child's parent). Looked up
+    // after the write: a waiter registers before its first read, so it is either seen here or
+    // its read sees the write.
+    if (waiter_count.load() > 0) {
+      std::vector<std::string_view> finished;
+      for (const auto& u : updates) {
+        if (u.update.is_finished) finished.emplace_back(u.execution_id);
+      }
+      for (const auto& node : batch) {
+        if (!node->completion.settled_parent_id.empty()) {
+          finished.emplace_back(node->completion.settled_parent_id);
+        }
+      }
+      notify_finished(finished);
+    }
     {
       std::lock_guard lock(runs_mutex);
       pending_completions -= static_cast<std::int64_t>(batch.size());
     }
     runs_cv.notify_all();
-    notify_finished();
     if (wake_close_path) wake_background();
   }
 
@@ -1179,25 +1371,79 @@ struct Engine::Impl {
   // Dispatcher (ready loop, T3)
   // =========================================================================================
 
+  /** Slots of max_concurrent_task_executions not held by a run or an abandoned run. */
+  std::int64_t free_slots_locked() const {  // runs_mutex held
+    return options.max_concurrent_task_executions - static_cast<std::int64_t>(in_flight.size()) -
+           zombies.load();
+  }
+
+  /**
+   * Writes claimed executions back to `ready`, untouched otherwise (no attempt, no lease
+   * expiration counted): suspects that may not share this process with other runs.
+   */
+  void release_claimed(const std::vector<TaskExecutionRecord>& rows) {
+    const auto now = now_timestamp();
+    std::vector<UpdateByIdRequest> releases;
+    releases.reserve(rows.size());
+    for (const auto& row : rows) {
+      TaskExecutionUpdate u;
+      u.status = Status::ready;
+      releases.push_back(UpdateByIdRequest{row.execution_id,
+                                           GetByIdFilters{.status = Status::running},
+                                           normalize_update(now, std::move(u))});
+    }
+    try {
+      caller.call_with_retries(StorageMethod::update_many_by_id, write_retries(),
+                               [&](TaskExecutionsStorage& s) { s.update_many_by_id(releases); });
+    } catch (const std::exception& e) {
+      logger.error(fmt::format("Error in ready: releasing {} executions: {} (left to lease expiry)",
+                               releases.size(), e.what()));
+    }
+  }
+
   std::size_t claim_and_dispatch(bool& full_batch) {
     std::int64_t free_slots = 0;
+    std::int32_t abandoned = 0;
+    bool alone = false;
     {
       std::lock_guard lock(runs_mutex);
-      free_slots =
-          options.max_concurrent_task_executions - static_cast<std::int64_t>(in_flight.size());
+      free_slots = free_slots_locked();
+      abandoned = zombies.load();
+      alone = in_flight.empty() && abandoned == 0;
     }
     full_batch = false;
-    if (free_slots <= 0) {
+    // Quarantine: executions whose lease expired before (a process died while they ran) run
+    // alone in this process, one claim at a time, so that if one of them kills the process again
+    // the crash counts against it only, not against batch-mates (max_lease_expirations).
+    const bool quarantine = quarantine_claims_left > 0;
+    if (quarantine && !alone) {
       dispatcher_at_capacity.store(true, std::memory_order_release);
-      // A run may have finished between the count and the flag: re-check once.
       std::lock_guard lock(runs_mutex);
-      if (static_cast<std::int64_t>(in_flight.size()) < options.max_concurrent_task_executions) {
+      if (in_flight.empty() && zombies.load() == 0) {
         dispatcher_at_capacity.store(false, std::memory_order_release);
         full_batch = true;  // claim again at once
       }
       return 0;
     }
-    const auto limit = std::min<std::int64_t>(options.max_task_executions_per_batch, free_slots);
+    if (free_slots <= 0) {
+      dispatcher_at_capacity.store(true, std::memory_order_release);
+      // A run may have finished between the count and the flag: re-check once.
+      std::lock_guard lock(runs_mutex);
+      if (free_slots_locked() > 0) {
+        dispatcher_at_capacity.store(false, std::memory_order_release);
+        full_batch = true;  // claim again at once
+      } else if (abandoned > 0 && SteadyClock::now() - paused_logged_at >= kPausedLogInterval) {
+        paused_logged_at = SteadyClock::now();
+        logger.error(fmt::format(
+            "Claiming paused: {} abandoned runs (timed out or cancelled, their task function "
+            "still running; it should watch its stop token) hold slots of "
+            "max_concurrent_task_executions = {}",
+            abandoned, options.max_concurrent_task_executions));
+      }
+      return 0;
+    }
+    const auto limit =
+        quarantine ? 1 : std::min<std::int64_t>(options.max_task_executions_per_batch, free_slots);
     const auto start = SteadyClock::now();
     const auto now = now_timestamp();
     TaskExecutionUpdate u;
@@ -1215,11 +1461,34 @@ struct Engine::Impl {
     auto rows = caller.call(StorageMethod::claim_ready, [&](TaskExecutionsStorage& s) {
       return s.update_by_status_and_start_at_less_than_and_return(req);
     });
+    if (quarantine) quarantine_claims_left = rows.empty() ? 0 : quarantine_claims_left - 1;
     if (rows.empty()) {
       stats_ready.record(0, SteadyClock::now() - start);
       return 0;
     }
+    const auto claimed = static_cast<std::int64_t>(rows.size());
+    if (!quarantine && (!alone || rows.size() > 1) &&
+        std::any_of(rows.begin(), rows.end(),
+                    [](const TaskExecutionRecord& r) { return r.lease_expirations > 0; })) {
+      // Suspects claimed with other work go back to ready and are claimed again one at a time.
+      std::vector<TaskExecutionRecord> suspects;
+      const auto normal = std::partition(rows.begin(), rows.end(),
+                                         [](const auto& r) { return r.lease_expirations == 0; });
+      suspects.assign(std::make_move_iterator(normal), std::make_move_iterator(rows.end()));
+      rows.erase(normal, rows.end());
+      release_claimed(suspects);
+      quarantine_claims_left = static_cast<std::int32_t>(2 * suspects.size() + 1);
+      logger.debug(fmt::format(
+          "Released {} executions whose lease expired before: they run alone, one at a time",
+          suspects.size()));
+      if (rows.empty()) {
+        full_batch = true;  // go on with the quarantine at once
+        stats_ready.record(0, SteadyClock::now() - start);
+        return 0;
+      }
+    }
     std::vector<std::shared_ptr<Run>> runs;
+    std::vector<std::shared_ptr<Run>> held_now;
     runs.reserve(rows.size());
     {
       std::lock_guard lock(runs_mutex);
@@ -1229,17 +1498,28 @@ struct Engine::Impl {
         run->definition = find_task(row.task_id);
         run->record = std::move(row);
         in_flight.emplace(run->record.execution_id, run);
+        if (!zombie_ids.empty() && zombie_ids.contains(run->record.execution_id)) {
+          // Its previous attempt's callable still runs here: never two attempts at once.
+          held.emplace(run->record.execution_id, run);
+          held_now.push_back(std::move(run));
+          continue;
+        }
         runs.push_back(std::move(run));
       }
+    }
+    for (const auto& run : held_now) {
+      timer->schedule(SteadyClock::now() + run->record.timeout,
+                      [this, weak = std::weak_ptr<Run>(run)] { on_held_timeout(weak); });
     }
     const auto n = runs.size();
     pool_submit(std::move(runs));
     stats_ready.record(static_cast<std::int64_t>(n), SteadyClock::now() - start);
-    full_batch = static_cast<std::int64_t>(rows.size()) >= limit;
+    full_batch = claimed >= limit;
     return n;
   }
 
   void dispatcher_loop() {
+    caller.adopt_thread();
     const auto base = options.background_process_intra_batch_sleep;
     auto cur = base;
     std::int32_t errors = 0;
@@ -1310,7 +1590,7 @@ struct Engine::Impl {
     const auto now = now_timestamp();
     TaskExecutionUpdate u;
     u.close_status = CloseStatus::closing;
-    u.close_expires_at = now + kCloseLease + options.expire_leeway;
+    u.close_expires_at = now + options.close_step_lease + options.expire_leeway;
     UpdateByCloseStatusRequest req{CloseStatus::ready, normalize_update(now, std::move(u)),
                                    options.close_finished_task_executions_batch_size};
     auto rows = caller.call(StorageMethod::claim_close, [&](TaskExecutionsStorage& s) {
@@ -1358,16 +1638,18 @@ struct Engine::Impl {
     };
     if (!parent_updates.empty()) {
       (void)write_isolated("close", parent_updates, nothing);
-      notify_finished();
+      std::vector<std::string_view> ids;
+      ids.reserve(parent_updates.size());
+      for (const auto& pu : parent_updates) ids.emplace_back(pu.execution_id);
+      notify_finished(ids);
     }
     if (!cancel_children.empty()) {
-      with_backoff("close", [&] {
-        caller.call(StorageMethod::update_many_by_parent_execution_id_and_is_finished,
-                    [&](TaskExecutionsStorage& s) {
-                      s.update_many_by_parent_execution_id_and_is_finished(cancel_children);
-                    });
-      });
-      notify_finished();
+      caller.call_with_retries(
+          StorageMethod::update_many_by_parent_execution_id_and_is_finished, write_retries(),
+          [&](TaskExecutionsStorage& s) {
+            s.update_many_by_parent_execution_id_and_is_finished(cancel_children);
+          });
+      notify_all_waiters();  // the cancelled children's ids are not known here
       std::lock_guard lock(bg_mutex);
       bg_cancel_now = true;
     }
@@ -1392,7 +1674,8 @@ struct Engine::Impl {
     const auto now = now_timestamp();
     TaskExecutionUpdate u;
     u.on_children_finished_processing_status = OnChildrenFinishedProcessingStatus::processing;
-    u.on_children_finished_processing_expires_at = now + kProcessingLease + options.expire_leeway;
+    u.on_children_finished_processing_expires_at =
+        now + options.children_step_lease + options.expire_leeway;
     UpdateByStatusAndOnChildrenFinishedProcessingStatusRequest req{
         Status::waiting_for_children, OnChildrenFinishedProcessingStatus::idle,
         normalize_update(now, std::move(u)),
@@ -1409,11 +1692,9 @@ struct Engine::Impl {
     std::vector<GetByParentExecutionIdRequest> reads;
     reads.reserve(rows.size());
     for (const auto& parent : rows) reads.push_back({parent.execution_id});
-    auto loaded = with_backoff("children", [&] {
-      return caller.call(
-          StorageMethod::get_many_by_parent_execution_id,
-          [&](TaskExecutionsStorage& s) { return s.get_many_by_parent_execution_id(reads); });
-    });
+    auto loaded = caller.call_with_retries(
+        StorageMethod::get_many_by_parent_execution_id, write_retries(),
+        [&](TaskExecutionsStorage& s) { return s.get_many_by_parent_execution_id(reads); });
     if (loaded.size() != rows.size()) {
       throw DurableExecutionError(
           fmt::format("get_many_by_parent_execution_id returned {} results for {} requests",
@@ -1461,7 +1742,11 @@ struct Engine::Impl {
       (void)write_isolated("children", writes.with_children, failure(writes.with_children));
       for (const auto& t : starts) schedule_dispatch_at(t);
     }
-    notify_finished();
+    std::vector<std::string_view> finished;
+    for (const auto& w : writes.updates) {
+      if (w.update.is_finished) finished.emplace_back(w.execution_id);
+    }
+    notify_finished(finished);
     return static_cast<std::int64_t>(rows.size());
   }
 
@@ -1733,8 +2018,12 @@ struct Engine::Impl {
       run = it->second;
       if (run->settled.exchange(true)) return;
       in_flight.erase(it);
+      if (auto h = held.find(execution_id); h != held.end() && h->second == run) {
+        held.erase(h);  // never started: nothing abandoned
+      } else {
+        abandon_locked(*run);
+      }
     }
-    zombies.fetch_add(1);
     run->reason.store(StopReason::cancelled, std::memory_order_release);
     run->stop.request_stop();
     runs_cv.notify_all();
@@ -1746,19 +2035,41 @@ struct Engine::Impl {
     const auto limit = options.retry_expired_task_executions_batch_size;
     std::int64_t total = 0;
     {
-      // T14: the executor that ran these died (or stalled past its lease): run them again.
+      // T14: the executor that ran these died (or stalled past its lease): run them again,
+      // unless that happened more than max_lease_expirations times (a run that kills its
+      // process every time must not crash-loop every executor forever): then it fails.
       TaskExecutionUpdate u;
       u.status = Status::ready;
       u.error = DurableExecutionError::non_retryable("Task execution expired").to_stored();
       u.start_at = now;
+      u.increment_lease_expirations = true;
+      TaskExecutionUpdate exhausted;
+      exhausted.status = Status::failed;
+      exhausted.error =
+          DurableExecutionError::non_retryable(
+              fmt::format("Task execution abandoned repeatedly: its lease expired more than {} "
+                          "times (the executor running it died or stalled each time; option "
+                          "max_lease_expirations)",
+                          options.max_lease_expirations))
+              .to_stored();
+      exhausted.increment_lease_expirations = true;
       UpdateByIsSleepingTaskAndExpiresAtLessThanRequest req{
-          false, now, normalize_update(now, std::move(u)), limit};
+          false,
+          now,
+          normalize_update(now, std::move(u)),
+          limit,
+          options.max_lease_expirations,
+          normalize_update(now, std::move(exhausted))};
       const auto n = caller.call(StorageMethod::expire_running, [&](TaskExecutionsStorage& s) {
         return s.update_by_is_sleeping_task_and_expires_at_less_than(req);
       });
       if (n > 0) {
-        logger.info(fmt::format("Returned {} expired task executions to ready", n));
+        logger.info(
+            fmt::format("Returned {} expired task executions to ready (or failed them past "
+                        "max_lease_expirations = {})",
+                        n, options.max_lease_expirations));
         wake_dispatcher();
+        notify_all_waiters();  // some may have failed past max_lease_expirations
       }
       total += n;
     }
@@ -1773,7 +2084,7 @@ struct Engine::Impl {
       const auto n = caller.call(StorageMethod::expire_running, [&](TaskExecutionsStorage& s) {
         return s.update_by_is_sleeping_task_and_expires_at_less_than(req);
       });
-      if (n > 0) notify_finished();
+      if (n > 0) notify_all_waiters();
       total += n;
     }
     {
@@ -1799,6 +2110,11 @@ struct Engine::Impl {
   }
 
   void background_loop() {
+    caller.adopt_thread();
+    struct Done {
+      std::atomic<bool>& flag;
+      ~Done() { flag.store(true); }
+    } done{background_done};
     const auto base = options.background_process_intra_batch_sleep;
     auto idle_wait = base;
     auto next_cancel = SteadyClock::now() + jittered(base * 2);
@@ -1858,19 +2174,54 @@ struct Engine::Impl {
   // Shutdown
   // =========================================================================================
 
+  /** Throws if the calling thread is one of this executor's (a task or finalize function). */
+  void throw_if_engine_thread(std::string_view call) const {
+    if (caller.on_engine_thread()) {
+      throw DurableExecutionError::non_retryable(fmt::format(
+          "{} called from a task function or finalize function of executor {}: it would wait "
+          "for its own thread. Call it from another thread (use children for work a task "
+          "waits for)",
+          call, executor_id));
+    }
+  }
+
+  /**
+   * Stops the executor (SPEC.md §6.5) within options.shutdown_timeout, plus at most the
+   * storage calls already in progress: runs still in their task function past it are logged
+   * and left (their workers detach and keep the engine alive until they return); their results
+   * are dropped. After it returns, nothing of this engine touches the storage.
+   */
   void shutdown() noexcept {
     std::lock_guard lifecycle(lifecycle_mutex);
     if (shut_down_done) return;
     shut_down_done = true;
     is_shutdown.store(true);
     logger.debug(fmt::format("Shutting down executor {}", executor_id));
-    // 1-2. Stop the loops.
+    const auto deadline = SteadyClock::now() + options.shutdown_timeout;
+    auto wait_until_deadline = [&](auto&& done) {
+      while (!done() && SteadyClock::now() < deadline) {
+        std::this_thread::sleep_for(milliseconds{1});
+      }
+      return done();
+    };
+    // 1-2. Stop the loops. The dispatcher only calls the storage; the background thread may be
+    // in a finalize function, so it gets the deadline too.
     stop_loops.store(true);
     wake_dispatcher();
     wake_background();
     if (dispatcher.joinable()) dispatcher.join();
-    if (background.joinable()) background.join();
+    bool background_left = false;
+    if (background.joinable()) {
+      if (wait_until_deadline([this] { return background_done.load(); })) {
+        background.join();
+      } else {
+        background_left = true;
+        background.detach();  // owns a reference to the engine (start())
+      }
+    }
     // 3. Runs see the stop request and finish; their results are recorded.
+    std::vector<std::string> left;
+    std::int32_t abandoned_left = 0;
     {
       std::unique_lock lock(runs_mutex);
       for (auto& [id, run] : in_flight) {
@@ -1878,19 +2229,53 @@ struct Engine::Impl {
         run->reason.compare_exchange_strong(expected, StopReason::shutdown);
         run->stop.request_stop();
       }
-      runs_cv.wait(lock, [this] { return in_flight.empty() && pending_completions == 0; });
+      const bool done = runs_cv.wait_until(lock, deadline, [this] {
+        return in_flight.empty() && pending_completions == 0 && zombies.load() == 0;
+      });
+      if (!done) {
+        discard_results = true;
+        for (const auto& [id, run] : in_flight) {
+          left.push_back(fmt::format("{} ({})", id, run->record.task_id));
+        }
+        abandoned_left = zombies.load();
+      }
     }
-    // 4. Join the workers (abandoned runs included), then the timer.
+    if (!left.empty() || abandoned_left > 0 || background_left) {
+      logger.error(fmt::format(
+          "Shutdown of executor {} stopped waiting after shutdown_timeout = {} ms: {} runs left "
+          "in their task functions{}{}, {} abandoned runs still running{}; their results are "
+          "dropped and their leases will expire",
+          executor_id, options.shutdown_timeout.count(), left.size(), left.empty() ? "" : ": ",
+          fmt::join(left, ", "), abandoned_left,
+          background_left ? ", and the background thread is still in a finalize function" : ""));
+    }
+    // The writer writes what is queued, then stops; from then on no engine thread reaches the
+    // storage (calls in progress are waited for).
+    {
+      std::lock_guard lock(writer_mutex);
+      writer_stop = true;
+      writer_wake = true;
+    }
+    writer_cv.notify_one();
+    if (writer.joinable()) writer.join();
+    caller.close_for_engine_threads();
+    // 4. Join the workers that return; detach the ones still in a task function.
     {
       std::lock_guard lock(pool_mutex);
       pool_stop = true;
     }
     pool_cv.notify_all();
-    for (auto& t : pool_threads) {
-      if (t.joinable()) t.join();
+    (void)wait_until_deadline([this] {
+      std::lock_guard lock(pool_mutex);
+      return pool_threads.empty();
+    });
+    {
+      std::lock_guard lock(pool_mutex);
+      join_exited_workers();
+      for (auto& t : pool_threads) t.detach();
     }
     if (timer) timer->stop();
-    notify_finished();
+    notify_all_waiters();
   }
 };
 
@@ -1900,11 +2285,32 @@ struct Engine::Impl {
 
 Engine::Engine(TaskExecutionsStorage& storage, const DurableExecutorOptions& options, Mode mode) {
   validate_executor_options(options);
-  impl_ = std::make_unique<Impl>(storage, options, mode);
+  impl_ = std::make_shared<Impl>(storage, options, mode);
   if (mode == Mode::executor) impl_->timer = std::make_unique<TimerThread>();
 }
 
-Engine::~Engine() { shutdown(); }
+Engine::~Engine() { shutdown_or_defer(); }
+
+void Engine::shutdown_or_defer() noexcept {
+  if (!impl_) return;
+  if (!impl_->caller.on_engine_thread()) {
+    impl_->shutdown();
+    return;
+  }
+  if (impl_->is_shutdown.load() || impl_->shutdown_deferred.exchange(true)) return;
+  // Destroyed from one of its own task or finalize functions: shutting down here would wait for
+  // this very thread. A destructor cannot throw, so the shutdown finishes on a thread of its own
+  // (which keeps the engine alive) once this function returns.
+  impl_->logger.error(fmt::format(
+      "Executor {} destroyed from one of its own task or finalize functions; it shuts down in the "
+      "background",
+      impl_->executor_id));
+  try {
+    std::thread([impl = impl_] { impl->shutdown(); }).detach();
+  } catch (const std::exception&) {
+    impl_->logger.error("Could not start the shutdown thread; the executor keeps running");
+  }
+}
 
 TaskDescriptor Engine::register_task(TaskDefinition def) {
   auto& s = *impl_;
@@ -2010,21 +2416,44 @@ TaskExecutionRecord Engine::wait_finished(const std::string& task_id,
                                           const std::string& execution_id,
                                           const WaitOptions& options) {
   auto& s = *impl_;
+  s.throw_if_engine_thread("wait_and_get_finished_execution()");
   const auto interval = options.polling_interval.count() > 0 ? options.polling_interval
                                                              : std::chrono::milliseconds{2500};
   std::optional<SteadyClock::time_point> deadline;
   if (options.timeout) deadline = saturating_deadline(SteadyClock::now(), *options.timeout);
-  std::stop_callback on_stop(options.stop_token, [&s] { s.finished_cv.notify_all(); });
+  // Registered before the first look, so a completion between that look and the wait is not
+  // missed; woken only when this process may have finished this very execution.
+  Impl::Waiter waiter;
+  {
+    std::lock_guard lock(s.waiters_mutex);
+    s.waiters.emplace(execution_id, &waiter);
+    s.waiter_count.fetch_add(1);
+  }
+  struct Unregister {
+    Impl& s;
+    Impl::Waiter& w;
+    const std::string& id;
+    ~Unregister() {
+      std::lock_guard lock(s.waiters_mutex);
+      const auto [first, last] = s.waiters.equal_range(id);
+      for (auto it = first; it != last; ++it) {
+        if (it->second == &w) {
+          s.waiters.erase(it);
+          break;
+        }
+      }
+      s.waiter_count.fetch_sub(1);
+    }
+  } unregister{s, waiter, execution_id};
+  std::stop_callback on_stop(options.stop_token, [&] {
+    std::lock_guard lock(s.waiters_mutex);
+    waiter.cv.notify_one();
+  });
   // The first look (and one after each quiet polling interval) reads the whole record, which
-  // also reports a missing or foreign execution. Wake-ups by local completions ask the store for
-  // the execution only if it is finished: no copy of a large record per notification.
+  // also reports a missing or foreign execution. A wake-up asks the store for the execution only
+  // if it is finished: no copy of a large record per notification.
   bool full_check = true;
   for (;;) {
-    std::uint64_t seen = 0;
-    {
-      std::lock_guard lock(s.finished_mutex);
-      seen = s.finished_seq;
-    }
     if (full_check) {
       auto rec = get_execution(task_id, execution_id);
       if (rec.is_finished) return rec;
@@ -2045,10 +2474,11 @@ TaskExecutionRecord Engine::wait_finished(const std::string& task_id,
       }
       until = std::min(until, *deadline);
     }
-    std::unique_lock lock(s.finished_mutex);
-    const bool notified = s.finished_cv.wait_until(
-        lock, until, [&] { return s.finished_seq != seen || options.stop_token.stop_requested(); });
-    full_check = !notified;
+    std::unique_lock lock(s.waiters_mutex);
+    const bool woken = waiter.cv.wait_until(
+        lock, until, [&] { return waiter.woken || options.stop_token.stop_requested(); });
+    waiter.woken = false;
+    full_check = !woken;
   }
 }
 
@@ -2063,7 +2493,7 @@ void Engine::cancel(const std::string& execution_id) {
   s.caller.call(StorageMethod::update_many_by_id,
                 [&](TaskExecutionsStorage& st) { st.update_many_by_id(reqs); });
   s.cancel_local(execution_id);
-  s.notify_finished();
+  s.notify_finished(execution_id);
   if (s.mode == Mode::executor) s.wake_background(true);
 }
 
@@ -2116,7 +2546,7 @@ TaskExecutionRecord Engine::wakeup_sleeping(const TaskDescriptor& task,
     throw DurableExecutionError::non_retryable(
         fmt::format("Task execution {} is not a sleeping task execution", rec.execution_id));
   }
-  s.notify_finished();
+  s.notify_finished(rec.execution_id);
   if (s.mode == Mode::executor) s.wake_background();
   return std::move(*after);
 }
@@ -2128,12 +2558,17 @@ void Engine::start() {
   if (s.started || s.mode == Mode::client) return;
   s.started = true;
   s.dispatcher = std::thread([&s] { s.dispatcher_loop(); });
-  s.background = std::thread([&s] { s.background_loop(); });
+  // The background thread may be left by a bounded shutdown (a finalize function that does not
+  // return): it owns a reference to the engine.
+  s.background = std::thread([impl = impl_] { impl->background_loop(); });
+  s.writer = std::thread([&s] { s.writer_loop(); });
   s.logger.debug(fmt::format("Started executor {}", s.executor_id));
 }
 
-void Engine::shutdown() noexcept {
-  if (impl_) impl_->shutdown();
+void Engine::shutdown() {
+  if (!impl_) return;
+  impl_->throw_if_engine_thread("shutdown()");
+  impl_->shutdown();
 }
 
 bool Engine::is_shutdown() const noexcept { return impl_->is_shutdown.load(); }
@@ -2159,6 +2594,7 @@ ExecutorStats Engine::stats() const {
   {
     std::lock_guard lock(s.pool_mutex);
     st.worker_threads = static_cast<std::int32_t>(s.pool_threads.size());
+    st.abandoned_task_executions = s.zombies.load();
   }
   st.storage_calls = s.caller.call_stats();
   st.storage_calls_per_second = s.caller.per_second_counts();

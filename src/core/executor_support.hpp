@@ -76,18 +76,64 @@ enum class StorageMethod : std::uint8_t {
 
 [[nodiscard]] const char* storage_method_name(StorageMethod m) noexcept;
 
+class StorageCaller;
+/** The StorageCaller whose engine owns the calling thread (set by the engine's threads). */
+inline thread_local const StorageCaller* tl_engine_caller = nullptr;
+
 /**
  * @brief Calls the storage with retries (SPEC.md §5.4: a non-engine error counts as retryable;
  * at most max + 1 calls, jittered back-off 12.5, 25, 50 ... ms capped at 1 s) and records
  * per-method counts and durations and per-second call counts.
+ *
+ * This is the engine's only retry layer for storage calls: a call site may ask for more
+ * retries (result writes do), never wraps calls in a loop of its own. Worst case of one
+ * call(): (retries + 1) × the storage's own worst case per call + at most 0.0125 + 0.025 + ...
+ * s of back-off (each step doubling, capped at 1 s).
+ *
+ * After close_for_engine_threads(), calls from the engine's own threads (adopt_thread()) throw
+ * "Durable executor shutdown" without reaching the storage; calls from other threads (the
+ * application's handles) still go through.
  */
 class StorageCaller {
  public:
   StorageCaller(TaskExecutionsStorage& storage, std::int32_t max_retry_attempts)
       : storage_(storage), max_retry_attempts_(max_retry_attempts) {}
 
+  /** @brief Marks the calling thread as one of this engine's threads. */
+  void adopt_thread() const noexcept { tl_engine_caller = this; }
+  [[nodiscard]] bool on_engine_thread() const noexcept { return tl_engine_caller == this; }
+
+  /**
+   * @brief From now on engine threads' calls throw instead of reaching the storage; waits for
+   * the calls they already have in progress.
+   */
+  void close_for_engine_threads() noexcept {
+    closed_.store(true);
+    while (engine_calls_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds{1});
+  }
+  [[nodiscard]] bool closed_for_engine_threads() const noexcept { return closed_.load(); }
+
   template <class F>
   auto call(StorageMethod method, F&& fn) -> decltype(fn(std::declval<TaskExecutionsStorage&>())) {
+    return call_with_retries(method, max_retry_attempts_, std::forward<F>(fn));
+  }
+
+  template <class F>
+  auto call_with_retries(StorageMethod method, std::int32_t max_retry_attempts, F&& fn)
+      -> decltype(fn(std::declval<TaskExecutionsStorage&>())) {
+    struct EngineCall {
+      const StorageCaller* owner = nullptr;
+      ~EngineCall() {
+        if (owner) owner->engine_calls_.fetch_sub(1);
+      }
+    } engine_call;
+    if (on_engine_thread()) {
+      // Sequentially consistent with close_for_engine_threads(): either it sees this call in
+      // progress and waits for it, or this call sees the flag and never starts.
+      engine_calls_.fetch_add(1);
+      engine_call.owner = this;
+      if (closed_.load()) throw DurableExecutionError::non_retryable("Durable executor shutdown");
+    }
     for (std::int32_t attempt = 0;; ++attempt) {
       const auto start = SteadyClock::now();
       try {
@@ -102,10 +148,12 @@ class StorageCaller {
         }
       } catch (const DurableExecutionError& e) {
         record(method, start);
-        if (!e.is_retryable() || attempt >= max_retry_attempts_) throw;
+        if (!e.is_retryable() || attempt >= max_retry_attempts ||
+            (engine_call.owner && closed_.load()))
+          throw;
       } catch (const std::exception&) {
         record(method, start);
-        if (attempt >= max_retry_attempts_) throw;
+        if (attempt >= max_retry_attempts || (engine_call.owner && closed_.load())) throw;
       }
       const auto backoff = std::min<std::int64_t>(25'000LL << attempt, 2'000'000LL) / 2;
       std::this_thread::sleep_for(jittered_us(std::chrono::microseconds{backoff}));
@@ -130,6 +178,8 @@ class StorageCaller {
 
   TaskExecutionsStorage& storage_;
   std::int32_t max_retry_attempts_;
+  std::atomic<bool> closed_{false};
+  mutable std::atomic<std::int32_t> engine_calls_{0};
   std::array<Counter, static_cast<std::size_t>(StorageMethod::count_)> counters_{};
   std::array<SecondSlot, kSecondSlots> seconds_{};
 };

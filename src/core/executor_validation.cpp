@@ -53,6 +53,11 @@ void validate_executor_options(const DurableExecutorOptions& o) {
   check_range("max_serialized_output_data_size", o.max_serialized_output_data_size, 1024,
               10'485'760);
   check_range("storage_max_retry_attempts", o.storage_max_retry_attempts, 1, 10);
+  check_range("max_lease_expirations", o.max_lease_expirations, 0, 1000);
+  check_min("children_step_lease", o.children_step_lease.count(), 1);
+  check_min("close_step_lease", o.close_step_lease.count(), 1);
+  check_min("shutdown_timeout", o.shutdown_timeout.count(), 0);
+  check_min("worker_idle_timeout", o.worker_idle_timeout.count(), 1);
   if (o.log_level != LogLevel::debug && o.log_level != LogLevel::info &&
       o.log_level != LogLevel::error) {
     invalid_option("log_level", "debug, info or error", static_cast<std::int64_t>(o.log_level));

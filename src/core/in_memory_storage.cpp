@@ -481,7 +481,13 @@ std::int64_t InMemoryTaskExecutionsStorage::update_by_is_sleeping_task_and_expir
   auto entries = impl_->select(
       kBySleepingExpiresAt, Key{.a = sleeping},
       [&](const Key& k) { return k.a == sleeping && k.b < bound; }, req.limit);
-  return impl_->update_count(entries, req.update);
+  if (!req.max_lease_expirations) return impl_->update_count(entries, req.update);
+  for (auto* e : entries) {
+    impl_->update(*e, e->record.lease_expirations >= *req.max_lease_expirations
+                          ? req.exhausted_update
+                          : req.update);
+  }
+  return static_cast<std::int64_t>(entries.size());
 }
 
 std::int64_t

@@ -224,6 +224,7 @@ void apply_update(TaskExecutionRecord& r, const TaskExecutionUpdate& u) {
   set(r.is_finished, u.is_finished);
   if (u.finished_at) r.finished_at = *u.finished_at;
   r.updated_at = u.updated_at;
+  if (u.increment_lease_expirations) ++r.lease_expirations;
 }
 
 // ---- JSON -----------------------------------------------------------------------------------
@@ -382,6 +383,7 @@ void to_json(nlohmann::json& j, const TaskExecutionRecord& r) {
   j["needsPromiseCancellation"] = r.needs_promise_cancellation;
   j["createdAt"] = to_unix_ms(r.created_at);
   j["updatedAt"] = to_unix_ms(r.updated_at);
+  j["leaseExpirations"] = r.lease_expirations;
 }
 
 void from_json(const nlohmann::json& j, TaskExecutionRecord& r) {
@@ -421,6 +423,7 @@ void from_json(const nlohmann::json& j, TaskExecutionRecord& r) {
   r.needs_promise_cancellation = j.value("needsPromiseCancellation", false);
   r.created_at = from_unix_ms(integer_value<std::int64_t>(j, "createdAt", 0));
   r.updated_at = from_unix_ms(integer_value<std::int64_t>(j, "updatedAt", 0));
+  r.lease_expirations = integer_value<std::int32_t>(j, "leaseExpirations", 0);
 }
 
 void to_json(nlohmann::json& j, const TaskExecutionUpdate& u) {
@@ -455,6 +458,7 @@ void to_json(nlohmann::json& j, const TaskExecutionUpdate& u) {
   }
   if (u.unset_close_expires_at) j["unsetCloseExpiresAt"] = true;
   j["updatedAt"] = to_unix_ms(u.updated_at);
+  if (u.increment_lease_expirations) j["incrementLeaseExpirations"] = true;
 }
 
 void from_json(const nlohmann::json& j, TaskExecutionUpdate& u) {
@@ -487,6 +491,7 @@ void from_json(const nlohmann::json& j, TaskExecutionUpdate& u) {
       j.value("unsetOnChildrenFinishedProcessingExpiresAt", false);
   u.unset_close_expires_at = j.value("unsetCloseExpiresAt", false);
   u.updated_at = from_unix_ms(integer_value<std::int64_t>(j, "updatedAt", 0));
+  u.increment_lease_expirations = j.value("incrementLeaseExpirations", false);
 }
 
 void to_json(nlohmann::json& j, const GetByIdFilters& f) {

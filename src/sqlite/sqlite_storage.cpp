@@ -18,6 +18,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <span>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
@@ -34,7 +35,7 @@ namespace {
 // ---- table layout ----------------------------------------------------------------------------
 
 // Column order of every row read (after the leading rowid) and of the INSERT statement.
-constexpr std::array<std::string_view, 39> kColumns{
+constexpr std::array<std::string_view, 40> kColumns{
     "root_task_id",
     "root_execution_id",
     "parent_task_id",
@@ -74,7 +75,10 @@ constexpr std::array<std::string_view, 39> kColumns{
     "needs_promise_cancellation",
     "created_at",
     "updated_at",
+    "lease_expirations",  // version 2
 };
+/** Columns of version 1 of the table; later ones are added by migrations. */
+constexpr std::size_t kColumnsV1 = 39;
 
 enum Col : int {
   c_root_task_id = 1,  // 0 is the rowid
@@ -116,6 +120,7 @@ enum Col : int {
   c_needs_promise_cancellation,
   c_created_at,
   c_updated_at,
+  c_lease_expirations,
   c_count,
 };
 static_assert(c_count == kColumns.size() + 1);
@@ -166,6 +171,10 @@ CREATE TABLE {t} (
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL
 ))sql";
+
+// Version 2: the crash-loop bound counts lease expirations per execution.
+constexpr std::string_view kMigrateV2 =
+    "ALTER TABLE {t} ADD COLUMN lease_expirations INTEGER NOT NULL DEFAULT 0";
 
 // SPEC.md §4.2. Indexes on columns that are NULL for most rows are partial (`IS NOT NULL`):
 // a row only pays for the indexes its state needs (a fresh top-level row touches 5 of 11), and
@@ -412,6 +421,7 @@ enum SetField : unsigned {
   s_is_finished,
   s_finished_at,
   s_updated_at,
+  s_increment_lease_expirations,  // lease_expirations = lease_expirations + 1 (no parameter)
   s_field_count,
 };
 static_assert(s_field_count <= 32);
@@ -440,6 +450,7 @@ constexpr std::array<std::string_view, s_field_count> kSetColumns{
     "is_finished",
     "finished_at",
     "updated_at",
+    "lease_expirations",
 };
 
 /**
@@ -448,6 +459,9 @@ constexpr std::array<std::string_view, s_field_count> kSetColumns{
  * Unset directives win over set values, as in apply_update(). With `expires_at_base`,
  * expires_at is computed per row as base + the row's own timeout.
  */
+/** The value of s_increment_lease_expirations: computed in SQL, nothing to bind. */
+struct Increment {};
+
 template <class V>
 void visit_update(const TaskExecutionUpdate& u, std::optional<Timestamp> expires_at_base, V& v) {
   auto text_opt = [&](SetField f, const std::optional<std::string>& x, bool unset) {
@@ -501,6 +515,7 @@ void visit_update(const TaskExecutionUpdate& u, std::optional<Timestamp> expires
   if (u.is_finished) v.value(s_is_finished, b(*u.is_finished));
   time_opt(s_finished_at, u.finished_at, false);
   v.value(s_updated_at, ms(u.updated_at));
+  if (u.increment_lease_expirations) v.value(s_increment_lease_expirations, Increment{});
 }
 
 /** Which columns an update assigns a value (`set`) or NULL (`null`): its statement's shape. */
@@ -535,6 +550,8 @@ struct UpdateShape {
                " < (-9223372036854775807 - 1) - timeout_ms THEN (-9223372036854775807 - 1) "
                "ELSE " +
                n + " + timeout_ms END";
+      } else if (f == s_increment_lease_expirations) {
+        out += " = lease_expirations + 1";
       } else {
         out += " = ?";
       }
@@ -562,6 +579,7 @@ struct BindVisitor {
   void value(SetField /*f*/, std::int64_t x) { stmt.bind(next++, x); }
   void value(SetField /*f*/, std::string_view x) { stmt.bind_static(next++, x); }
   void value(SetField /*f*/, const std::string& x) { stmt.bind_copy(next++, x); }
+  void value(SetField /*f*/, Increment /*x*/) {}
   void null(SetField /*f*/) {}
 };
 
@@ -803,6 +821,7 @@ TaskExecutionRecord read_record(const Stmt& stmt, const std::string& table, Deco
   r.needs_promise_cancellation = row.boolean(c_needs_promise_cancellation);
   r.created_at = row.time(c_created_at);
   r.updated_at = row.time(c_updated_at);
+  r.lease_expirations = row.int32(c_lease_expirations);
   if (corrupt != nullptr) *corrupt = damage.has_value();
   if (damage) {
     const std::string_view id = stmt.type(c_execution_id) == SQLITE_TEXT
@@ -861,6 +880,7 @@ enum Query : std::uint64_t {
   q_select_by_executor_id_npc,
   q_update_by_executor_id_npc,
   q_update_by_is_sleeping_task_expires_at,
+  q_update_exhausted_by_is_sleeping_task_expires_at,
   q_update_by_ocfp_expires_at,
   q_update_by_close_expires_at,
   q_update_by_parent_execution_id_is_finished,
@@ -887,11 +907,11 @@ constexpr std::string_view kSetAsideColumns =
     "ELSE NULL END, "
     "updated_at = ?";
 
-// Layout: query (8 bits) | flags (8 bits) | unused | NULL columns (23 bits) | set columns (23).
-static_assert(s_field_count <= 23);
+// Layout: query (8 bits) | flags (8 bits) | NULL columns (24 bits) | set columns (24 bits).
+static_assert(s_field_count <= 24);
 std::uint64_t cache_key(Query q, UpdateShape shape = {}, std::uint64_t flags = 0) {
   return (static_cast<std::uint64_t>(q) << 56) | (flags << 48) |
-         (static_cast<std::uint64_t>(shape.null) << 23) | static_cast<std::uint64_t>(shape.set);
+         (static_cast<std::uint64_t>(shape.null) << 24) | static_cast<std::uint64_t>(shape.set);
 }
 
 /** One SQLite connection and its prepared statements; used by one thread at a time. */
@@ -1299,8 +1319,15 @@ struct SqliteTaskExecutionsStorage::Impl {
         set_version(1);
         version = 1;
       }
-      // Later versions add steps here: while (*version < schema_version) apply(++*version);
-      // each step runs in this same transaction, so a failed migration leaves the file as it was.
+      // Each step runs in this same transaction, so a failed migration leaves the file as it was.
+      if (*version < 2) {
+        // An adopted table may have the column already.
+        if (!has_column("lease_expirations")) {
+          db.exec(replace_all(std::string{kMigrateV2}, "{t}", quoted_table));
+        }
+        set_version(2);
+        version = 2;
+      }
       db.exec("COMMIT");
     } catch (...) {
       db.tryExec("ROLLBACK");
@@ -1331,6 +1358,13 @@ struct SqliteTaskExecutionsStorage::Impl {
     return q.executeStep();
   }
 
+  bool has_column(std::string_view name) {
+    SQLite::Statement q(*writer.db, "SELECT 1 FROM pragma_table_info(?) WHERE name = ?");
+    q.bind(1, table);
+    q.bind(2, std::string{name});
+    return q.executeStep();
+  }
+
   void refuse_newer_schema(std::optional<std::int64_t> version) const {
     if (version && *version > SqliteTaskExecutionsStorage::schema_version) {
       throw DurableExecutionError("SQLite table " + table + " in " + path + " has schema version " +
@@ -1349,7 +1383,7 @@ struct SqliteTaskExecutionsStorage::Impl {
     SQLite::Statement q(*writer.db, "SELECT name FROM pragma_table_info(?)");
     q.bind(1, table);
     while (q.executeStep()) present.push_back(q.getColumn(0).getString());
-    for (auto c : kColumns) {
+    for (auto c : std::span{kColumns}.first(kColumnsV1)) {
       if (std::find(present.begin(), present.end(), c) == present.end()) {
         throw DurableExecutionError("SQLite table " + table + " in " + path +
                                         " exists but is not a task executions table (missing "
@@ -1586,6 +1620,7 @@ struct SqliteTaskExecutionsStorage::Impl {
     integer(b(r.needs_promise_cancellation));
     integer(ms(r.created_at));
     integer(ms(r.updated_at));
+    integer(r.lease_expirations);
   }
 
   struct UpdateResult {
@@ -2036,14 +2071,29 @@ std::int64_t SqliteTaskExecutionsStorage::update_by_is_sleeping_task_and_expires
   if (request.limit <= 0) return 0;
   return impl_->transaction(
       true, "update_by_is_sleeping_task_and_expires_at_less_than", [&](Connection& c) {
-        return impl_->update_selected(
-            c, q_update_by_is_sleeping_task_expires_at, "is_sleeping_task = ? AND expires_at < ?",
-            [&](Stmt& s, int i) {
-              s.bind(i, b(request.is_sleeping_task));
-              s.bind(i + 1, ms(request.expires_at_less_than));
-              return i + 2;
-            },
-            "expires_at", request.limit, request.update);
+        auto bind_where = [&](Stmt& s, int i) {
+          s.bind(i, b(request.is_sleeping_task));
+          s.bind(i + 1, ms(request.expires_at_less_than));
+          return i + 2;
+        };
+        std::int64_t exhausted = 0;
+        if (request.max_lease_expirations) {
+          // Rows past the crash-loop bound first; they leave the selection (no longer running).
+          exhausted = impl_->update_selected(
+              c, q_update_exhausted_by_is_sleeping_task_expires_at,
+              "is_sleeping_task = ? AND expires_at < ? AND lease_expirations >= ?",
+              [&](Stmt& s, int i) {
+                i = bind_where(s, i);
+                s.bind(i, std::int64_t{*request.max_lease_expirations});
+                return i + 1;
+              },
+              "expires_at", request.limit, request.exhausted_update);
+        }
+        if (exhausted >= request.limit) return exhausted;
+        return exhausted + impl_->update_selected(c, q_update_by_is_sleeping_task_expires_at,
+                                                  "is_sleeping_task = ? AND expires_at < ?",
+                                                  bind_where, "expires_at",
+                                                  request.limit - exhausted, request.update);
       });
 }
 

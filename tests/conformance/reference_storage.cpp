@@ -184,7 +184,11 @@ std::int64_t ReferenceStorage::update_by_is_sleeping_task_and_expires_at_less_th
                less_than(x.expires_at, request.expires_at_less_than);
       },
       [](const auto& x) { return *x.expires_at; }, request.limit);
-  for (auto* r : rows) apply_update(*r, request.update);
+  for (auto* r : rows) {
+    const bool exhausted =
+        request.max_lease_expirations && r->lease_expirations >= *request.max_lease_expirations;
+    apply_update(*r, exhausted ? request.exhausted_update : request.update);
+  }
   return static_cast<std::int64_t>(rows.size());
 }
 

@@ -127,6 +127,7 @@ StorageConformance::Record StorageConformance::fully_populated_record() const {
   r.needs_promise_cancellation = true;
   r.created_at = now_ - milliseconds{2000};
   r.updated_at = now_ - milliseconds{50};
+  r.lease_expirations = 2;
   return r;
 }
 
@@ -516,6 +517,7 @@ TEST_P(StorageConformance, UpdateByIdSetsEveryFieldForEveryMatchingFilter) {
     u.is_finished = true;
     u.finished_at = t + milliseconds{8};
     u.updated_at = t;
+    u.increment_lease_expirations = true;
     storage().update_many_by_id({{row.execution_id, f, u}});
 
     auto expected = row;
@@ -542,6 +544,7 @@ TEST_P(StorageConformance, UpdateByIdSetsEveryFieldForEveryMatchingFilter) {
     expected.is_finished = true;
     expected.finished_at = t + milliseconds{8};
     expected.updated_at = t;
+    expected.lease_expirations = row.lease_expirations + 1;
     EXPECT_EQ(fetch(row.execution_id), expected);
     EXPECT_EQ(fetch(other.execution_id), other);  // only the addressed row changes
 

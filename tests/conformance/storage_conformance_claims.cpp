@@ -270,6 +270,83 @@ TEST_P(StorageConformance, ExpireNonSleepingRunningRowsByExpiresAt) {
   EXPECT_EQ(fetch(r_future.execution_id), r_future);
 }
 
+TEST_P(StorageConformance, ExpiryCountsLeaseExpirationsAndFailsRowsPastTheBound) {
+  const auto past = now_ - milliseconds{5000};
+  auto running = [&](Timestamp expires_at, std::int32_t lease_expirations) {
+    auto r = new_record();
+    r.status = TaskExecutionStatus::running;
+    r.executor_id = "executor";
+    r.started_at = now_ - milliseconds{6000};
+    r.expires_at = expires_at;
+    r.lease_expirations = lease_expirations;
+    return r;
+  };
+  const auto fresh = running(past, 0);
+  const auto below = running(past + milliseconds{1}, 2);
+  const auto at_bound = running(past + milliseconds{2}, 3);
+  const auto future = running(now_ + milliseconds{5000}, 7);  // not expired: untouched
+  insert({fresh, below, at_bound, future});
+
+  const auto t = now_;
+  const StoredError expired{ErrorType::generic, false, false, "Task execution expired"};
+  const StoredError abandoned{ErrorType::generic, false, false, "abandoned repeatedly"};
+  auto again =
+      normalized(t, {.status = TaskExecutionStatus::ready, .error = expired, .start_at = t});
+  again.increment_lease_expirations = true;
+  auto fail = normalized(t, {.status = TaskExecutionStatus::failed, .error = abandoned});
+  fail.increment_lease_expirations = true;
+  EXPECT_EQ(
+      storage().update_by_is_sleeping_task_and_expires_at_less_than({.is_sleeping_task = false,
+                                                                     .expires_at_less_than = t,
+                                                                     .update = again,
+                                                                     .limit = 10,
+                                                                     .max_lease_expirations = 3,
+                                                                     .exhausted_update = fail}),
+      3);
+  const auto f = fetch(fresh.execution_id);
+  EXPECT_EQ(f.status, TaskExecutionStatus::ready);
+  EXPECT_EQ(f.lease_expirations, 1);
+  EXPECT_EQ(f.error, expired);
+  const auto b = fetch(below.execution_id);
+  EXPECT_EQ(b.status, TaskExecutionStatus::ready);
+  EXPECT_EQ(b.lease_expirations, 3);
+  const auto a = fetch(at_bound.execution_id);
+  EXPECT_EQ(a.status, TaskExecutionStatus::failed);
+  EXPECT_TRUE(a.is_finished);
+  EXPECT_EQ(a.finished_at, t);
+  EXPECT_EQ(a.error, abandoned);
+  EXPECT_EQ(a.lease_expirations, 4);
+  EXPECT_FALSE(a.expires_at.has_value());
+  EXPECT_FALSE(a.executor_id.has_value());
+  EXPECT_EQ(a.retry_attempts, at_bound.retry_attempts);  // not a retry attempt
+  EXPECT_EQ(fetch(future.execution_id), future);
+
+  // The limit bounds both updates together (the earliest expiry is past the bound).
+  const auto x = running(past - milliseconds{10}, 5);
+  const auto y = running(past, 0);
+  insert({x, y});
+  EXPECT_EQ(
+      storage().update_by_is_sleeping_task_and_expires_at_less_than({.is_sleeping_task = false,
+                                                                     .expires_at_less_than = t,
+                                                                     .update = again,
+                                                                     .limit = 1,
+                                                                     .max_lease_expirations = 3,
+                                                                     .exhausted_update = fail}),
+      1);
+  EXPECT_EQ(fetch(x.execution_id).status, TaskExecutionStatus::failed);
+  EXPECT_EQ(fetch(y.execution_id), y);
+  // Without a bound, an expired row returns to ready whatever its count.
+  auto z = running(past, 9);
+  insert({z});
+  EXPECT_EQ(
+      storage().update_by_is_sleeping_task_and_expires_at_less_than(
+          {.is_sleeping_task = false, .expires_at_less_than = t, .update = again, .limit = 10}),
+      2);
+  EXPECT_EQ(fetch(y.execution_id).lease_expirations, 1);
+  EXPECT_EQ(fetch(z.execution_id).status, TaskExecutionStatus::ready);
+  EXPECT_EQ(fetch(z.execution_id).lease_expirations, 10);
+}
+
 TEST_P(StorageConformance, ExpireProcessingByExpiresAt) {
   const auto past = now_ - milliseconds{5000};
   const auto future = now_ + milliseconds{5000};

@@ -9,7 +9,9 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -144,6 +146,287 @@ TEST(CrashRecovery, KilledWorkerWorkIsFinishedOnceByANewExecutor) {
   executor.shutdown();
   std::error_code ec;
   fs::remove_all(markers, ec);
+  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(db.string() + suffix, ec);
+}
+
+// ---- kill matrix ------------------------------------------------------------------------------
+
+pid_t spawn_worker(std::vector<std::string> args) {
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(DE_CRASH_WORKER_PATH));
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawn(&pid, DE_CRASH_WORKER_PATH, nullptr, nullptr, argv.data(), environ) != 0) {
+    return -1;
+  }
+  return pid;
+}
+
+/** SIGKILLs the worker (if it still runs) and reaps it; true if the kill is what ended it. */
+bool kill_and_reap(pid_t pid) {
+  kill(pid, SIGKILL);
+  int wstatus = 0;
+  if (waitpid(pid, &wstatus, 0) != pid) return false;
+  return WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL;
+}
+
+/** What the matrix enqueued at the top level, with the outcome each must reach. */
+struct Expected {
+  std::string id;
+  std::string task;
+  int input = 0;
+};
+
+/** "<status> <output or error>" of every finished execution of the trees below `tops`. */
+std::map<std::string, std::string> finished_outcomes(de::TaskExecutionsStorage& storage,
+                                                     const std::vector<Expected>& tops) {
+  std::map<std::string, std::string> out;
+  auto note = [&](const de::TaskExecutionRecord& r) {
+    if (!r.is_finished) return;
+    out[r.execution_id] = std::string{de::to_string(r.status)} + " " +
+                          (r.output ? *r.output : (r.error ? r.error->message : ""));
+  };
+  std::vector<de::GetByIdRequest> reads;
+  std::vector<de::GetByParentExecutionIdRequest> parents;
+  for (const auto& t : tops) {
+    reads.push_back({t.id, {}});
+    parents.push_back({t.id});
+  }
+  for (const auto& r : storage.get_many_by_id(reads)) {
+    if (r) note(*r);
+  }
+  for (const auto& children : storage.get_many_by_parent_execution_id(parents)) {
+    for (const auto& c : children) note(c);
+  }
+  return out;
+}
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v ? std::atoi(v) : fallback;
+}
+
+// An executor process on SQLite is killed again and again, each time in a chosen phase (the
+// ready claim, a task function, a result write before or after its commit, a children step, a
+// finalize function, the close path), and restarted. At the end every execution is finished and
+// closed with the right output, each parent has exactly its children, and no outcome recorded
+// between two kills ever changed. DE_KILL_MATRIX_KILLS sets the number of kills (default 24).
+TEST(CrashRecovery, KillMatrixAcrossEveryPhase) {
+  const int kills = std::max(env_int("DE_KILL_MATRIX_KILLS", 24), 6);
+  const fs::path db = durable_execution::testing::temp_path("de_matrix") + ".db";
+  const fs::path flag = durable_execution::testing::temp_path("de_matrix_flag");
+  const std::vector<std::string> phases{"claim", "run", "write", "children", "finalize", "close"};
+
+  de::SqliteTaskExecutionsStorage storage{db.string()};
+  std::vector<Expected> tops;
+  std::map<std::string, std::string> recorded;  // outcomes seen so far: they never change
+  std::map<std::string, int> kills_per_phase;
+  std::map<std::string, int> unreached;
+  {
+    de::DurableExecutor submitter{storage, crash::matrix_options()};  // never started
+    auto tasks = crash::register_matrix_tasks(submitter, nullptr);
+    int next_input = 0;
+    auto top_up = [&] {
+      // Enough unfinished work that every phase can still be reached by the next worker.
+      const auto outcomes = finished_outcomes(storage, tops);
+      const auto unfinished = std::count_if(
+          tops.begin(), tops.end(), [&](const Expected& e) { return !outcomes.contains(e.id); });
+      if (unfinished >= 12) return;
+      for (int i = 0; i < 3; ++i) {
+        const int n = 2 + (next_input++ % 4);
+        tops.push_back({submitter.enqueue_task(tasks.sum_of, n).execution_id(), "sum_of", n});
+        tops.push_back({submitter.enqueue_task(tasks.bad_sum, n).execution_id(), "bad_sum", n});
+        const int x = 100 * next_input;
+        tops.push_back({submitter.enqueue_task(tasks.chain, x).execution_id(), "chain", x});
+        tops.push_back({submitter.enqueue_task(tasks.inc, x).execution_id(), "inc", x});
+      }
+    };
+    for (int k = 0; k < kills; ++k) {
+      top_up();
+      const auto& phase = phases[static_cast<std::size_t>(k) % phases.size()];
+      const std::string mode = (k / static_cast<int>(phases.size())) % 2 == 0 ? "after" : "before";
+      std::error_code ec;
+      fs::remove(flag, ec);
+      const pid_t pid = spawn_worker({"matrix", db.string(), phase, mode, flag.string()});
+      ASSERT_GT(pid, 0);
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{5};
+      while (!fs::exists(flag) && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds{2});
+      }
+      const bool reached = fs::exists(flag);
+      ASSERT_TRUE(kill_and_reap(pid)) << "worker exited by itself";
+      ++(reached ? kills_per_phase : unreached)[phase + (phase == "write" || phase == "children"
+                                                             ? " (" + mode + " commit)"
+                                                             : "")];
+      for (const auto& [id, outcome] : finished_outcomes(storage, tops)) {
+        auto [it, inserted] = recorded.emplace(id, outcome);
+        EXPECT_EQ(it->second, outcome) << "outcome of " << id << " changed after kill " << k;
+      }
+    }
+  }
+  std::cout << "kill matrix: " << kills << " kills, per phase:";
+  for (const auto& [phase, n] : kills_per_phase) std::cout << " " << phase << "=" << n;
+  for (const auto& [phase, n] : unreached)
+    std::cout << " (not reached: " << phase << "=" << n << ")";
+  std::cout << "; " << tops.size() << " top-level executions" << std::endl;
+  int reached_total = 0;
+  for (const auto& [phase, n] : kills_per_phase) reached_total += n;
+  EXPECT_GE(reached_total, kills * 3 / 4);
+  for (const auto& phase : phases) {
+    const bool hit = std::any_of(kills_per_phase.begin(), kills_per_phase.end(),
+                                 [&](const auto& e) { return e.first.rfind(phase, 0) == 0; });
+    EXPECT_TRUE(hit) << "no kill landed in phase " << phase;
+  }
+
+  // A last executor, never killed, finishes everything.
+  de::DurableExecutor executor{storage, crash::matrix_options()};
+  auto tasks = crash::register_matrix_tasks(executor, nullptr);
+  executor.start();
+  const de::WaitOptions wait{.polling_interval = std::chrono::milliseconds{20},
+                             .timeout = std::chrono::seconds{60}};
+  for (const auto& t : tops) {
+    if (t.task == "inc") {
+      auto e =
+          executor.get_task_execution_handle(tasks.inc, t.id).wait_and_get_finished_execution(wait);
+      EXPECT_EQ(e.status, TaskExecutionStatus::completed) << t.id;
+      EXPECT_EQ(e.output, t.input + 1) << t.id;
+    } else if (t.task == "chain") {
+      auto e = executor.get_task_execution_handle(tasks.chain, t.id)
+                   .wait_and_get_finished_execution(wait);
+      EXPECT_EQ(e.status, TaskExecutionStatus::completed) << t.id;
+      EXPECT_EQ(e.output, t.input + 3) << t.id;
+    } else if (t.task == "sum_of") {
+      auto e = executor.get_task_execution_handle(tasks.sum_of, t.id)
+                   .wait_and_get_finished_execution(wait);
+      EXPECT_EQ(e.status, TaskExecutionStatus::completed) << t.id;
+      EXPECT_EQ(e.output, crash::sum_of_output(t.input)) << t.id;
+    } else {
+      auto e = executor.get_task_execution_handle(tasks.bad_sum, t.id)
+                   .wait_and_get_finished_execution(wait);
+      EXPECT_EQ(e.status, TaskExecutionStatus::finalize_failed) << t.id;
+      ASSERT_TRUE(e.error) << t.id;
+      EXPECT_EQ(e.error->message, crash::kBadSumError) << t.id;
+    }
+  }
+  // Every execution closed; each parent has exactly its children, each completed once.
+  std::vector<de::GetByIdRequest> reads;
+  std::vector<de::GetByParentExecutionIdRequest> parents;
+  for (const auto& t : tops) {
+    reads.push_back({t.id, {}});
+    parents.push_back({t.id});
+  }
+  auto all_closed = [&] {
+    for (const auto& r : storage.get_many_by_id(reads)) {
+      if (!r || r->close_status != de::CloseStatus::closed) return false;
+    }
+    for (const auto& children : storage.get_many_by_parent_execution_id(parents)) {
+      for (const auto& c : children) {
+        if (c.close_status != de::CloseStatus::closed) return false;
+      }
+    }
+    return true;
+  };
+  const auto close_deadline = std::chrono::steady_clock::now() + std::chrono::seconds{30};
+  while (!all_closed() && std::chrono::steady_clock::now() < close_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+  EXPECT_TRUE(all_closed());
+  const auto children = storage.get_many_by_parent_execution_id(parents);
+  ASSERT_EQ(children.size(), tops.size());
+  for (std::size_t i = 0; i < tops.size(); ++i) {
+    const auto& t = tops[i];
+    const std::size_t expected = t.task == "sum_of"    ? static_cast<std::size_t>(t.input)
+                                 : t.task == "bad_sum" ? 2U
+                                 : t.task == "chain"   ? 3U
+                                                       : 0U;
+    EXPECT_EQ(children[i].size(), expected) << t.task << " " << t.id;
+    for (const auto& c : children[i]) {
+      EXPECT_EQ(c.status, TaskExecutionStatus::completed) << c.execution_id;
+    }
+  }
+  for (const auto& [id, outcome] : finished_outcomes(storage, tops)) {
+    if (auto it = recorded.find(id); it != recorded.end()) {
+      EXPECT_EQ(it->second, outcome) << "outcome of " << id << " changed at the end";
+    }
+  }
+  executor.shutdown();
+  std::error_code ec;
+  fs::remove(flag, ec);
+  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(db.string() + suffix, ec);
+}
+
+// A run that kills its process every time (a stack overflow in a decoder, say) is not retried
+// forever: after max_lease_expirations (3) lease expirations the next one ends it `failed`, and
+// the other executions of the same workers finish.
+TEST(CrashRecovery, RunThatKillsItsProcessEveryTimeIsAbandonedAfterTheBound) {
+  const fs::path db = durable_execution::testing::temp_path("de_poison") + ".db";
+  de::SqliteTaskExecutionsStorage storage{db.string()};
+  std::string poison_id;
+  std::vector<std::string> inc_ids;
+  {
+    de::DurableExecutor submitter{storage, crash::poison_options()};
+    auto tasks = crash::register_poison_tasks(submitter, false);
+    poison_id = submitter.enqueue_task(tasks.poison, 1).execution_id();
+    for (int i = 0; i < 5; ++i)
+      inc_ids.push_back(submitter.enqueue_task(tasks.inc, i).execution_id());
+  }
+  auto poison_finished = [&] {
+    auto r = storage.get_many_by_id({{poison_id, {}}});
+    return r.front() && r.front()->is_finished;
+  };
+  int crashes = 0;
+  for (int restart = 0; restart < 10 && !poison_finished(); ++restart) {
+    const pid_t pid = spawn_worker({"poison", db.string()});
+    ASSERT_GT(pid, 0);
+    int wstatus = 0;
+    // A worker dies when it runs the poison (exit code 9), or is stopped once it is finished.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+    pid_t done = 0;
+    while ((done = waitpid(pid, &wstatus, WNOHANG)) == 0 && !poison_finished() &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds{5});
+    }
+    if (done == pid) {
+      ASSERT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 9) << wstatus;
+      ++crashes;
+    } else {
+      kill_and_reap(pid);
+    }
+  }
+  auto r = storage.get_many_by_id({{poison_id, {}}}).front();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, TaskExecutionStatus::failed);
+  ASSERT_TRUE(r->error);
+  EXPECT_NE(r->error->message.find("abandoned repeatedly"), std::string::npos) << r->error->message;
+  EXPECT_EQ(r->lease_expirations, 4);
+  EXPECT_EQ(r->retry_attempts, 0);
+  EXPECT_EQ(crashes, 4);  // runs 1-3 expired and ran again; the 4th expiry ended it
+  std::cout << "poison run: " << crashes << " crashed workers, then failed" << std::endl;
+  // The other work finishes: its batch-mates were in flight at the first crash, but recovered
+  // executions run alone, so the later crashes count against the poison only.
+  {
+    de::DurableExecutor executor{storage, crash::poison_options()};
+    auto tasks = crash::register_poison_tasks(executor);
+    executor.start();
+    const de::WaitOptions wait{.polling_interval = std::chrono::milliseconds{20},
+                               .timeout = std::chrono::seconds{30}};
+    for (std::size_t i = 0; i < inc_ids.size(); ++i) {
+      auto e = executor.get_task_execution_handle(tasks.inc, inc_ids[i])
+                   .wait_and_get_finished_execution(wait);
+      EXPECT_EQ(e.status, TaskExecutionStatus::completed) << (e.error ? e.error->message : "");
+      EXPECT_EQ(e.output, static_cast<int>(i) + 1);
+      // At most the first crash caught it in flight.
+      EXPECT_LE(storage.get_many_by_id({{inc_ids[i], {}}}).front()->lease_expirations, 1);
+    }
+    // Work enqueued once the poison is out runs as usual.
+    for (int i = 0; i < 3; ++i) {
+      auto e = executor.enqueue_task(tasks.inc, 10 + i).wait_and_get_finished_execution(wait);
+      EXPECT_EQ(e.status, TaskExecutionStatus::completed);
+      EXPECT_EQ(e.output, 11 + i);
+    }
+  }
+  std::error_code ec;
   for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(db.string() + suffix, ec);
 }
 

@@ -227,6 +227,30 @@ TEST_F(SqliteFileTest, SchemaVersionIsRecordedAndReopeningKeepsData) {
   EXPECT_EQ(*found, record);
 }
 
+TEST_F(SqliteFileTest, VersionOneTableIsMigratedWithItsRows) {
+  auto record = ready_record();
+  record.lease_expirations = 2;
+  {
+    de::SqliteTaskExecutionsStorage storage{path_};
+    storage.insert_many({record});
+  }
+  {
+    // Back to version 1: no lease_expirations column.
+    auto db = raw(path_);
+    db.exec("ALTER TABLE task_executions DROP COLUMN lease_expirations");
+    db.exec("UPDATE durable_execution_schema SET version = 1");
+  }
+  de::SqliteTaskExecutionsStorage migrated{path_};
+  auto found = get(migrated, record.execution_id);
+  ASSERT_TRUE(found.has_value());
+  auto expected = record;
+  expected.lease_expirations = 0;  // the column's default
+  EXPECT_EQ(*found, expected);
+  auto db = raw(path_);
+  EXPECT_EQ(db.execAndGet("SELECT version FROM durable_execution_schema").getInt(), 2);
+  EXPECT_EQ(db.execAndGet("SELECT lease_expirations FROM task_executions").getInt(), 0);
+}
+
 TEST_F(SqliteFileTest, NewerSchemaVersionIsRefusedWithoutTouchingTheFile) {
   auto record = ready_record();
   {

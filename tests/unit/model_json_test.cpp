@@ -199,10 +199,11 @@ TEST(Json, FullRecordRoundTripsWithCamelCaseKeys) {
                           "closedAt",
                           "needsPromiseCancellation",
                           "createdAt",
-                          "updatedAt"}) {
+                          "updatedAt",
+                          "leaseExpirations"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
-  EXPECT_EQ(j.size(), 34U);
+  EXPECT_EQ(j.size(), 35U);
   EXPECT_EQ(j.at("startAt"), de::to_unix_ms(kNow));
   EXPECT_EQ(j.at("timeoutMs"), 20);
   EXPECT_EQ(j.at("status"), "waiting_for_finalize");

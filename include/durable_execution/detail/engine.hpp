@@ -129,7 +129,10 @@ class DURABLE_EXECUTION_EXPORT Engine {
                              std::function<std::chrono::milliseconds(std::int32_t)> sleep);
 
   void start();
-  void shutdown() noexcept;
+  /** @throws DurableExecutionError when called from one of this engine's task functions. */
+  void shutdown();
+  /** @brief For destructors: shutdown(), or, on one of this engine's threads, a deferred one. */
+  void shutdown_or_defer() noexcept;
   [[nodiscard]] bool is_shutdown() const noexcept;
   [[nodiscard]] ExecutorStats stats() const;
   [[nodiscard]] std::vector<std::string> running_execution_ids() const;
@@ -137,7 +140,9 @@ class DURABLE_EXECUTION_EXPORT Engine {
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_{};
+  // Shared with the engine's threads: one that a bounded shutdown left behind (a task function
+  // that ignores its stop token) keeps the engine alive until it returns.
+  std::shared_ptr<Impl> impl_{};
 };
 
 /**

@@ -100,8 +100,9 @@ struct SqliteStorageOptions {
 class DURABLE_EXECUTION_EXPORT SqliteTaskExecutionsStorage final : public TaskExecutionsStorage {
  public:
   /** @brief The schema version this library writes (stored per table in
-   * `durable_execution_schema`). */
-  static constexpr std::int32_t schema_version = 1;
+   * `durable_execution_schema`). Version 2 added `lease_expirations`; older tables are migrated
+   * when opened. */
+  static constexpr std::int32_t schema_version = 2;
 
   /**
    * @brief Opens (creating if missing) the database at `path` and prepares the table.
