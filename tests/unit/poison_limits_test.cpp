@@ -46,6 +46,13 @@ TEST(JsonNesting, TextScanCountsArraysAndObjectsButNotBracketsInStrings) {
                                 "\",\"\\\\\",[" + std::string(50, ' ') + "]]";
   EXPECT_FALSE(json_nesting_exceeds(in_string, 2));
   EXPECT_TRUE(json_nesting_exceeds(in_string, 1));
+  // Long strings (past the byte-by-byte prefix): escaped quotes and backslash runs.
+  const std::string long_escapes = "[\"" + std::string(40, 'a') + "\\\"[[[" +
+                                   std::string(30, '\\') + "\",\"" + std::string(25, 'b') +
+                                   "\\\\\",[" + std::string(2000, ' ') + "]]";
+  EXPECT_FALSE(json_nesting_exceeds(long_escapes, 2));
+  EXPECT_TRUE(json_nesting_exceeds(long_escapes, 1));
+  EXPECT_TRUE(nlohmann::json::accept(long_escapes));
   // Siblings do not add up: depth is nesting, not count.
   std::string wide = "[";
   for (int i = 0; i < 1000; ++i) wide += (i ? ",[]" : "[]");
@@ -58,11 +65,11 @@ TEST(JsonNesting, TextScanCountsArraysAndObjectsButNotBracketsInStrings) {
   EXPECT_FALSE(json_nesting_exceeds("", 0));
 }
 
-TEST(JsonNesting, ValueCheckIsIterativeAndBoundsDepth) {
+TEST(JsonNesting, ValueCheckNeverRecursesPastTheLimit) {
   using de::detail::check_json_value;
   EXPECT_NO_THROW(check_json_value(deep_value(512), 512));
   EXPECT_THROW(check_json_value(deep_value(513), 512), std::domain_error);
-  // 100,000 levels: a recursive walk (or nlohmann's recursive copy and dump) would overflow the
+  // 100,000 levels: an unbounded walk (or nlohmann's recursive copy and dump) would overflow the
   // stack; the check and the value's destruction do not recurse.
   const auto very_deep = deep_value(100'000);
   try {
