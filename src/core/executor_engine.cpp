@@ -160,6 +160,8 @@ struct Engine::Impl {
   bool started = false;
   bool shut_down_done = false;
   std::atomic<bool> stop_loops{false};
+  // Storage hints that other processes created work (PostgreSQL NOTIFY): wake the loops.
+  std::uint64_t external_work_subscription = 0;
 
   // ---- runs in flight -----------------------------------------------------------------------
   mutable std::mutex runs_mutex;
@@ -1553,7 +1555,8 @@ struct Engine::Impl {
     shut_down_done = true;
     is_shutdown.store(true);
     logger.debug(fmt::format("Shutting down executor {}", executor_id));
-    // 1-2. Stop the loops.
+    // 1-2. Stop the loops (and the storage's wake-ups of them first).
+    caller.storage().unsubscribe_from_external_work(external_work_subscription);
     stop_loops.store(true);
     wake_dispatcher();
     wake_background();
@@ -1847,6 +1850,10 @@ void Engine::start() {
   s.started = true;
   s.dispatcher = std::thread([&s] { s.dispatcher_loop(); });
   s.background = std::thread([&s] { s.background_loop(); });
+  s.external_work_subscription = s.caller.storage().subscribe_to_external_work([&s] {
+    s.wake_dispatcher();
+    s.wake_background();
+  });
   s.logger.debug(fmt::format("Started executor {}", s.executor_id));
 }
 

@@ -86,6 +86,9 @@ class StorageCaller {
   StorageCaller(TaskExecutionsStorage& storage, std::int32_t max_retry_attempts)
       : storage_(storage), max_retry_attempts_(max_retry_attempts) {}
 
+  /** The storage itself, for calls that are not retried (subscriptions). */
+  [[nodiscard]] TaskExecutionsStorage& storage() const noexcept { return storage_; }
+
   template <class F>
   auto call(StorageMethod method, F&& fn) -> decltype(fn(std::declval<TaskExecutionsStorage&>())) {
     for (std::int32_t attempt = 0;; ++attempt) {
