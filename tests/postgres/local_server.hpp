@@ -14,9 +14,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace durable_execution::testing {
 
@@ -112,12 +114,38 @@ class LocalPostgresServer {
   void stop(const std::string& mode = "fast") {
     run("'" + bin_ + "/pg_ctl' -D '" + data_ + "' -m " + mode + " -w stop >/dev/null");
   }
-  /** @brief SIGKILL of the postmaster (its backends exit when they notice). */
-  void kill_postmaster() {
+  /**
+   * @brief SIGKILL of the postmaster and of every process it started (backends, WAL sender):
+   * the machine died. Waits until they are gone (bounded).
+   */
+  void kill_all() {
     std::ifstream pid_file{data_ + "/postmaster.pid"};
     int pid = 0;
     pid_file >> pid;
-    if (pid > 0) ::kill(pid, SIGKILL);
+    if (pid <= 0) return;
+    std::vector<int> children;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+      const auto name = entry.path().filename().string();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::ifstream stat{entry.path() / "stat"};
+      std::string line;
+      std::getline(stat, line);
+      // pid (comm) state ppid ...: comm may hold spaces, so parse after the last ')'.
+      const auto close = line.rfind(')');
+      if (close == std::string::npos) continue;
+      std::istringstream rest{line.substr(close + 1)};
+      std::string state;
+      int ppid = 0;
+      rest >> state >> ppid;
+      if (ppid == pid) children.push_back(std::stoi(name));
+    }
+    ::kill(pid, SIGKILL);
+    for (const int child : children) ::kill(child, SIGKILL);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+    while (::kill(pid, 0) == 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
   }
   void promote() { run("'" + bin_ + "/pg_ctl' -D '" + data_ + "' -w promote >/dev/null"); }
   void append_conf(const std::string& conf) {
