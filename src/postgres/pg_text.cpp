@@ -32,9 +32,10 @@ void ArrayLiteral::add_null() {
 }
 
 std::string ArrayLiteral::take() {
-  text_ += '}';
-  std::string out = std::move(text_);
-  text_ = "{";
+  std::string out;
+  out.swap(text_);
+  out.push_back('}');
+  text_.assign(1, '{');
   count_ = 0;
   return out;
 }

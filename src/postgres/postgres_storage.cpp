@@ -395,6 +395,11 @@ struct PostgresTaskExecutionsStorage::Impl {
       try {
         if (!conn) {
           conn = std::make_unique<pqxx::connection>(conninfo);
+          // A notification is a hint: its commit need not wait for the WAL flush (a NOTIFY
+          // assigns a transaction id, so it would otherwise cost an fsync each).
+          pqxx::nontransaction setup(*conn);
+          setup.exec("SET synchronous_commit = off");
+          setup.commit();
           notifier_pid.store(conn->backendpid());
         }
         pqxx::nontransaction tx(*conn);
@@ -965,9 +970,16 @@ struct PostgresTaskExecutionsStorage::Impl {
         args += ", ";
       }
       sql += kColumns[i];
-      args += "$" + std::to_string(i + 1) + "::" + std::string{kColumnTypes[i]} + "[]";
+      args += '$';
+      args += std::to_string(i + 1);
+      args += "::";
+      args += kColumnTypes[i];
+      args += "[]";
     }
-    return sql + ") SELECT * FROM unnest(" + args + ")";
+    sql += ") SELECT * FROM unnest(";
+    sql += args;
+    sql += ')';
+    return sql;
   }
 
   /** One multi-row INSERT of all rows: each column is one array parameter. */
