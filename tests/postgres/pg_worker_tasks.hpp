@@ -21,10 +21,10 @@ struct Tasks {
 };
 
 inline de::TaskOptions leaf_options() {
-  return {.id = "mp_leaf", .timeout = std::chrono::seconds{10}};
+  return {.id = "mp_leaf", .timeout = std::chrono::seconds{3}};
 }
 inline de::TaskOptions fan_out_options() {
-  return {.id = "mp_fan_out", .timeout = std::chrono::seconds{10}};
+  return {.id = "mp_fan_out", .timeout = std::chrono::seconds{3}};
 }
 
 /** `fan_out(n)` has kChildren leaves (inputs n*10 + i) and returns the sum of their outputs. */
