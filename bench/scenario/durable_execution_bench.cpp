@@ -39,6 +39,15 @@
 #ifdef DE_BENCH_WITH_SQLITE
 #include "durable_execution/sqlite/sqlite_storage.hpp"
 #endif
+#ifdef DE_BENCH_WITH_POSTGRES
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <pqxx/pqxx>
+
+#include "durable_execution/postgres/postgres_storage.hpp"
+extern char** environ;
+#endif
 
 namespace de = durable_execution;
 using Clock = std::chrono::steady_clock;
@@ -49,6 +58,9 @@ struct Args {
   std::string scenario = "throughput";
   std::string storage = "memory";
   std::string db_path{};
+  std::string pg_url{};
+  std::string pg_schema{};  // --role worker: the schema the parent process made
+  std::string role{};       // "worker": the pickup scenario's executor process
   int tasks = 10000;
   int iterations = 2;
   bool json = false;
@@ -56,8 +68,9 @@ struct Args {
 
 [[noreturn]] void usage(const std::string& error) {
   std::cerr << "error: " << error << "\n"
-            << "usage: durable_execution_bench --scenario throughput|latency|reference "
-               "[--storage memory|sqlite] [--db PATH] [--tasks N] [--iterations N] [--json]\n";
+            << "usage: durable_execution_bench --scenario throughput|latency|reference|pickup "
+               "[--storage memory|sqlite|postgres] [--db PATH] [--pg-url URL] [--tasks N] "
+               "[--iterations N] [--json]\n";
   std::exit(2);
 }
 
@@ -76,6 +89,12 @@ Args parse(int argc, char** argv) {
     } else if (arg == "--db") {
       a.db_path = value();
       if (a.db_path.empty()) usage("--db needs a path");
+    } else if (arg == "--pg-url") {
+      a.pg_url = value();
+    } else if (arg == "--pg-schema") {
+      a.pg_schema = value();
+    } else if (arg == "--role") {
+      a.role = value();
     } else if (arg == "--tasks") {
       a.tasks = std::stoi(value());
       if (a.tasks <= 0) usage("--tasks must be positive");
@@ -88,10 +107,25 @@ Args parse(int argc, char** argv) {
       usage("unknown argument " + arg);
     }
   }
-  if (a.scenario != "throughput" && a.scenario != "latency" && a.scenario != "reference") {
+  if (a.scenario != "throughput" && a.scenario != "latency" && a.scenario != "reference" &&
+      a.scenario != "pickup") {
     usage("unknown scenario " + a.scenario);
   }
-  if (a.storage != "memory" && a.storage != "sqlite") usage("unknown storage " + a.storage);
+  if (a.storage != "memory" && a.storage != "sqlite" && a.storage != "postgres") {
+    usage("unknown storage " + a.storage);
+  }
+  if (a.storage == "postgres" && a.pg_url.empty()) usage("--storage postgres needs --pg-url URL");
+  if (!a.pg_url.empty() && a.storage != "postgres") usage("--pg-url needs --storage postgres");
+  if (a.scenario == "pickup" && a.storage != "postgres") {
+    usage("--scenario pickup (two processes) needs --storage postgres");
+  }
+#ifndef DE_BENCH_WITH_POSTGRES
+  if (a.storage == "postgres") {
+    std::cerr << "error: --storage postgres is not available: this program was built without the "
+                 "PostgreSQL backend (configure with -DDE_WITH_POSTGRES=ON)\n";
+    std::exit(2);
+  }
+#endif
   if (!a.db_path.empty() && a.storage != "sqlite") usage("--db needs --storage sqlite");
 #ifndef DE_BENCH_WITH_SQLITE
   if (a.storage == "sqlite") {
@@ -121,9 +155,44 @@ void remove_temp_files() {
   for (const auto& path : temp_files()) remove_database_files(path);
 }
 
+#ifdef DE_BENCH_WITH_POSTGRES
+// Schemas made for runs, dropped at exit (also on early exits, like the temp files).
+std::vector<std::pair<std::string, std::string>>& temp_schemas() {
+  static std::vector<std::pair<std::string, std::string>> schemas;  // url, schema
+  return schemas;
+}
+
+void drop_schema(const std::string& url, const std::string& schema) {
+  try {
+    pqxx::connection c{url};
+    pqxx::nontransaction tx{c};
+    tx.exec("SET client_min_messages = warning");
+    tx.exec("DROP SCHEMA IF EXISTS \"" + schema + "\" CASCADE");
+    tx.commit();
+  } catch (const std::exception& e) {
+    std::cerr << "warning: could not drop schema " << schema << ": " << e.what() << "\n";
+  }
+}
+
+void drop_temp_schemas() {
+  for (const auto& [url, schema] : temp_schemas()) drop_schema(url, schema);
+  temp_schemas().clear();
+}
+
+/** A new schema name for one run: "de_bench_<pid>_<n>", dropped at exit. */
+std::string new_bench_schema(const std::string& url) {
+  static int counter = 0;
+  const auto schema = "de_bench_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+  if (temp_schemas().empty()) std::atexit(drop_temp_schemas);
+  temp_schemas().emplace_back(url, schema);
+  return schema;
+}
+#endif
+
 /**
- * @brief One fresh store for a run: in memory, or a SQLite file that did not exist before (the
- * --db path, emptied first, or a new temporary file).
+ * @brief One fresh store for a run: in memory, a SQLite file that did not exist before (the
+ * --db path, emptied first, or a new temporary file), or a new PostgreSQL schema (dropped at
+ * exit).
  */
 class BenchStorage {
  public:
@@ -132,6 +201,14 @@ class BenchStorage {
       storage_ = std::make_unique<de::InMemoryTaskExecutionsStorage>();
       return;
     }
+#ifdef DE_BENCH_WITH_POSTGRES
+    if (args.storage == "postgres") {
+      schema_ = args.pg_schema.empty() ? new_bench_schema(args.pg_url) : args.pg_schema;
+      storage_ = std::make_unique<de::PostgresTaskExecutionsStorage>(
+          args.pg_url, de::PostgresStorageOptions{.schema = schema_});
+      return;
+    }
+#endif
 #ifdef DE_BENCH_WITH_SQLITE
     if (args.db_path.empty()) {
       static int counter = 0;
@@ -155,9 +232,11 @@ class BenchStorage {
   ~BenchStorage() = default;
 
   [[nodiscard]] de::TaskExecutionsStorage& get() { return *storage_; }
+  [[nodiscard]] const std::string& schema() const { return schema_; }
 
  private:
   std::string path_{};
+  std::string schema_{};
   std::unique_ptr<de::TaskExecutionsStorage> storage_{};
 };
 
@@ -276,6 +355,87 @@ Result latency(de::TaskExecutionsStorage& storage, int n) {
   executor.shutdown();
   return r;
 }
+
+// ---- pickup scenario (two processes)
+// -------------------------------------------------------------
+
+#ifdef DE_BENCH_WITH_POSTGRES
+std::int64_t wall_clock_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+/**
+ * The executor process of the pickup scenario: runs a task that returns the wall-clock time at
+ * which its run started, until its parent closes stdin... or, simply, until killed by the parent.
+ */
+int pickup_worker(const Args& args) {
+  BenchStorage storage{args};
+  de::DurableExecutor executor{storage.get(), bench_options()};
+  auto stamp = executor.task({.id = "stamp", .timeout = std::chrono::seconds{60}},
+                             [] { return wall_clock_us(); });
+  (void)stamp;
+  executor.start();
+  std::printf("ready\n");
+  std::fflush(stdout);
+  // Bounded: the parent stops this process when it is done.
+  std::this_thread::sleep_for(std::chrono::minutes{10});
+  return 0;
+}
+
+/**
+ * Cross-process pick-up: this process only enqueues (a client, no executor); another process
+ * runs the executor. Per task: the time from the enqueue call in this process to the start of
+ * its run in the other one (both read the same wall clock), one task at a time. With
+ * LISTEN/NOTIFY the executor is woken at once instead of at its next poll.
+ */
+Result pickup(const Args& args, const char* self) {
+  BenchStorage storage{args};  // creates the schema; the worker opens the same one
+  const std::string schema = storage.schema();
+  std::vector<std::string> argv_strings{self,       "--scenario", "pickup",    "--storage",
+                                        "postgres", "--pg-url",   args.pg_url, "--pg-schema",
+                                        schema,     "--role",     "worker"};
+  std::vector<char*> argv;
+  for (auto& a : argv_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawn(&pid, self, nullptr, nullptr, argv.data(), environ) != 0) {
+    std::cerr << "could not start the worker process\n";
+    std::exit(1);
+  }
+  auto stamp = de::Task<de::Empty, std::int64_t>::reference(
+      {.id = "stamp", .timeout = std::chrono::seconds{60}});
+  de::DurableExecutorClient client{
+      storage.get(), {stamp.descriptor()}, {.log_level = de::LogLevel::error}};
+  // Warm-up: wait until the worker runs tasks at all.
+  {
+    auto h = client.enqueue_task(stamp, de::Empty{});
+    auto e = h.wait_and_get_finished_execution(
+        {.polling_interval = std::chrono::milliseconds{5}, .timeout = std::chrono::minutes{1}});
+    if (e.status != de::TaskExecutionStatus::completed) std::exit(1);
+  }
+  std::vector<double> latencies;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < args.tasks; ++i) {
+    const auto enqueued_us = wall_clock_us();
+    auto h = client.enqueue_task(stamp, de::Empty{});
+    auto e = h.wait_and_get_finished_execution(
+        {.polling_interval = std::chrono::milliseconds{2}, .timeout = std::chrono::minutes{1}});
+    if (e.status != de::TaskExecutionStatus::completed || !e.output) std::exit(1);
+    latencies.push_back(static_cast<double>(*e.output - enqueued_us) / 1000.0);
+  }
+  Result r;
+  r.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  r.tasks_per_s = static_cast<double>(args.tasks) / (r.wall_ms / 1000.0);
+  r.p50_ms = percentile(latencies, 0.50);
+  r.p99_ms = percentile(latencies, 0.99);
+  kill(pid, SIGKILL);
+  int status = 0;
+  (void)waitpid(pid, &status, 0);
+  return r;
+}
+#endif
 
 // ---- reference scenario ------------------------------------------------------------------------
 
@@ -548,10 +708,25 @@ int reference(const Args& args) {
 int main(int argc, char** argv) {
   const auto args = parse(argc, argv);
   try {
-    if (args.scenario == "reference") return reference(args);
-    BenchStorage storage{args};
-    const Result r = args.scenario == "throughput" ? throughput(storage.get(), args.tasks)
-                                                   : latency(storage.get(), args.tasks);
+    if (args.scenario == "reference") {
+      const int rc = reference(args);
+#ifdef DE_BENCH_WITH_POSTGRES
+      drop_temp_schemas();
+#endif
+      return rc;
+    }
+    Result r;
+#ifdef DE_BENCH_WITH_POSTGRES
+    if (args.scenario == "pickup") {
+      if (args.role == "worker") return pickup_worker(args);
+      r = pickup(args, argv[0]);
+    }
+#endif
+    if (args.scenario != "pickup") {
+      BenchStorage storage{args};
+      r = args.scenario == "throughput" ? throughput(storage.get(), args.tasks)
+                                        : latency(storage.get(), args.tasks);
+    }
     std::printf("scenario=%s storage=%s tasks=%d\n", args.scenario.c_str(), args.storage.c_str(),
                 args.tasks);
     std::printf("wall: %.1f ms, %.0f tasks/s, enqueue-to-finish p50 %.3f ms, p99 %.3f ms\n",
@@ -568,5 +743,9 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;
   }
+#ifdef DE_BENCH_WITH_POSTGRES
+  // Here, not only at exit: libpqxx's own statics are gone by the time atexit handlers run.
+  drop_temp_schemas();
+#endif
   return 0;
 }

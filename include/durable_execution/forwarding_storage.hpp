@@ -66,6 +66,8 @@ class DURABLE_EXECUTION_EXPORT ForwardingTaskExecutionsStorage : public TaskExec
       const UpdateAndDecrementParentActiveChildrenCountRequest& request) override;
   void delete_by_id(const DeleteByIdRequest& request) override;
   void delete_all() override;
+  std::uint64_t subscribe_to_external_work(std::function<void()> on_external_work) override;
+  void unsubscribe_from_external_work(std::uint64_t token) noexcept override;
 
  protected:
   [[nodiscard]] TaskExecutionsStorage& inner() const noexcept { return *inner_; }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -221,6 +222,23 @@ class DURABLE_EXECUTION_EXPORT TaskExecutionsStorage {
 
   virtual void delete_by_id(const DeleteByIdRequest& request) = 0;
   virtual void delete_all() = 0;
+
+  /**
+   * @brief Subscribes `on_external_work` to hints that another process has just created work
+   * this one may want at once (new or newly ready executions, finished children, cancellations),
+   * so that an executor need not wait for its next poll. A backend that can tell (PostgreSQL:
+   * LISTEN/NOTIFY) calls the callback from a thread of its own; the default implementation
+   * never calls it, and polling finds such work. The callback must return quickly and must not
+   * call the storage. The executor subscribes in start() and unsubscribes in shutdown().
+   * @return a token for unsubscribe_from_external_work (0 if the callback is never called).
+   */
+  virtual std::uint64_t subscribe_to_external_work(std::function<void()> on_external_work);
+
+  /**
+   * @brief Ends a subscription (an unknown or 0 token is ignored). Once it returns, the callback
+   * is not running and will not be called again.
+   */
+  virtual void unsubscribe_from_external_work(std::uint64_t token) noexcept;
 };
 
 }  // namespace durable_execution

@@ -201,6 +201,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   bool shut_down_done = false;
   std::atomic<bool> stop_loops{false};
   std::atomic<bool> shutdown_deferred{false};
+  // Storage hints that other processes created work (PostgreSQL NOTIFY): wake the loops.
+  std::uint64_t external_work_subscription = 0;
 
   // ---- runs in flight -----------------------------------------------------------------------
   mutable std::mutex runs_mutex;
@@ -2254,6 +2256,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
     shut_down_done = true;
     is_shutdown.store(true);
     logger.debug(fmt::format("Shutting down executor {}", executor_id));
+    // First the storage's wake-ups of the loops (PostgreSQL NOTIFY).
+    caller.storage().unsubscribe_from_external_work(external_work_subscription);
     const auto deadline = SteadyClock::now() + options.shutdown_timeout;
     auto wait_until_deadline = [&](auto&& done) {
       while (!done() && SteadyClock::now() < deadline) {
@@ -2619,6 +2623,10 @@ void Engine::start() {
   // return): it owns a reference to the engine.
   s.background = std::thread([impl = impl_] { impl->background_loop(); });
   s.writer = std::thread([&s] { s.writer_loop(); });
+  s.external_work_subscription = s.caller.storage().subscribe_to_external_work([&s] {
+    s.wake_dispatcher();
+    s.wake_background();
+  });
   s.logger.debug(fmt::format("Started executor {}", s.executor_id));
 }
 

@@ -113,6 +113,9 @@ class StorageCaller {
   }
   [[nodiscard]] bool closed_for_engine_threads() const noexcept { return closed_.load(); }
 
+  /** The storage itself, for calls that are not retried (subscriptions). */
+  [[nodiscard]] TaskExecutionsStorage& storage() const noexcept { return storage_; }
+
   template <class F>
   auto call(StorageMethod method, F&& fn) -> decltype(fn(std::declval<TaskExecutionsStorage&>())) {
     return call_with_retries(method, max_retry_attempts_, std::forward<F>(fn));

@@ -1,5 +1,7 @@
 #include "durable_execution/forwarding_storage.hpp"
 
+#include <utility>
+
 namespace durable_execution {
 
 ForwardingTaskExecutionsStorage::ForwardingTaskExecutionsStorage(TaskExecutionsStorage& inner)
@@ -103,5 +105,14 @@ void ForwardingTaskExecutionsStorage::delete_by_id(const DeleteByIdRequest& requ
 }
 
 void ForwardingTaskExecutionsStorage::delete_all() { inner_->delete_all(); }
+
+std::uint64_t ForwardingTaskExecutionsStorage::subscribe_to_external_work(
+    std::function<void()> on_external_work) {
+  return inner_->subscribe_to_external_work(std::move(on_external_work));
+}
+
+void ForwardingTaskExecutionsStorage::unsubscribe_from_external_work(std::uint64_t token) noexcept {
+  inner_->unsubscribe_from_external_work(token);
+}
 
 }  // namespace durable_execution

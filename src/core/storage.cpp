@@ -6,4 +6,12 @@ namespace durable_execution {
 // shared objects.
 TaskExecutionsStorage::~TaskExecutionsStorage() = default;
 
+// Most backends cannot hear other processes: their executors find such work by polling.
+std::uint64_t TaskExecutionsStorage::subscribe_to_external_work(
+    std::function<void()> /*on_external_work*/) {
+  return 0;
+}
+
+void TaskExecutionsStorage::unsubscribe_from_external_work(std::uint64_t /*token*/) noexcept {}
+
 }  // namespace durable_execution

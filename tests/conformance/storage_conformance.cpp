@@ -43,6 +43,7 @@ std::string new_task_id() {
 }  // namespace durable_execution::testing
 
 void StorageConformance::SetUp() {
+  DE_SKIP_IF_STORAGE_UNAVAILABLE(GetParam());
   storage_ = GetParam().make();
   ASSERT_NE(storage_, nullptr);
   now_ = durable_execution::now_timestamp();

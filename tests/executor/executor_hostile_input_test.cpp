@@ -158,6 +158,17 @@ class HostileText {
   std::mt19937_64 rng_;
 };
 
+/** Whether PostgreSQL can store `text` in a text column: valid UTF-8, no NUL byte. */
+bool storable_as_postgres_text(const std::string& text) {
+  if (text.find('\0') != std::string::npos) return false;
+  try {
+    (void)json(text).dump();  // strict: throws on invalid UTF-8
+    return true;
+  } catch (const json::exception&) {
+    return false;
+  }
+}
+
 /** Whether a call either worked or threw DurableExecutionError; anything else fails the test. */
 template <class F>
 bool survives(const char* what, const std::string& text, F&& call) {
@@ -243,8 +254,10 @@ TEST_P(ExecutorHostileInput, HostileValuesGetClearErrorsAndRejectedCallsWriteNot
         EXPECT_EQ(counting.inserts(), before);
       }
     }
-    // 5. As a stored input nobody validated (a row written by another program).
-    {
+    // 5. As a stored input nobody validated (a row written by another program). PostgreSQL's
+    // text holds only valid UTF-8 without NUL bytes (the server refuses anything else, so no
+    // program can have written it there): such texts are skipped on PostgreSQL.
+    if (GetParam().name != "Postgres" || storable_as_postgres_text(text)) {
       NewTaskExecution n;
       n.task_id = gen.pick(2) == 0 ? "echo" : "text_len";
       n.execution_id = generate_execution_id();

@@ -91,7 +91,10 @@ inline WaitOptions bounded_wait(std::chrono::milliseconds timeout = 10s) {
 
 class ExecutorTest : public ::testing::TestWithParam<StorageFactory> {
  protected:
-  void SetUp() override { storage_ = GetParam().make(); }
+  void SetUp() override {
+    DE_SKIP_IF_STORAGE_UNAVAILABLE(GetParam());
+    storage_ = GetParam().make();
+  }
   TaskExecutionsStorage& storage() { return *storage_; }
 
   std::unique_ptr<TaskExecutionsStorage> storage_;

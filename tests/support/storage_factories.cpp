@@ -1,4 +1,5 @@
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <system_error>
@@ -10,6 +11,9 @@
 #ifdef DE_TEST_WITH_SQLITE
 #include "durable_execution/sqlite/sqlite_storage.hpp"
 #endif
+#ifdef DE_TEST_WITH_POSTGRES
+#include "postgres_support.hpp"
+#endif
 
 namespace durable_execution::testing {
 
@@ -18,6 +22,13 @@ std::string temp_path(const std::string& stem) {
   std::random_device rd;
   auto name = stem + "_" + std::to_string(rd()) + "_" + std::to_string(counter.fetch_add(1));
   return (std::filesystem::temp_directory_path() / name).string();
+}
+
+bool running_in_ci() {
+  const char* ci = std::getenv("CI");
+  if (ci == nullptr) return false;
+  const std::string value{ci};
+  return !value.empty() && value != "0" && value != "false";
 }
 
 StorageFactory in_memory_factory() {
@@ -72,10 +83,20 @@ StorageFactory sqlite_factory() {
 }
 #endif
 
+#ifdef DE_TEST_WITH_POSTGRES
+StorageFactory postgres_factory() {
+  return {"Postgres", [] { return make_temp_schema_postgres_storage(); },
+          [] { return postgres_unavailable_reason(); }};
+}
+#endif
+
 std::vector<StorageFactory> all_storage_factories() {
   std::vector<StorageFactory> factories{in_memory_factory()};
 #ifdef DE_TEST_WITH_SQLITE
   factories.push_back(sqlite_factory());
+#endif
+#ifdef DE_TEST_WITH_POSTGRES
+  factories.push_back(postgres_factory());
 #endif
   return factories;
 }

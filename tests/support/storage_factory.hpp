@@ -16,7 +16,29 @@ namespace durable_execution::testing {
 struct StorageFactory {
   std::string name;
   std::function<std::unique_ptr<TaskExecutionsStorage>()> make;
+  /** Why this backend cannot run here (say, no database server configured); empty if it can. */
+  std::function<std::string()> unavailable_reason{};
 };
+
+/** @brief True when the tests run in CI (`CI` set and not "false"/"0"): then a backend that is
+ * unavailable fails its tests instead of skipping them. */
+[[nodiscard]] bool running_in_ci();
+
+/**
+ * @brief In a fixture's SetUp: skips the test, with the reason, when the factory's backend is
+ * unavailable here; in CI the test fails instead, so a missing server cannot pass silently.
+ */
+#define DE_SKIP_IF_STORAGE_UNAVAILABLE(factory)                                    \
+  do {                                                                             \
+    if ((factory).unavailable_reason) {                                            \
+      if (auto de_reason_ = (factory).unavailable_reason(); !de_reason_.empty()) { \
+        if (::durable_execution::testing::running_in_ci()) {                       \
+          FAIL() << de_reason_ << " (CI is set: a missing backend fails the run)"; \
+        }                                                                          \
+        GTEST_SKIP() << de_reason_;                                                \
+      }                                                                            \
+    }                                                                              \
+  } while (false)
 
 /** @brief Test names, failure messages and ctest show the factory by name, not as bytes. */
 inline void PrintTo(const StorageFactory& factory, std::ostream* os) { *os << factory.name; }
@@ -31,6 +53,12 @@ inline std::string factory_name(const ::testing::TestParamInfo<StorageFactory>& 
 #ifdef DE_TEST_WITH_SQLITE
 /** @brief Fresh SQLite storages, each on a new temp file. */
 [[nodiscard]] StorageFactory sqlite_factory();
+#endif
+
+#ifdef DE_TEST_WITH_POSTGRES
+/** @brief Fresh PostgreSQL storages, each in a new schema of the DE_TEST_PG_URL server (dropped
+ * afterwards); unavailable (skipped, or failed in CI) when DE_TEST_PG_URL is not set. */
+[[nodiscard]] StorageFactory postgres_factory();
 #endif
 
 /** @brief Every backend built into this test build: in-memory, then databases. */

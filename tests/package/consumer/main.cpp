@@ -13,6 +13,9 @@
 #ifdef DE_CONSUMER_WITH_SQLITE
 #include <durable_execution/sqlite/sqlite_storage.hpp>
 #endif
+#ifdef DE_CONSUMER_WITH_POSTGRES
+#include <durable_execution/postgres/postgres_storage.hpp>
+#endif
 
 namespace de = durable_execution;
 
@@ -96,6 +99,26 @@ int main() {
       }
       for (const char* suffix : {"", "-wal", "-shm"}) {
         std::filesystem::remove(path + suffix);
+      }
+    }
+#endif
+#ifdef DE_CONSUMER_WITH_POSTGRES
+    // Without a server: the library links and validates before connecting.
+    bool refused = false;
+    try {
+      de::PostgresTaskExecutionsStorage storage{"postgresql://127.0.0.1:1/db",
+                                                {.schema = "bad schema"}};
+    } catch (const de::DurableExecutionError&) {
+      refused = true;
+    }
+    check(refused, "an invalid PostgreSQL schema name is refused");
+    // With the test server (DE_TEST_PG_URL, as in CI): the same calls as on the other storages.
+    if (const char* url = std::getenv("DE_TEST_PG_URL"); url != nullptr && *url != '\0') {
+      for (const auto run : {&run_one_execution, &run_one_task}) {
+        de::PostgresTaskExecutionsStorage storage{url, {.schema = "de_package_consumer"}};
+        storage.delete_all();
+        run(storage);
+        storage.delete_all();
       }
     }
 #endif
