@@ -22,6 +22,7 @@
 
 #include "durable_execution/errors.hpp"
 #include "pg_text.hpp"
+#include "sql/rate_limited_log.hpp"
 #include "sql/sql_mapping.hpp"
 
 // Every libpqxx call of the library is in this file (STYLE.md: Debian ships 6.4, whose API
@@ -378,13 +379,7 @@ struct PostgresTaskExecutionsStorage::Impl {
   std::thread listener;
   std::atomic<bool> listener_stop{false};
 
-  // Rate limit of warnings: a burst, then one line per window with the count of the rest.
-  static constexpr std::chrono::seconds kWarningWindow{10};
-  static constexpr std::size_t kWarningBurst = 5;
-  std::mutex warn_mutex;
-  std::chrono::steady_clock::time_point warn_window_start{};
-  std::size_t warn_in_window = 0;
-  std::size_t warn_suppressed = 0;
+  sql::RateLimitedLog warning_log;
 
   ~Impl() {
     {
@@ -1001,35 +996,12 @@ struct PostgresTaskExecutionsStorage::Impl {
 
   // ---- warnings ------------------------------------------------------------------------------
 
-  /** Logs through the sink (default: stderr), at most kWarningBurst per kWarningWindow. */
+  /** Logs through the sink (default: stderr), rate-limited (sql::RateLimitedLog). */
   void warn(std::string_view message) noexcept {
     try {
-      std::size_t suppressed = 0;
-      {
-        std::lock_guard lock(warn_mutex);
-        const auto now = std::chrono::steady_clock::now();
-        if (now - warn_window_start >= kWarningWindow) {
-          warn_window_start = now;
-          suppressed = warn_suppressed;
-          warn_suppressed = 0;
-          warn_in_window = 0;
-        }
-        if (warn_in_window >= kWarningBurst) {
-          ++warn_suppressed;
-          return;
-        }
-        ++warn_in_window;
-      }
-      std::string text = "PostgreSQL storage (" + redacted + "): " + std::string{message};
-      if (suppressed > 0) {
-        text += " [" + std::to_string(suppressed) + " similar messages suppressed]";
-      }
-      if (options.log_sink) {
-        options.log_sink(text);
-      } else {
-        std::fprintf(stderr, "[durable_execution] %s\n", text.c_str());
-      }
-    } catch (...) {  // NOLINT(bugprone-empty-catch): a log line is never worth a failed call
+      warning_log.warn("PostgreSQL storage (" + redacted + "): ", message, options.log_sink);
+    } catch (
+        ...) {  // NOLINT(bugprone-empty-catch): building the prefix may throw; never fail a call
     }
   }
 

@@ -27,6 +27,7 @@
 
 #include "durable_execution/detail/saturating_time.hpp"
 #include "durable_execution/errors.hpp"
+#include "sql/rate_limited_log.hpp"
 #include "sql/sql_mapping.hpp"
 
 namespace durable_execution {
@@ -422,13 +423,7 @@ struct SqliteTaskExecutionsStorage::Impl {
   mutable std::mutex file_gone_mutex;
   std::string file_gone_reason;
 
-  // Rate limit of warnings: a burst, then one line per window with the count of the rest.
-  static constexpr std::chrono::seconds kWarningWindow{10};
-  static constexpr std::size_t kWarningBurst = 5;
-  std::mutex warn_mutex;
-  std::chrono::steady_clock::time_point warn_window_start{};
-  std::size_t warn_in_window = 0;
-  std::size_t warn_suppressed = 0;
+  sql::RateLimitedLog warning_log;
 
   // Writes go through the one writer connection (SQLite allows one writer per file anyway);
   // reads use a small pool so they never queue behind a write that waits for another process.
@@ -686,35 +681,12 @@ struct SqliteTaskExecutionsStorage::Impl {
 
   // ---- warnings ------------------------------------------------------------------------------
 
-  /** Logs through the sink (default: stderr), at most kWarningBurst per kWarningWindow. */
+  /** Logs through the sink (default: stderr), rate-limited (sql::RateLimitedLog). */
   void warn(std::string_view message) noexcept {
     try {
-      std::size_t suppressed = 0;
-      {
-        std::lock_guard lock(warn_mutex);
-        const auto now = std::chrono::steady_clock::now();
-        if (now - warn_window_start >= kWarningWindow) {
-          warn_window_start = now;
-          suppressed = warn_suppressed;
-          warn_suppressed = 0;
-          warn_in_window = 0;
-        }
-        if (warn_in_window >= kWarningBurst) {
-          ++warn_suppressed;
-          return;
-        }
-        ++warn_in_window;
-      }
-      std::string text = "SQLite storage (" + path + "): " + std::string{message};
-      if (suppressed > 0) {
-        text += " [" + std::to_string(suppressed) + " similar messages suppressed]";
-      }
-      if (options.log_sink) {
-        options.log_sink(text);
-      } else {
-        std::fprintf(stderr, "[durable_execution] %s\n", text.c_str());
-      }
-    } catch (...) {  // NOLINT(bugprone-empty-catch): a log line is never worth a failed call
+      warning_log.warn("SQLite storage (" + path + "): ", message, options.log_sink);
+    } catch (
+        ...) {  // NOLINT(bugprone-empty-catch): building the prefix may throw; never fail a call
     }
   }
 
