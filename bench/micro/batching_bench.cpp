@@ -53,7 +53,8 @@ class CountingStorage final : public de::ForwardingTaskExecutionsStorage {
 struct Fixture {
   std::unique_ptr<de::PostgresTaskExecutionsStorage> postgres;
   std::unique_ptr<CountingStorage> counting;
-  std::unique_ptr<de::TaskExecutionsStorageWithBatching> batching;
+  /** Per max_batches_in_flight. */
+  std::map<std::int32_t, std::unique_ptr<de::TaskExecutionsStorageWithBatching>> batching;
   std::atomic<std::int64_t> updates{0};
 };
 
@@ -83,7 +84,10 @@ Fixture& fixture(std::int32_t pool_size) {
     }
     f->postgres->insert_many(rows);
     f->counting = std::make_unique<CountingStorage>(*f->postgres);
-    f->batching = std::make_unique<de::TaskExecutionsStorageWithBatching>(*f->counting);
+    for (const std::int32_t in_flight : {1, 2, 4}) {
+      f->batching[in_flight] = std::make_unique<de::TaskExecutionsStorageWithBatching>(
+          *f->counting, de::StorageBatchingOptions{.max_batches_in_flight = in_flight});
+    }
   }
   return *f;
 }
@@ -101,14 +105,16 @@ void drop_schema() {
   }
 }
 
-void single_updates(benchmark::State& state, bool batching, std::int32_t pool_size) {
+/** `in_flight` 0: straight to the storage; else through the wrapper with that many batches. */
+void single_updates(benchmark::State& state, std::int32_t in_flight, std::int32_t pool_size) {
   if (pg_url() == nullptr) {
     state.SkipWithError("set DE_BENCH_PG_URL to a PostgreSQL server to run this benchmark");
     return;
   }
   auto& f = fixture(pool_size);
   de::TaskExecutionsStorage& storage =
-      batching ? static_cast<de::TaskExecutionsStorage&>(*f.batching) : *f.counting;
+      in_flight > 0 ? static_cast<de::TaskExecutionsStorage&>(*f.batching.at(in_flight))
+                    : *f.counting;
   if (state.thread_index() == 0) {  // before the start barrier: no thread is updating yet
     f.counting->calls.store(0);
     f.updates.store(0);
@@ -136,13 +142,14 @@ void register_all() {
   if (const char* r = std::getenv("DE_BENCH_ROUNDS")) rounds = std::max(1, std::atoi(r));
   for (int round = 1; round <= rounds; ++round) {
     const auto suffix = "/round:" + std::to_string(round);
-    for (const auto& [name, batching, pool] :
-         {std::tuple{"direct/pool:8", false, 8}, std::tuple{"batching/pool:8", true, 8},
-          std::tuple{"direct/pool:64", false, 64}}) {
+    for (const auto& [name, in_flight, pool] :
+         {std::tuple{"direct/pool:8", 0, 8}, std::tuple{"batching/in_flight:1/pool:8", 1, 8},
+          std::tuple{"batching/in_flight:2/pool:8", 2, 8},
+          std::tuple{"batching/in_flight:4/pool:8", 4, 8}, std::tuple{"direct/pool:64", 0, 64}}) {
       benchmark::RegisterBenchmark(
           ("pg_single_updates_64_threads/" + std::string{name} + suffix).c_str(),
-          [batching = batching, pool = pool](benchmark::State& s) {
-            single_updates(s, batching, pool);
+          [in_flight = in_flight, pool = pool](benchmark::State& s) {
+            single_updates(s, in_flight, pool);
           })
           ->Threads(kThreads)
           ->UseRealTime()

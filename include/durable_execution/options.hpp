@@ -38,9 +38,9 @@ using LogSink = std::function<void(LogLevel level, std::string_view message)>;
 struct StorageBatchingOptions {
   /**
    * Longest a call waits for others to join its batch, counted from its arrival. A call never
-   * waits when no batch of its operation is queued or in flight (it goes at once); otherwise the
-   * batch leaves as soon as the batch in flight returns, the batch is full, or the window has
-   * passed, whichever is first. 1 µs - 1 s.
+   * waits when fewer than `max_batches_in_flight` batches of its operation are in flight and none
+   * is queued (it goes at once); otherwise the batch leaves as soon as a batch in flight returns,
+   * the batch is full, or the window has passed, whichever is first. 1 µs - 1 s.
    */
   std::chrono::microseconds window{1000};
   /**
@@ -55,6 +55,13 @@ struct StorageBatchingOptions {
    * calls' outcome is unknown to it. >= 0.
    */
   std::chrono::milliseconds shutdown_timeout{5000};
+  /**
+   * Combined calls of one operation that may be in the wrapped storage at once. A call that finds
+   * fewer in flight, and none queued, goes at once; beyond it calls queue and coalesce. 1 packs
+   * the most requests per call; more keeps calls that only rarely overlap from waiting (a
+   * connection pool serves them in parallel anyway). 1-64.
+   */
+  std::int32_t max_batches_in_flight = 2;
 };
 
 /**

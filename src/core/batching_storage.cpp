@@ -31,9 +31,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-/** Batches of one operation in the wrapped storage at once, before new calls queue. */
-constexpr std::int32_t kMaxBatchesInFlight = 1;
-
 /** The error a caller gets for any exception of the wrapped storage (as the engine's retry
  * layer sees it: an error that is not a DurableExecutionError counts as retryable). */
 DurableExecutionError as_storage_error(std::exception_ptr e) {
@@ -73,7 +70,7 @@ class Batcher {
       return forward_(requests);
     }
     Call call{&requests, Clock::now()};
-    if (queue_.empty() && in_flight_ < kMaxBatchesInFlight) {
+    if (queue_.empty() && in_flight_ < options_.max_batches_in_flight) {
       Batch batch;  // alone, at once: the requests are sent as they are, without a copy
       batch.calls.push_back(&call);
       return send(lock, std::move(batch), call, /*queued=*/false);
@@ -90,7 +87,7 @@ class Batcher {
       if (call.collector) {
         // Bounded: the window ends it; a returning batch, a full batch or shutdown end it early.
         call.cv.wait_until(lock, call.arrived + options_.window, [&] {
-          return in_flight_ < kMaxBatchesInFlight || full() || shut_down_;
+          return in_flight_ < options_.max_batches_in_flight || full() || shut_down_;
         });
         return send(lock, gather(), call, /*queued=*/true);
       }

@@ -69,6 +69,7 @@ void validate_storage_batching_options(const StorageBatchingOptions& o) {
   check_range("storage_batching.window (µs)", o.window.count(), 1, 1'000'000);
   check_range("storage_batching.max_batch_size", o.max_batch_size, 1, 10'000);
   check_min("storage_batching.shutdown_timeout", o.shutdown_timeout.count(), 0);
+  check_range("storage_batching.max_batches_in_flight", o.max_batches_in_flight, 1, 64);
 }
 
 void validate_retry_options(const std::string& task_id, const RetryOptions& r) {
