@@ -20,10 +20,11 @@ namespace durable_execution {
  * get_many_by_parent_execution_id and update_many_by_parent_execution_id_and_is_finished; every
  * other method (claims, expiry, deletes, subscriptions) goes straight to the wrapped storage.
  *
- * How a call travels: if no call of its operation is queued or in flight, it goes at once, alone
- * (a lone caller never waits). Otherwise it queues; the first queued call gathers the batch and
- * sends it, from its own thread, as soon as the batch in flight returns, the batch holds
- * `max_batch_size` requests, or `window` has passed since it arrived, whichever is first. The
+ * How a call travels: if none of its operation is queued and fewer than `max_batches_in_flight`
+ * combined calls of it are in the wrapped storage, it goes at once, alone (a lone caller never
+ * waits). Otherwise it queues; the first queued call gathers the batch and sends it, from its own
+ * thread, as soon as a batch in flight returns, the batch holds `max_batch_size` requests, or
+ * `window` has passed since it arrived, whichever is first. The
  * combined call holds the calls' requests in arrival order, each call's requests together, and
  * each caller gets its own slice of the results. There is no background thread.
  *

@@ -155,7 +155,8 @@ TEST(StorageBatching, CallsQueuedBehindABatchInFlightShareOneCallAndGetTheirOwnR
   constexpr int kCallers = 16;
   for (int i = 0; i <= kCallers; ++i) memory.insert_many({record("e" + std::to_string(i))});
   GatedStorage gate{memory};
-  de::TaskExecutionsStorageWithBatching s{gate, {.window = 1'000'000us, .max_batch_size = 100}};
+  de::TaskExecutionsStorageWithBatching s{
+      gate, {.window = 1'000'000us, .max_batch_size = 100, .max_batches_in_flight = 1}};
   std::vector<std::string> outputs(kCallers + 1);
   auto futures =
       queue_behind_a_blocked_call(gate, s, StorageOperation::get_many_by_id, kCallers, [&](int i) {
@@ -183,7 +184,8 @@ TEST(StorageBatching, AFullBatchLeavesAtOnceAndTheWindowBoundsTheWait) {
   for (int i = 0; i < 8; ++i) memory.insert_many({record("e" + std::to_string(i))});
   GatedStorage gate{memory};
   // Window 10 s: only a full batch (4 requests) can leave while the first call is held.
-  de::TaskExecutionsStorageWithBatching s{gate, {.window = 1'000'000us, .max_batch_size = 4}};
+  de::TaskExecutionsStorageWithBatching s{
+      gate, {.window = 1'000'000us, .max_batch_size = 4, .max_batches_in_flight = 1}};
   auto futures = queue_behind_a_blocked_call(
       gate, s, StorageOperation::update_many_by_id, 4,
       [&](int i) { s.update_many_by_id({set_output("e" + std::to_string(i), "\"o\"")}); });
@@ -196,7 +198,7 @@ TEST(StorageBatching, AFullBatchLeavesAtOnceAndTheWindowBoundsTheWait) {
   for (auto& f : futures) ASSERT_EQ(f.wait_for(kBound), std::future_status::ready);
 
   // Window 20 ms: a lone call queued behind a held one leaves after the window.
-  de::TaskExecutionsStorageWithBatching w{gate, {.window = 20'000us}};
+  de::TaskExecutionsStorageWithBatching w{gate, {.window = 20'000us, .max_batches_in_flight = 1}};
   gate.close();
   auto first =
       std::async(std::launch::async, [&] { w.update_many_by_id({set_output("e5", "1")}); });
@@ -212,11 +214,35 @@ TEST(StorageBatching, AFullBatchLeavesAtOnceAndTheWindowBoundsTheWait) {
   EXPECT_GE(op_stats(w, StorageOperation::update_many_by_id).p99_wait_ms, 15.0);
 }
 
+TEST(StorageBatching, UpToMaxBatchesInFlightCallsGoAtOnceThenTheyQueueAndCoalesce) {
+  de::InMemoryTaskExecutionsStorage memory;
+  for (int i = 0; i < 6; ++i) memory.insert_many({record("e" + std::to_string(i))});
+  GatedStorage gate{memory};
+  de::TaskExecutionsStorageWithBatching s{gate,
+                                          {.window = 1'000'000us, .max_batches_in_flight = 2}};
+  auto update = [&](int i) { s.update_many_by_id({set_output("e" + std::to_string(i), "1")}); };
+  gate.close();
+  std::vector<std::future<void>> futures;
+  futures.push_back(std::async(std::launch::async, update, 0));
+  futures.push_back(std::async(std::launch::async, update, 1));
+  // Both in the wrapped storage at once: neither waited for the other.
+  ASSERT_TRUE(eventually([&] { return gate.waiting() == 2; }));
+  for (int i = 2; i < 6; ++i) futures.push_back(std::async(std::launch::async, update, i));
+  ASSERT_TRUE(
+      eventually([&] { return op_stats(s, StorageOperation::update_many_by_id).calls == 6; }));
+  EXPECT_EQ(gate.waiting(), 2);  // the other four queue behind the two in flight
+  gate.open();
+  for (auto& f : futures) ASSERT_EQ(f.wait_for(kBound), std::future_status::ready);
+  EXPECT_EQ(gate.calls.load(), 3);
+  EXPECT_EQ(op_stats(s, StorageOperation::update_many_by_id).max_calls_per_batch, 4);
+}
+
 TEST(StorageBatching, ADuplicateInsertFailsOnlyItsOwnCallerAsSeparateCallsWould) {
   de::InMemoryTaskExecutionsStorage memory;
   memory.insert_many({record("taken")});
   GatedStorage gate{memory};
-  de::TaskExecutionsStorageWithBatching s{gate, {.window = 1'000'000us}};
+  de::TaskExecutionsStorageWithBatching s{gate,
+                                          {.window = 1'000'000us, .max_batches_in_flight = 1}};
   constexpr int kCallers = 9;
   std::vector<int> failed(kCallers + 1, 0);
   auto futures =
@@ -252,7 +278,8 @@ TEST(StorageBatching, ABadRequestFailsOnlyItsCallerAndRetryableErrorsReachEveryC
   for (int i = 0; i <= 8; ++i) memory.insert_many({record("e" + std::to_string(i))});
   de::FaultInjectingTaskExecutionsStorage faults{memory};
   GatedStorage gate{faults};
-  de::TaskExecutionsStorageWithBatching s{gate, {.window = 1'000'000us}};
+  de::TaskExecutionsStorageWithBatching s{gate,
+                                          {.window = 1'000'000us, .max_batches_in_flight = 1}};
   faults.fail_requests([](StorageOperation, const std::string& id) { return id == "e3"; });
   std::vector<std::string> errors(9);
   auto update = [&](int i) {
@@ -305,7 +332,8 @@ TEST(StorageBatching, ShutdownWithABlockedStorageFailsTheWaitingCallersAndNeverH
   for (int i = 0; i <= 6; ++i) memory.insert_many({record("e" + std::to_string(i))});
   GatedStorage gate{memory};
   auto s = std::make_unique<de::TaskExecutionsStorageWithBatching>(
-      gate, de::StorageBatchingOptions{.window = 1'000'000us, .shutdown_timeout = 100ms});
+      gate, de::StorageBatchingOptions{
+                .window = 1'000'000us, .shutdown_timeout = 100ms, .max_batches_in_flight = 1});
   std::vector<std::string> errors(7);
   auto futures =
       queue_behind_a_blocked_call(gate, *s, StorageOperation::update_many_by_id, 6, [&](int i) {
@@ -351,8 +379,8 @@ TEST(StorageBatching, ShutdownCompletesQueuedCallsWhenTheStorageReturnsInTime) {
   de::InMemoryTaskExecutionsStorage memory;
   for (int i = 0; i <= 4; ++i) memory.insert_many({record("e" + std::to_string(i))});
   GatedStorage gate{memory};
-  de::TaskExecutionsStorageWithBatching s{gate,
-                                          {.window = 1'000'000us, .shutdown_timeout = 10'000ms}};
+  de::TaskExecutionsStorageWithBatching s{
+      gate, {.window = 1'000'000us, .shutdown_timeout = 10'000ms, .max_batches_in_flight = 1}};
   std::atomic<int> ok{0};
   auto futures =
       queue_behind_a_blocked_call(gate, s, StorageOperation::get_many_by_id, 4, [&](int i) {
@@ -396,6 +424,8 @@ TEST(StorageBatching, InvalidOptionsAreRefusedByName) {
   EXPECT_NE(message({.max_batch_size = 0}).find("storage_batching.max_batch_size"),
             std::string::npos);
   EXPECT_NE(message({.shutdown_timeout = -1ms}).find("storage_batching.shutdown_timeout"),
+            std::string::npos);
+  EXPECT_NE(message({.max_batches_in_flight = 0}).find("storage_batching.max_batches_in_flight"),
             std::string::npos);
   try {
     de::DurableExecutor executor{memory, {.storage_batching = {.max_batch_size = 20'000}}};
