@@ -85,6 +85,34 @@ constexpr std::array<std::string_view, kColumns.size()> kColumnTypes{
 // Version 2: the crash-loop bound counts lease expirations per execution.
 constexpr std::string_view kMigrateV2Column = "lease_expirations integer NOT NULL DEFAULT 0";
 
+// Version 3: the indexes of the executor's claims hold only the rows those claims select (the
+// values the executor asks for), instead of every row. Every write of a row inserted an entry
+// into all 11 indexes (a changed indexed column defeats heap-only updates); with these, a row
+// enters an index only while a claim can select it: per-row insert and update cost roughly
+// halved (20,000-row updates: 409 -> 236 ms). Claims for other values are still answered, by a
+// scan. The predicates name the values as literals, as the statements do (see claim_literal):
+// PostgreSQL uses a partial index only for a query whose WHERE implies its predicate.
+constexpr std::array<std::string_view, 5> kDroppedV3Indexes{
+    "status_start_at", "status_ocfp_status_acc_updated_at", "close_status_updated_at",
+    "executor_id_npc_updated_at", "is_finished_close_status_updated_at"};
+constexpr std::array<IndexDef, 5> kIndexesV3{{
+    {"ready_start_at", "start_at", false, "status = 'ready'"},
+    {"children_finished_updated_at", "updated_at", false,
+     "status = 'waiting_for_children' AND on_children_finished_processing_status = 'idle' AND "
+     "active_children_count = 0"},
+    {"close_ready_updated_at", "updated_at", false, "close_status = 'ready'"},
+    {"cancellation_executor_id_updated_at", "executor_id, updated_at", false,
+     "needs_promise_cancellation"},
+    {"finished_close_idle_updated_at", "updated_at", false,
+     "is_finished AND close_status = 'idle'"},
+}};
+
+// A claim's status values are written into its statement as literals (so that the partial
+// indexes above apply; each value gets its own prepared statement, `flags` of its key). They
+// are the storage's own enum names, never caller text.
+std::string claim_literal(std::string_view enum_name) { return "'" + std::string{enum_name} + "'"; }
+std::string claim_literal(bool value) { return value ? "true" : "false"; }
+
 // Columns that may be NULL (everything else is NOT NULL).
 constexpr std::array<std::string_view, 21> kNullableColumns{
     "root_task_id",
@@ -591,11 +619,13 @@ struct PostgresTaskExecutionsStorage::Impl {
       // Server notices (e.g. "already exists, skipping") would go to stderr.
       pqxx::nontransaction tx(*c->conn);
       tx.exec("SET client_min_messages = warning");
-      // Every execution is planned for the table as it is now. A generic plan, cached while the
-      // table was small (a new table has no statistics until autovacuum analyzes it), keeps
-      // sequential scans once it has grown: claims took 60-500 ms instead of < 1 ms. Planning
-      // these statements costs tens of microseconds.
-      tx.exec("SET plan_cache_mode = force_custom_plan");
+      // Every statement of this backend has an index to use. Plans are made once per prepared
+      // statement (generic) with sequential scans costed out: a plan made while the table was
+      // small (a new table has no statistics until autovacuum analyzes it) would otherwise keep
+      // sequential scans once it has grown (claims took 60-500 ms instead of ~1 ms), and
+      // planning every execution instead cost ~0.3 s of server time per reference iteration.
+      tx.exec("SET enable_seqscan = off");
+      tx.exec("SET plan_cache_mode = force_generic_plan");
       tx.commit();
     } catch (const std::exception& e) {
       throw ConnectionLost{clean(e.what())};
@@ -691,7 +721,7 @@ struct PostgresTaskExecutionsStorage::Impl {
       } else {
         create_table_v1(tx);
       }
-      create_indexes_v1(tx);
+      create_indexes(tx, kIndexesV1);
       set_version(tx, 1);
       version = 1;
     }
@@ -701,6 +731,15 @@ struct PostgresTaskExecutionsStorage::Impl {
       tx.exec("ALTER TABLE " + qt + " ADD COLUMN IF NOT EXISTS " + std::string{kMigrateV2Column});
       set_version(tx, 2);
       version = 2;
+    }
+    if (*version < 3) {
+      for (auto suffix : kDroppedV3Indexes) {
+        tx.exec("DROP INDEX IF EXISTS " + quote_identifier(options.schema) + "." +
+                index_name(suffix));
+      }
+      create_indexes(tx, kIndexesV3);
+      set_version(tx, 3);
+      version = 3;
     }
     tx.commit();
   }
@@ -752,11 +791,15 @@ struct PostgresTaskExecutionsStorage::Impl {
     }
   }
 
-  void create_indexes_v1(pqxx::transaction_base& tx) const {
-    for (const auto& ix : kIndexesV1) {
+  std::string index_name(std::string_view suffix) const {
+    return quote_identifier("ix_" + options.table_name + "_" + std::string{suffix});
+  }
+
+  template <std::size_t N>
+  void create_indexes(pqxx::transaction_base& tx, const std::array<IndexDef, N>& indexes) const {
+    for (const auto& ix : indexes) {
       tx.exec(std::string{"CREATE "} + (ix.unique ? "UNIQUE " : "") + "INDEX IF NOT EXISTS " +
-              quote_identifier("ix_" + options.table_name + "_" + std::string{ix.suffix}) + " ON " +
-              qt + " (" + std::string{ix.columns} + ")" +
+              index_name(ix.suffix) + " ON " + qt + " (" + std::string{ix.columns} + ")" +
               (ix.where.empty() ? std::string{} : " WHERE " + std::string{ix.where}));
     }
   }
@@ -1283,10 +1326,10 @@ struct PostgresTaskExecutionsStorage::Impl {
    * applied (RETURNING), in selection order.
    */
   template <class BindWhere>
-  std::vector<TaskExecutionRecord> claim(Ctx& ctx, Query q, std::string_view where,
-                                         int where_params, BindWhere&& bind_where,
-                                         std::string_view order_by, std::int64_t limit,
-                                         const TaskExecutionUpdate& update,
+  std::vector<TaskExecutionRecord> claim(Ctx& ctx, Query q, std::uint64_t flags,
+                                         std::string_view where, int where_params,
+                                         BindWhere&& bind_where, std::string_view order_by,
+                                         std::int64_t limit, const TaskExecutionUpdate& update,
                                          std::optional<Timestamp> expires_at_base = std::nullopt,
                                          bool keep_corrupt = false) {
     const auto shape = shape_of(update, expires_at_base);
@@ -1296,7 +1339,7 @@ struct PostgresTaskExecutionsStorage::Impl {
     ScalarBindVisitor v{params};
     visit_update(update, expires_at_base, v);
     const auto r = ctx.exec(
-        statement_key(q, shape),
+        statement_key(q, shape, flags),
         [&] {
           int next = where_params + 2;
           return "WITH sel AS (SELECT id, " + std::string{order_by} + " AS k FROM " + qt +
@@ -1657,17 +1700,15 @@ std::vector<TaskExecutionRecord>
 PostgresTaskExecutionsStorage::update_by_status_and_start_at_less_than_and_return(
     const UpdateByStatusAndStartAtLessThanRequest& request) {
   if (request.limit <= 0) return {};
-  return impl_->run("update_by_status_and_start_at_less_than_and_return", Impl::Mode::single,
-                    [&](Impl::Ctx& ctx) {
-                      return impl_->claim(
-                          ctx, q_claim_by_status_start_at, "status = $1 AND start_at < $2", 2,
-                          [&](Params& p) {
-                            p.own(std::string{to_string(request.status)});
-                            p.add(ms(request.start_at_less_than));
-                          },
-                          "start_at", request.limit, request.update,
-                          request.update_expires_at_with_started_at);
-                    });
+  return impl_->run(
+      "update_by_status_and_start_at_less_than_and_return", Impl::Mode::single,
+      [&](Impl::Ctx& ctx) {
+        return impl_->claim(
+            ctx, q_claim_by_status_start_at, static_cast<std::uint64_t>(request.status),
+            "status = " + claim_literal(to_string(request.status)) + " AND start_at < $1", 1,
+            [&](Params& p) { p.add(ms(request.start_at_less_than)); }, "start_at", request.limit,
+            request.update, request.update_expires_at_with_started_at);
+      });
 }
 
 std::vector<TaskExecutionRecord> PostgresTaskExecutionsStorage::
@@ -1679,14 +1720,13 @@ std::vector<TaskExecutionRecord> PostgresTaskExecutionsStorage::
       [&](Impl::Ctx& ctx) {
         return impl_->claim(
             ctx, q_claim_by_status_ocfp_status,
-            "status = $1 AND on_children_finished_processing_status = $2 AND "
-            "active_children_count = 0",
-            2,
-            [&](Params& p) {
-              p.own(std::string{to_string(request.status)});
-              p.own(std::string{to_string(request.on_children_finished_processing_status)});
-            },
-            "updated_at", request.limit, request.update);
+            static_cast<std::uint64_t>(request.status) * 4 +
+                static_cast<std::uint64_t>(request.on_children_finished_processing_status),
+            "status = " + claim_literal(to_string(request.status)) +
+                " AND on_children_finished_processing_status = " +
+                claim_literal(to_string(request.on_children_finished_processing_status)) +
+                " AND active_children_count = 0",
+            0, [](Params&) {}, "updated_at", request.limit, request.update);
       });
 }
 
@@ -1695,9 +1735,9 @@ std::vector<TaskExecutionRecord> PostgresTaskExecutionsStorage::update_by_close_
   if (request.limit <= 0) return {};
   return impl_->run("update_by_close_status_and_return", Impl::Mode::single, [&](Impl::Ctx& ctx) {
     return impl_->claim(
-        ctx, q_claim_by_close_status, "close_status = $1", 1,
-        [&](Params& p) { p.own(std::string{to_string(request.close_status)}); }, "updated_at",
-        request.limit, request.update, std::nullopt, true);
+        ctx, q_claim_by_close_status, static_cast<std::uint64_t>(request.close_status),
+        "close_status = " + claim_literal(to_string(request.close_status)), 0, [](Params&) {},
+        "updated_at", request.limit, request.update, std::nullopt, true);
   });
 }
 
@@ -1774,12 +1814,11 @@ PostgresTaskExecutionsStorage::update_by_executor_id_and_needs_promise_cancellat
                     Impl::Mode::single, [&](Impl::Ctx& ctx) {
                       return impl_->claim(
                           ctx, q_claim_by_executor_id_npc,
-                          "executor_id = $1 AND needs_promise_cancellation = $2", 2,
-                          [&](Params& p) {
-                            p.ref(request.executor_id);
-                            p.add_bool(request.needs_promise_cancellation);
-                          },
-                          "updated_at", request.limit, request.update);
+                          request.needs_promise_cancellation ? 1 : 0,
+                          "executor_id = $1 AND needs_promise_cancellation = " +
+                              claim_literal(request.needs_promise_cancellation),
+                          1, [&](Params& p) { p.ref(request.executor_id); }, "updated_at",
+                          request.limit, request.update);
                     });
 }
 
@@ -1873,19 +1912,20 @@ std::int64_t PostgresTaskExecutionsStorage::
       "update_and_decrement_parent_active_children_count", Impl::Mode::transaction,
       [&](Impl::Ctx& ctx) {
         Params params;
-        params.add_bool(request.is_finished);
-        params.own(std::string{to_string(request.close_status)});
         params.add(request.limit);
         ScalarBindVisitor v{params};
         visit_update(request.update, std::nullopt, v);
         const auto r = ctx.exec(
-            statement_key(q_close_finished, shape),
+            statement_key(
+                q_close_finished, shape,
+                (request.is_finished ? 4U : 0U) + static_cast<std::uint64_t>(request.close_status)),
             [&] {
-              int next = 4;
+              int next = 2;
               return "WITH sel AS (SELECT id FROM " + impl_->qt +
-                     " WHERE is_finished = $1 AND close_status = $2 ORDER BY updated_at LIMIT $3 "
-                     "FOR UPDATE SKIP LOCKED) UPDATE " +
-                     impl_->qt + " t SET " + scalar_set_sql(shape, next) +
+                     " WHERE is_finished = " + claim_literal(request.is_finished) +
+                     " AND close_status = " + claim_literal(to_string(request.close_status)) +
+                     " ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED) UPDATE " + impl_->qt +
+                     " t SET " + scalar_set_sql(shape, next) +
                      " FROM sel WHERE t.id = sel.id AND t.id = ANY(ARRAY(SELECT id FROM sel)) "
                      "RETURNING t.parent_execution_id";
             },

@@ -62,7 +62,12 @@ inline void run_disrupted_workload(const std::string& url, const std::function<v
                                {.expire_leeway = 0ms,
                                 .background_process_intra_batch_sleep = 20ms,
                                 .log_level = de::LogLevel::error,
-                                .log_sink = [](de::LogLevel, std::string_view) {}}};
+                                .log_sink = [](de::LogLevel, std::string_view) {},
+                                // A children or close step cut off by the disruption is retried
+                                // once its lease expires: well within the wait below (the
+                                // 120 s defaults are not).
+                                .children_step_lease = 5s,
+                                .close_step_lease = 5s}};
   std::atomic<int> runs{0};
   auto leaf = executor.task<int, int>({.id = "leaf", .timeout = 5s}, [&](const int& x) {
     ++runs;
@@ -107,9 +112,24 @@ inline void run_disrupted_workload(const std::string& url, const std::function<v
   // One deadline for all the waits: a stuck workload fails within it.
   const auto deadline = std::chrono::steady_clock::now() + 90s;
   const int expected_sum = 10 * (kChildren * (kChildren - 1) / 2) + kChildren;
+  // What a stuck parent and its children look like in the store, for the failure message.
+  const auto describe = [&](const std::string& id) {
+    std::string text;
+    for (const auto& row : de::testing::postgres_query(
+             check_url(),
+             "SELECT execution_id, status, on_children_finished_processing_status, "
+             "active_children_count, close_status, coalesce(executor_id, '-') FROM "
+             "workload.task_executions WHERE execution_id = '" +
+                 id + "' OR parent_execution_id = '" + id + "' ORDER BY id")) {
+      for (const auto& cell : row) text += cell + " ";
+      text += "\n";
+    }
+    return text;
+  };
   for (auto& h : parents) {
     auto e = wait_finished(h, deadline);
-    ASSERT_EQ(e.status, de::TaskExecutionStatus::completed) << h.execution_id();
+    ASSERT_EQ(e.status, de::TaskExecutionStatus::completed) << h.execution_id() << "\n"
+                                                            << describe(h.execution_id());
     EXPECT_EQ(e.output, expected_sum);
   }
   for (int i = 0; i < kChains; ++i) {

@@ -120,11 +120,17 @@ TEST_F(PostgresStorageTest, CreatesTheSchemaTableIndexesAndVersionRow) {
   const auto version = postgres_query(
       url_, "SELECT table_name, version FROM \"" + schema_ + "\".durable_execution_schema");
   ASSERT_EQ(version.size(), 1u);
-  EXPECT_EQ(version[0], (std::vector<std::string>{"task_executions", "2"}));
+  EXPECT_EQ(version[0], (std::vector<std::string>{"task_executions", "3"}));
   const auto indexes = postgres_query(
       url_, "SELECT count(*) FROM pg_indexes WHERE schemaname = '" + schema_ +
                 "' AND tablename = 'task_executions' AND indexname LIKE 'ix_task_executions_%'");
   EXPECT_EQ(indexes[0][0], "11");
+  // The claims' indexes hold only the rows their claims select (version 3).
+  const auto ready =
+      postgres_query(url_, "SELECT indexdef FROM pg_indexes WHERE schemaname = '" + schema_ +
+                               "' AND indexname = 'ix_task_executions_ready_start_at'");
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_NE(ready[0][0].find("WHERE (status = 'ready'::text)"), std::string::npos) << ready[0][0];
   // Opening again (another executor starting) changes nothing.
   de::PostgresTaskExecutionsStorage again{url_, options()};
   EXPECT_EQ(postgres_query(
@@ -168,7 +174,7 @@ TEST_F(PostgresStorageTest, AnExistingTableWithoutAVersionRowIsAdopted) {
   de::PostgresTaskExecutionsStorage adopted{url_, options()};
   EXPECT_EQ(postgres_query(
                 url_, "SELECT version FROM \"" + schema_ + "\".durable_execution_schema")[0][0],
-            "2");
+            "3");
   EXPECT_EQ(postgres_query(url_, "SELECT count(*) FROM " + table())[0][0], "1");
 }
 
@@ -471,7 +477,7 @@ TEST_F(PostgresStorageTest, AVersion1SchemaGetsTheLeaseExpirationsColumn) {
   de::PostgresTaskExecutionsStorage storage{url_, options()};
   EXPECT_EQ(postgres_query(
                 url_, "SELECT version FROM \"" + schema_ + "\".durable_execution_schema")[0][0],
-            "2");
+            "3");
   const auto read = get(storage, record.execution_id);
   ASSERT_TRUE(read.has_value());
   EXPECT_EQ(read->lease_expirations, 0);
@@ -480,6 +486,43 @@ TEST_F(PostgresStorageTest, AVersion1SchemaGetsTheLeaseExpirationsColumn) {
   storage.update_many_by_id(
       {{.execution_id = record.execution_id, .update = de::normalize_update(test_now(), bump)}});
   EXPECT_EQ(get(storage, record.execution_id)->lease_expirations, 1);
+}
+
+TEST_F(PostgresStorageTest, AVersion2SchemaGetsThePartialClaimIndexes) {
+  const auto record = ready_record();
+  {
+    de::PostgresTaskExecutionsStorage storage{url_, options()};
+    storage.insert_many({record});
+  }
+  // The indexes as version 2 had them: the five claim indexes over every row.
+  const std::string s = "\"" + schema_ + "\".";
+  postgres_exec(url_, "DROP INDEX " + s + "ix_task_executions_ready_start_at, " + s +
+                          "ix_task_executions_children_finished_updated_at, " + s +
+                          "ix_task_executions_close_ready_updated_at, " + s +
+                          "ix_task_executions_cancellation_executor_id_updated_at, " + s +
+                          "ix_task_executions_finished_close_idle_updated_at");
+  postgres_exec(url_, "CREATE INDEX ix_task_executions_status_start_at ON " + table() +
+                          " (status, start_at); CREATE INDEX "
+                          "ix_task_executions_close_status_updated_at ON " +
+                          table() + " (close_status, updated_at)");
+  postgres_exec(url_, "UPDATE \"" + schema_ + "\".durable_execution_schema SET version = 2");
+  de::PostgresTaskExecutionsStorage storage{url_, options()};
+  EXPECT_EQ(postgres_query(
+                url_, "SELECT version FROM \"" + schema_ + "\".durable_execution_schema")[0][0],
+            "3");
+  const auto names = postgres_query(url_, "SELECT indexname FROM pg_indexes WHERE schemaname = '" +
+                                              schema_ + "' ORDER BY indexname");
+  std::set<std::string> present;
+  for (const auto& row : names) present.insert(row[0]);
+  EXPECT_EQ(present.count("ix_task_executions_status_start_at"), 0u);
+  EXPECT_EQ(present.count("ix_task_executions_close_status_updated_at"), 0u);
+  EXPECT_EQ(present.count("ix_task_executions_ready_start_at"), 1u);
+  EXPECT_EQ(present.count("ix_task_executions_finished_close_idle_updated_at"), 1u);
+  // The row written before the migration is claimed through the new index.
+  const auto claimed =
+      storage.update_by_status_and_start_at_less_than_and_return(claim_request(test_now(), 10));
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(claimed[0].execution_id, record.execution_id);
 }
 
 TEST_F(PostgresStorageTest, ClaimExpirySaturatesForExtremeTimeouts) {

@@ -96,7 +96,7 @@ struct PostgresStorageOptions {
 class DURABLE_EXECUTION_EXPORT PostgresTaskExecutionsStorage final : public TaskExecutionsStorage {
  public:
   /** @brief The schema version this library writes. */
-  static constexpr std::int32_t schema_version = 2;
+  static constexpr std::int32_t schema_version = 3;
 
   /**
    * @brief Connects and prepares the schema.
