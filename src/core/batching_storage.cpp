@@ -87,8 +87,9 @@ class Batcher {
       if (call.collector) {
         // Bounded: the window ends it; a returning batch, a full batch or shutdown end it early.
         call.cv.wait_until(lock, call.arrived + options_.window, [&] {
-          return in_flight_ < options_.max_batches_in_flight || full() || shut_down_;
+          return in_flight_ < options_.max_batches_in_flight || full() || shut_down_ || call.done;
         });
+        if (call.done) return take(call);  // failed by a shutdown that did not wait for it
         return send(lock, gather(), call, /*queued=*/true);
       }
       call.cv.wait(lock);  // until done (its collector's batch returned) or made the collector

@@ -375,6 +375,34 @@ TEST(StorageBatching, ShutdownWithABlockedStorageFailsTheWaitingCallersAndNeverH
   EXPECT_EQ(memory.get_many_by_id({{"e0", {}}}).front()->output, "\"o\"");
 }
 
+TEST(StorageBatching, ShutdownWithoutATimeoutReturnsAtOnceAndEveryCallerGetsAnOutcome) {
+  de::InMemoryTaskExecutionsStorage memory;
+  for (int i = 0; i <= 8; ++i) memory.insert_many({record("e" + std::to_string(i))});
+  GatedStorage gate{memory};
+  de::TaskExecutionsStorageWithBatching s{
+      gate, {.window = 1'000'000us, .shutdown_timeout = 0ms, .max_batches_in_flight = 1}};
+  std::atomic<int> ok{0};
+  std::atomic<int> shut_down{0};
+  auto futures =
+      queue_behind_a_blocked_call(gate, s, StorageOperation::update_many_by_id, 8, [&](int i) {
+        try {
+          s.update_many_by_id({set_output("e" + std::to_string(i), "1")});
+          ok.fetch_add(1);
+        } catch (const de::DurableExecutionError& e) {
+          if (std::string{e.what()}.rfind("storage batching shut down", 0) == 0) {
+            shut_down.fetch_add(1);
+          }
+        }
+      });
+  auto shutdown = std::async(std::launch::async, [&] { s.shutdown(); });
+  ASSERT_EQ(shutdown.wait_for(kBound), std::future_status::ready);
+  gate.open();
+  for (auto& f : futures) ASSERT_EQ(f.wait_for(kBound), std::future_status::ready);
+  // The held call succeeds; each queued one was either sent (and succeeded) or failed clearly.
+  EXPECT_EQ(ok.load() + shut_down.load(), 9);
+  EXPECT_GE(ok.load(), 1);
+}
+
 TEST(StorageBatching, ShutdownCompletesQueuedCallsWhenTheStorageReturnsInTime) {
   de::InMemoryTaskExecutionsStorage memory;
   for (int i = 0; i <= 4; ++i) memory.insert_many({record("e" + std::to_string(i))});
