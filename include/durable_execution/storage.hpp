@@ -11,11 +11,13 @@
 
 namespace durable_execution {
 
+/** @brief One lookup of get_many_by_id: the row with this id, if it matches `filters`. */
 struct GetByIdRequest {
   std::string execution_id{};
   GetByIdFilters filters{};
 };
 
+/** @brief One lookup of get_many_by_sleeping_task_unique_id (ids are unique per storage). */
 struct GetBySleepingTaskUniqueIdRequest {
   std::string sleeping_task_unique_id{};
 };
@@ -26,6 +28,11 @@ struct ParentUpdateRequest {
   TaskExecutionUpdate update{};
 };
 
+/**
+ * @brief One guarded update of update_many_by_id: the row with `execution_id`, if it matches
+ * `filters`, gets `update`; a row that does not match (or does not exist) is left alone, and
+ * so are its parent's count and `parent_update`.
+ */
 struct UpdateByIdRequest {
   std::string execution_id{};
   GetByIdFilters filters{};
@@ -44,6 +51,11 @@ struct UpdateByIdRequest {
   std::optional<ParentUpdateRequest> parent_update{};
 };
 
+/**
+ * @brief One request of update_many_by_id_and_insert_children_if_updated: the guarded update of
+ * UpdateByIdRequest, and, only if it took effect, the insertion of these records (the parent's
+ * children, or the next step of a sequential chain), atomically with it.
+ */
 struct UpdateByIdAndInsertChildrenRequest {
   std::string execution_id{};
   GetByIdFilters filters{};
@@ -51,6 +63,10 @@ struct UpdateByIdAndInsertChildrenRequest {
   std::vector<TaskExecutionRecord> children_to_insert_if_updated{};
 };
 
+/**
+ * @brief The ready claim (T3): up to `limit` rows with this `status` and `start_at <
+ * start_at_less_than`, ascending `start_at`, each given `update`.
+ */
 struct UpdateByStatusAndStartAtLessThanRequest {
   TaskExecutionStatus status = TaskExecutionStatus::ready;
   Timestamp start_at_less_than{};
@@ -60,6 +76,10 @@ struct UpdateByStatusAndStartAtLessThanRequest {
   std::int64_t limit = 0;
 };
 
+/**
+ * @brief The children-step claim (T15): up to `limit` parents with this `status` and
+ * processing status whose `active_children_count` is 0, oldest `updated_at` first.
+ */
 struct UpdateByStatusAndOnChildrenFinishedProcessingStatusRequest {
   TaskExecutionStatus status = TaskExecutionStatus::waiting_for_children;
   OnChildrenFinishedProcessingStatus on_children_finished_processing_status =
@@ -68,12 +88,17 @@ struct UpdateByStatusAndOnChildrenFinishedProcessingStatusRequest {
   std::int64_t limit = 0;
 };
 
+/** @brief The close-step claim (T19): up to `limit` rows with this close status, oldest first. */
 struct UpdateByCloseStatusRequest {
   CloseStatus close_status = CloseStatus::ready;
   TaskExecutionUpdate update{};
   std::int64_t limit = 0;
 };
 
+/**
+ * @brief The lease-expiry step (T14): up to `limit` rows with this `is_sleeping_task` and
+ * `expires_at < expires_at_less_than`, ascending `expires_at`, each given `update`.
+ */
 struct UpdateByIsSleepingTaskAndExpiresAtLessThanRequest {
   bool is_sleeping_task = false;
   Timestamp expires_at_less_than{};
@@ -88,18 +113,25 @@ struct UpdateByIsSleepingTaskAndExpiresAtLessThanRequest {
   TaskExecutionUpdate exhausted_update{};
 };
 
+/** @brief Children steps whose lease expired (T17): ascending processing expiry, at most `limit`.
+ */
 struct UpdateByOnChildrenFinishedProcessingExpiresAtLessThanRequest {
   Timestamp on_children_finished_processing_expires_at_less_than{};
   TaskExecutionUpdate update{};
   std::int64_t limit = 0;
 };
 
+/** @brief Close steps whose lease expired (T21): ascending `close_expires_at`, at most `limit`. */
 struct UpdateByCloseExpiresAtLessThanRequest {
   Timestamp close_expires_at_less_than{};
   TaskExecutionUpdate update{};
   std::int64_t limit = 0;
 };
 
+/**
+ * @brief The cancellation claim (T12): up to `limit` rows run by `executor_id` with this
+ * `needs_promise_cancellation`, oldest `updated_at` first.
+ */
 struct UpdateByExecutorIdAndNeedsPromiseCancellationRequest {
   std::string executor_id{};
   bool needs_promise_cancellation = true;
@@ -107,16 +139,25 @@ struct UpdateByExecutorIdAndNeedsPromiseCancellationRequest {
   std::int64_t limit = 0;
 };
 
+/** @brief One lookup of get_many_by_parent_execution_id: every child of this parent. */
 struct GetByParentExecutionIdRequest {
   std::string parent_execution_id{};
 };
 
+/**
+ * @brief One request of update_many_by_parent_execution_id_and_is_finished: every child of the
+ * parent whose `is_finished` equals this value gets `update` (no limit).
+ */
 struct UpdateByParentExecutionIdAndIsFinishedRequest {
   std::string parent_execution_id{};
   bool is_finished = false;
   TaskExecutionUpdate update{};
 };
 
+/**
+ * @brief The mark step (T18): up to `limit` rows with this `is_finished` and close status,
+ * oldest `updated_at` first, each given `update`; see the method.
+ */
 struct UpdateAndDecrementParentActiveChildrenCountRequest {
   bool is_finished = true;
   CloseStatus close_status = CloseStatus::idle;
@@ -124,6 +165,7 @@ struct UpdateAndDecrementParentActiveChildrenCountRequest {
   std::int64_t limit = 0;
 };
 
+/** @brief delete_by_id: the row with this id (none: no-op). */
 struct DeleteByIdRequest {
   std::string execution_id{};
 };
@@ -143,7 +185,23 @@ struct DeleteByIdRequest {
  * Errors: a duplicate execution id or sleeping-task unique id on insert throws
  * DurableExecutionError and inserts nothing of that call; an unknown id is a no-op for updates
  * and deletes and `std::nullopt` for lookups. Backend failures surface as DurableExecutionError;
- * transient ones (busy database, lost connection) are marked retryable.
+ * transient ones (busy database, lost connection) are marked retryable, and one whose outcome
+ * the backend cannot know (a lost commit reply) too: every write of the engine is guarded, so a
+ * repeated write that already took effect does nothing. A method that throws may have applied
+ * some of its requests (per-request atomicity; the in-memory store applies the requests before
+ * the failing one, the SQL backends none); callers must not rely on either.
+ *
+ * A backend may: batch, reorder or parallelize work inside one call as long as each request's
+ * own guard-then-write stays atomic and the results come back in request order; return claimed
+ * rows in the stated order or any order when ties occur; keep its own caches, connections and
+ * threads. It may not: apply an update to a row whose guard did not match; return a claimed row
+ * to two concurrent claims (a claim's selection and update are one atomic step: `SKIP LOCKED`
+ * on PostgreSQL, the write lock on SQLite); change a field the update does not name (except
+ * `updated_at`, always written); or call back into the engine. Values are stored and returned
+ * verbatim (ids, inputs and outputs are arbitrary text: parameterize, never splice).
+ *
+ * Every backend runs the same conformance suite (tests/conformance/), which is the executable
+ * form of this contract.
  *
  * @note Thread safety: implementations must be thread-safe: any number of threads (and, for
  *   database backends, processes) may call any method concurrently, without deadlock.
@@ -157,57 +215,115 @@ class DURABLE_EXECUTION_EXPORT TaskExecutionsStorage {
   TaskExecutionsStorage& operator=(TaskExecutionsStorage&&) = delete;
   virtual ~TaskExecutionsStorage();
 
-  /** @brief Inserts all records, or none if any execution id or unique id already exists. */
+  /**
+   * @brief Inserts all records, or none if any execution id or sleeping-task unique id already
+   * exists (in the store or twice in `executions`): then throws a non-retryable
+   * DurableExecutionError naming the id. Records are stored as given (the caller builds them
+   * with make_task_execution_record); an empty vector is a no-op.
+   */
   virtual void insert_many(const std::vector<TaskExecutionRecord>& executions) = 0;
 
-  /** @brief One result per request, in request order; nullopt when missing or filtered out. */
+  /**
+   * @brief One result per request, in request order: the record, or nullopt when the id is
+   * unknown or the record does not match the request's filters. Reads only; each result is a
+   * consistent record (never half of a concurrent write). Duplicate requests are allowed.
+   */
   [[nodiscard]] virtual std::vector<std::optional<TaskExecutionRecord>> get_many_by_id(
       const std::vector<GetByIdRequest>& requests) = 0;
 
+  /** @brief As get_many_by_id, by sleeping-task unique id (rows without one never match). */
   [[nodiscard]] virtual std::vector<std::optional<TaskExecutionRecord>>
   get_many_by_sleeping_task_unique_id(
       const std::vector<GetBySleepingTaskUniqueIdRequest>& requests) = 0;
 
-  /** @brief Guarded update of at most one row per request (and of its parent's active children
-   * count when the request asks for it). */
+  /**
+   * @brief Per request, atomically: if the row exists and matches the filters, applies the
+   * update; then, if the request asks, decrements its parent's `active_children_count` by one
+   * and applies `parent_update` to the parent if the parent matches its filters. A request whose
+   * guard does not match does nothing. Returns nothing: callers that need the result read it
+   * back. Two requests for the same row in one call are not supported (the in-memory and SQLite
+   * stores apply both in order, PostgreSQL one of them: one UPDATE statement); the engine never
+   * sends them, and a layer that merges calls must keep them in separate calls.
+   */
   virtual void update_many_by_id(const std::vector<UpdateByIdRequest>& requests) = 0;
 
-  /** @brief Per request, atomically: the guarded update, then the children insert only if the
-   * row was updated. */
+  /**
+   * @brief Per request, atomically: the guarded update of update_many_by_id, then, only if it
+   * took effect, the insert of `children_to_insert_if_updated` (as insert_many: a duplicate id
+   * throws and that request writes nothing, neither update nor children).
+   */
   virtual void update_many_by_id_and_insert_children_if_updated(
       const std::vector<UpdateByIdAndInsertChildrenRequest>& requests) = 0;
 
-  /** @brief Claims rows by status with `start_at < bound`, ascending `start_at`. */
+  /**
+   * @brief Claims (selects and updates in one atomic step) up to `limit` rows with `status` and
+   * `start_at < start_at_less_than`, ascending `start_at` (ties: insertion order); each gets
+   * `update` and `expires_at = update_expires_at_with_started_at + its own timeout` (saturating
+   * at the Timestamp bounds). @return the updated records, in that order. Concurrent claims
+   * never return the same row.
+   */
   [[nodiscard]] virtual std::vector<TaskExecutionRecord>
   update_by_status_and_start_at_less_than_and_return(
       const UpdateByStatusAndStartAtLessThanRequest& request) = 0;
 
-  /** @brief Claims parents by status and processing status whose active children count is 0. */
+  /**
+   * @brief Claims up to `limit` parents with `status`, `on_children_finished_processing_status`
+   * and `active_children_count == 0`, oldest `updated_at` first; each gets `update`.
+   * @return the updated records, in that order.
+   */
   [[nodiscard]] virtual std::vector<TaskExecutionRecord>
   update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(
       const UpdateByStatusAndOnChildrenFinishedProcessingStatusRequest& request) = 0;
 
+  /**
+   * @brief Claims up to `limit` rows with `close_status`, oldest `updated_at` first; each gets
+   * `update`. @return the updated records, in that order.
+   */
   [[nodiscard]] virtual std::vector<TaskExecutionRecord> update_by_close_status_and_return(
       const UpdateByCloseStatusRequest& request) = 0;
 
-  /** @return the number of rows updated. */
+  /**
+   * @brief Updates up to `limit` rows with `is_sleeping_task` whose `expires_at` is set and
+   * earlier than the bound, ascending `expires_at`: each gets `update`, or `exhausted_update` if
+   * `max_lease_expirations` is set and the row's `lease_expirations` has reached it.
+   * @return the number of rows updated (both kinds).
+   */
   virtual std::int64_t update_by_is_sleeping_task_and_expires_at_less_than(
       const UpdateByIsSleepingTaskAndExpiresAtLessThanRequest& request) = 0;
 
+  /**
+   * @brief Updates up to `limit` rows whose `on_children_finished_processing_expires_at` is set
+   * and earlier than the bound, ascending by it. @return the number of rows updated.
+   */
   virtual std::int64_t update_by_on_children_finished_processing_expires_at_less_than(
       const UpdateByOnChildrenFinishedProcessingExpiresAtLessThanRequest& request) = 0;
 
+  /**
+   * @brief Updates up to `limit` rows whose `close_expires_at` is set and earlier than the
+   * bound, ascending by it. @return the number of rows updated.
+   */
   virtual std::int64_t update_by_close_expires_at_less_than(
       const UpdateByCloseExpiresAtLessThanRequest& request) = 0;
 
+  /**
+   * @brief Claims up to `limit` rows with `executor_id` and `needs_promise_cancellation`,
+   * oldest `updated_at` first; each gets `update`. @return the updated records, in that order.
+   */
   [[nodiscard]] virtual std::vector<TaskExecutionRecord>
   update_by_executor_id_and_needs_promise_cancellation_and_return(
       const UpdateByExecutorIdAndNeedsPromiseCancellationRequest& request) = 0;
 
-  /** @brief All children of each parent (finalize child included), in no particular order. */
+  /**
+   * @brief One result per request, in request order: all children of that parent (finalize
+   * child included), in no particular order; empty for an unknown parent. Reads only.
+   */
   [[nodiscard]] virtual std::vector<std::vector<TaskExecutionRecord>>
   get_many_by_parent_execution_id(const std::vector<GetByParentExecutionIdRequest>& requests) = 0;
 
+  /**
+   * @brief Per request, atomically: every child of the parent whose `is_finished` equals the
+   * request's gets `update` (the cancellation of a parent's unfinished children, T11).
+   */
   virtual void update_many_by_parent_execution_id_and_is_finished(
       const std::vector<UpdateByParentExecutionIdAndIsFinishedRequest>& requests) = 0;
 
@@ -220,7 +336,10 @@ class DURABLE_EXECUTION_EXPORT TaskExecutionsStorage {
   update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(
       const UpdateAndDecrementParentActiveChildrenCountRequest& request) = 0;
 
+  /** @brief Deletes one row (not its children); an unknown id is a no-op. Not used by the engine.
+   */
   virtual void delete_by_id(const DeleteByIdRequest& request) = 0;
+  /** @brief Deletes every row of this storage (tests, benchmarks). Not used by the engine. */
   virtual void delete_all() = 0;
 
   /**

@@ -1086,71 +1086,27 @@ struct PostgresTaskExecutionsStorage::Impl {
   /** One multi-row INSERT of all rows: each column is one array parameter. */
   void insert_rows(Ctx& ctx, const std::vector<const TaskExecutionRecord*>& rows) {
     if (rows.empty()) return;
-    std::array<ArrayLiteral, kColumns.size()> cols;
-    std::string retry_text;
-    const RetryOptions* retry_of_text = nullptr;
-    for (const auto* rp : rows) {
-      const auto& r = *rp;
+    struct Columns {
+      std::array<ArrayLiteral, kColumns.size()> cols;
       std::size_t i = 0;
-      auto text = [&](std::string_view v) { cols[i++].add(v); };
-      auto integer = [&](std::int64_t v) { cols[i++].add(v); };
-      auto null = [&] { cols[i++].add_null(); };
-      auto opt_text = [&](const std::optional<std::string>& v) { v ? text(*v) : null(); };
-      auto opt_time = [&](const std::optional<Timestamp>& v) { v ? integer(ms(*v)) : null(); };
-      if (r.root) {
-        text(r.root->task_id);
-        text(r.root->execution_id);
-      } else {
-        null();
-        null();
+      std::string retry_text;
+      const RetryOptions* retry_of_text = nullptr;
+      void value(std::string_view v) { cols[i++].add(v); }
+      void value(std::int64_t v) { cols[i++].add(v); }
+      void null() { cols[i++].add_null(); }
+      void retry_options(const RetryOptions& r) {
+        if (retry_of_text == nullptr || !(*retry_of_text == r)) {
+          retry_text = json_text(r);
+          retry_of_text = &r;
+        }
+        value(retry_text);
       }
-      if (r.parent) {
-        text(r.parent->task_id);
-        text(r.parent->execution_id);
-        integer(r.parent->index_in_parent_children);
-        integer(b(r.parent->is_only_child_of_parent));
-        integer(b(r.parent->is_finalize_of_parent));
-      } else {
-        for (int k = 0; k < 5; ++k) null();
-      }
-      text(r.task_id);
-      text(r.execution_id);
-      if (retry_of_text == nullptr || !(*retry_of_text == r.retry_options)) {
-        retry_text = json_text(r.retry_options);
-        retry_of_text = &r.retry_options;
-      }
-      text(retry_text);
-      integer(r.sleep_before_run.count());
-      integer(r.timeout.count());
-      integer(b(r.are_children_sequential));
-      text(r.input);
-      opt_text(r.executor_id);
-      integer(b(r.is_sleeping_task));
-      opt_text(r.sleeping_task_unique_id);
-      text(to_string(r.status));
-      integer(b(r.is_finished));
-      opt_text(r.run_output);
-      opt_text(r.output);
-      r.error ? text(json_text(*r.error)) : null();
-      integer(r.retry_attempts);
-      integer(ms(r.start_at));
-      opt_time(r.started_at);
-      opt_time(r.expires_at);
-      opt_time(r.finished_at);
-      r.children ? text(children_json(*r.children)) : null();
-      integer(r.active_children_count);
-      text(to_string(r.on_children_finished_processing_status));
-      opt_time(r.on_children_finished_processing_expires_at);
-      opt_time(r.on_children_finished_processing_finished_at);
-      r.finalize ? text(json_text(*r.finalize)) : null();
-      text(to_string(r.close_status));
-      opt_time(r.close_expires_at);
-      opt_time(r.closed_at);
-      integer(b(r.needs_promise_cancellation));
-      integer(ms(r.created_at));
-      integer(ms(r.updated_at));
-      integer(r.lease_expirations);
+    } v;
+    for (const auto* r : rows) {
+      v.i = 0;
+      visit_record(*r, v);
     }
+    auto& cols = v.cols;
     Params params;
     for (auto& col : cols) params.own(col.take());
     (void)ctx.exec(

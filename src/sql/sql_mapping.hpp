@@ -369,6 +369,76 @@ void visit_update(const TaskExecutionUpdate& u, std::optional<Timestamp> expires
   if (u.increment_lease_expirations) v.value(s_increment_lease_expirations, Increment{});
 }
 
+/**
+ * Calls, for every column of kColumns in order, `v.value(x)` with the value a SQL backend stores
+ * for `r` (x: a string_view into `r` or a static string, a temporary std::string of JSON built
+ * here, or an int64: timestamps as unix milliseconds, booleans as 0/1), `v.null()` for NULL, or
+ * `v.retry_options(r.retry_options)` for that JSON column (backends cache its text: most rows
+ * share one retry policy). The one mapping of a record onto a row; its inverse is read_record.
+ */
+template <class V>
+void visit_record(const TaskExecutionRecord& r, V& v) {
+  auto text_opt = [&](const std::optional<std::string>& x) {
+    x ? v.value(std::string_view{*x}) : v.null();
+  };
+  auto time_opt = [&](const std::optional<Timestamp>& x) { x ? v.value(ms(*x)) : v.null(); };
+  if (r.root) {
+    v.value(std::string_view{r.root->task_id});
+    v.value(std::string_view{r.root->execution_id});
+  } else {
+    v.null();
+    v.null();
+  }
+  if (r.parent) {
+    v.value(std::string_view{r.parent->task_id});
+    v.value(std::string_view{r.parent->execution_id});
+    v.value(std::int64_t{r.parent->index_in_parent_children});
+    v.value(b(r.parent->is_only_child_of_parent));
+    v.value(b(r.parent->is_finalize_of_parent));
+  } else {
+    for (int k = 0; k < 5; ++k) v.null();
+  }
+  v.value(std::string_view{r.task_id});
+  v.value(std::string_view{r.execution_id});
+  v.retry_options(r.retry_options);
+  v.value(std::int64_t{r.sleep_before_run.count()});
+  v.value(std::int64_t{r.timeout.count()});
+  v.value(b(r.are_children_sequential));
+  v.value(std::string_view{r.input});
+  text_opt(r.executor_id);
+  v.value(b(r.is_sleeping_task));
+  text_opt(r.sleeping_task_unique_id);
+  v.value(to_string(r.status));
+  v.value(b(r.is_finished));
+  text_opt(r.run_output);
+  text_opt(r.output);
+  r.error ? v.value(json_text(*r.error)) : v.null();
+  v.value(std::int64_t{r.retry_attempts});
+  v.value(ms(r.start_at));
+  time_opt(r.started_at);
+  time_opt(r.expires_at);
+  time_opt(r.finished_at);
+  if (!r.children) {
+    v.null();
+  } else if (r.children->empty()) {
+    v.value(std::string_view{"[]"});
+  } else {
+    v.value(children_json(*r.children));
+  }
+  v.value(std::int64_t{r.active_children_count});
+  v.value(to_string(r.on_children_finished_processing_status));
+  time_opt(r.on_children_finished_processing_expires_at);
+  time_opt(r.on_children_finished_processing_finished_at);
+  r.finalize ? v.value(json_text(*r.finalize)) : v.null();
+  v.value(to_string(r.close_status));
+  time_opt(r.close_expires_at);
+  time_opt(r.closed_at);
+  v.value(b(r.needs_promise_cancellation));
+  v.value(ms(r.created_at));
+  v.value(ms(r.updated_at));
+  v.value(std::int64_t{r.lease_expirations});
+}
+
 /** Which columns an update assigns a value (`set`) or NULL (`null`): its statement's shape. */
 struct UpdateShape {
   std::uint32_t set = 0;

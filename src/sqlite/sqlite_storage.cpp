@@ -965,64 +965,21 @@ struct SqliteTaskExecutionsStorage::Impl {
   }
 
   // Binds every column of kColumns, in order. Strings of the record are bound without a copy:
-  // the record outlives the statement's execution.
+  // the record outlives the statement's execution; JSON built for the row is copied.
   static void bind_record(Connection& c, Stmt& stmt, const TaskExecutionRecord& r) {
-    int i = 1;
-    auto text = [&](std::string_view v) { stmt.bind_static(i++, v); };
-    auto copy = [&](const std::string& v) { stmt.bind_copy(i++, v); };
-    auto integer = [&](std::int64_t v) { stmt.bind(i++, v); };
-    auto null = [&] { stmt.bind_null(i++); };
-    auto opt_text = [&](const std::optional<std::string>& v) { v ? text(*v) : null(); };
-    auto opt_time = [&](const std::optional<Timestamp>& v) { v ? integer(ms(*v)) : null(); };
-    if (r.root) {
-      text(r.root->task_id);
-      text(r.root->execution_id);
-    } else {
-      null();
-      null();
-    }
-    if (r.parent) {
-      text(r.parent->task_id);
-      text(r.parent->execution_id);
-      integer(r.parent->index_in_parent_children);
-      integer(b(r.parent->is_only_child_of_parent));
-      integer(b(r.parent->is_finalize_of_parent));
-    } else {
-      for (int k = 0; k < 5; ++k) null();
-    }
-    text(r.task_id);
-    text(r.execution_id);
-    text(c.retry_options_json(r.retry_options));
-    integer(r.sleep_before_run.count());
-    integer(r.timeout.count());
-    integer(b(r.are_children_sequential));
-    text(r.input);
-    opt_text(r.executor_id);
-    integer(b(r.is_sleeping_task));
-    opt_text(r.sleeping_task_unique_id);
-    text(to_string(r.status));
-    integer(b(r.is_finished));
-    opt_text(r.run_output);
-    opt_text(r.output);
-    r.error ? copy(json_text(*r.error)) : null();
-    integer(r.retry_attempts);
-    integer(ms(r.start_at));
-    opt_time(r.started_at);
-    opt_time(r.expires_at);
-    opt_time(r.finished_at);
-    r.children ? (r.children->empty() ? text("[]") : copy(children_json(*r.children))) : null();
-    integer(r.active_children_count);
-    text(to_string(r.on_children_finished_processing_status));
-    opt_time(r.on_children_finished_processing_expires_at);
-    opt_time(r.on_children_finished_processing_finished_at);
-    r.finalize ? copy(json_text(*r.finalize)) : null();
-    text(to_string(r.close_status));
-    opt_time(r.close_expires_at);
-    opt_time(r.closed_at);
-    integer(b(r.needs_promise_cancellation));
-    integer(ms(r.created_at));
-    integer(ms(r.updated_at));
-    integer(r.lease_expirations);
+    struct Binder {
+      Connection& c;
+      Stmt& stmt;
+      int i = 1;
+      void value(std::string_view v) { stmt.bind_static(i++, v); }
+      void value(const std::string& v) { stmt.bind_copy(i++, v); }
+      void value(std::int64_t v) { stmt.bind(i++, v); }
+      void null() { stmt.bind_null(i++); }
+      void retry_options(const RetryOptions& r) {
+        value(std::string_view{c.retry_options_json(r)});
+      }
+    } v{c, stmt};
+    visit_record(r, v);
   }
 
   struct UpdateResult {
