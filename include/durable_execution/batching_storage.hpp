@@ -26,7 +26,9 @@ namespace durable_execution {
  * thread, as soon as a batch in flight returns, the batch holds `max_batch_size` requests, or
  * `window` has passed since it arrived, whichever is first. The
  * combined call holds the calls' requests in arrival order, each call's requests together, and
- * each caller gets its own slice of the results. There is no background thread.
+ * each caller gets its own slice of the results; two calls that update the same row (or, for
+ * the update by parent, the same parent) never share a combined call, as storage.hpp requires.
+ * There is no background thread.
  *
  * Errors: a retryable error of a combined call goes back unchanged to every caller in it (they
  * retry, as they would have alone). A non-retryable one is isolated: the batch is split in

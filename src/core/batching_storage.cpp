@@ -14,8 +14,10 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <type_traits>
+#include <unordered_set>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -57,8 +59,16 @@ class Batcher {
       std::vector<std::conditional_t<std::is_void_v<Element>, std::monostate, Element>>>;
   using Forward = std::function<Results(const std::vector<Request>&)>;
 
-  Batcher(const char* name, Forward forward, const StorageBatchingOptions& options)
-      : name_(name), forward_(std::move(forward)), options_(options) {}
+  /**
+   * The row a request writes, for the operations whose backends do not support two requests for
+   * one row in one call (storage.hpp: PostgreSQL applies one of them): calls writing the same row
+   * never share a batch. Null: no such limit (inserts and reads).
+   */
+  using RowOf = const std::string& (*)(const Request&);
+
+  Batcher(const char* name, Forward forward, const StorageBatchingOptions& options,
+          RowOf row_of = nullptr)
+      : name_(name), forward_(std::move(forward)), options_(options), row_of_(row_of) {}
 
   Results submit(const std::vector<Request>& requests) {
     const auto n = requests.size();
@@ -176,10 +186,16 @@ class Batcher {
     return queued_requests_ >= static_cast<std::size_t>(options_.max_batch_size);
   }
 
-  /** Takes calls from the front of the queue, up to max_batch_size requests (at least one). */
+  /**
+   * Takes calls from the front of the queue, in order, up to max_batch_size requests (at least
+   * the first). A call that writes a row an earlier call of the batch writes stays queued for the
+   * next batch: the calls are concurrent, so either order is one they could have had alone.
+   */
   Batch gather() {
     Batch batch;
     std::size_t total = 0;
+    std::unordered_set<std::string_view> rows;
+    std::deque<Call*> left;
     while (!queue_.empty()) {
       Call* next = queue_.front();
       const auto n = next->requests->size();
@@ -187,10 +203,15 @@ class Batcher {
         break;
       }
       queue_.pop_front();
+      if (row_of_ != nullptr && writes_a_row_of(*next, rows)) {
+        left.push_back(next);
+        continue;
+      }
       queued_requests_ -= n;
       total += n;
       batch.calls.push_back(next);
     }
+    queue_.insert(queue_.begin(), left.begin(), left.end());
     if (!queue_.empty()) {
       queue_.front()->collector = true;
       queue_.front()->cv.notify_one();
@@ -205,6 +226,15 @@ class Batcher {
       batch.offsets.push_back(batch.combined.size());
     }
     return batch;
+  }
+
+  /** Whether `call` writes one of `rows`; if not, adds the rows it writes. */
+  bool writes_a_row_of(const Call& call, std::unordered_set<std::string_view>& rows) const {
+    for (const auto& r : *call.requests) {
+      if (rows.contains(row_of_(r))) return true;
+    }
+    for (const auto& r : *call.requests) rows.insert(row_of_(r));
+    return false;
   }
 
   /**
@@ -338,6 +368,7 @@ class Batcher {
   const char* name_;
   Forward forward_;
   StorageBatchingOptions options_;
+  RowOf row_of_;
 
   mutable std::mutex mutex_;
   std::condition_variable idle_cv_;  // shutdown waits on it for the batches in flight
@@ -392,14 +423,17 @@ struct TaskExecutionsStorageWithBatching::Batchers {
               s->update_many_by_id(r);
               return std::monostate{};
             },
-            o),
+            o, [](const UpdateByIdRequest& r) -> const std::string& { return r.execution_id; }),
         update_with_children(
             "update_many_by_id_and_insert_children_if_updated",
             [s](const std::vector<UpdateByIdAndInsertChildrenRequest>& r) {
               s->update_many_by_id_and_insert_children_if_updated(r);
               return std::monostate{};
             },
-            o),
+            o,
+            [](const UpdateByIdAndInsertChildrenRequest& r) -> const std::string& {
+              return r.execution_id;
+            }),
         get_by_parent(
             "get_many_by_parent_execution_id",
             [s](const std::vector<GetByParentExecutionIdRequest>& r) {
@@ -412,7 +446,10 @@ struct TaskExecutionsStorageWithBatching::Batchers {
               s->update_many_by_parent_execution_id_and_is_finished(r);
               return std::monostate{};
             },
-            o) {}
+            o,
+            [](const UpdateByParentExecutionIdAndIsFinishedRequest& r) -> const std::string& {
+              return r.parent_execution_id;
+            }) {}
 
   /** Calls f(name, batcher) for each batcher. */
   template <class F>
