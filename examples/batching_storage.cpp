@@ -59,15 +59,16 @@ int main() {
       for (int i = 1; i <= kUpdatesPerThread; ++i) {
         de::TaskExecutionUpdate u;
         u.output = std::to_string(i);
-        batching.update_many_by_id({{"row_" + std::to_string(t), {},
+        batching.update_many_by_id({{"row_" + std::to_string(t),
+                                     {},
                                      de::normalize_update(de::now_timestamp(), std::move(u))}});
       }
     });
   }
   for (auto& th : threads) th.join();
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::steady_clock::now() - t0)
-                      .count();
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   const auto stats = batching.stats().at("update_many_by_id");
   std::cout << kThreads * kUpdatesPerThread << " updates from " << kThreads << " threads reached "
             << "the store in " << slow.calls.load() << " calls (" << ms << " ms; alone they would "

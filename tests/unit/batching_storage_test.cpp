@@ -42,6 +42,11 @@ de::UpdateByIdRequest set_output(const std::string& id, const std::string& outpu
   return {id, {}, de::normalize_update(de::now_timestamp(), std::move(u))};
 }
 
+/** Rows e0 ... e<n-1>. */
+void insert_rows(de::TaskExecutionsStorage& storage, int n) {
+  for (int i = 0; i < n; ++i) storage.insert_many({record("e" + std::to_string(i))});
+}
+
 /** Waits (bounded) until `done` holds; fails the test on timeout. */
 template <class F>
 bool eventually(F&& done) {
@@ -160,7 +165,7 @@ TEST(StorageBatching, ALoneCallerGoesAtOnceWithoutWaitingTheWindow) {
 TEST(StorageBatching, CallsQueuedBehindABatchInFlightShareOneCallAndGetTheirOwnResults) {
   de::InMemoryTaskExecutionsStorage memory;
   constexpr int kCallers = 16;
-  for (int i = 0; i <= kCallers; ++i) memory.insert_many({record("e" + std::to_string(i))});
+  insert_rows(memory, kCallers + 1);
   GatedStorage gate{memory};
   de::TaskExecutionsStorageWithBatching s{
       gate, {.window = 1'000'000us, .max_batch_size = 100, .max_batches_in_flight = 1}};
@@ -188,7 +193,7 @@ TEST(StorageBatching, CallsQueuedBehindABatchInFlightShareOneCallAndGetTheirOwnR
 
 TEST(StorageBatching, AFullBatchLeavesAtOnceAndTheWindowBoundsTheWait) {
   de::InMemoryTaskExecutionsStorage memory;
-  for (int i = 0; i < 8; ++i) memory.insert_many({record("e" + std::to_string(i))});
+  insert_rows(memory, 8);
   GatedStorage gate{memory};
   // Window 10 s: only a full batch (4 requests) can leave while the first call is held.
   de::TaskExecutionsStorageWithBatching s{
@@ -223,7 +228,7 @@ TEST(StorageBatching, AFullBatchLeavesAtOnceAndTheWindowBoundsTheWait) {
 
 TEST(StorageBatching, UpToMaxBatchesInFlightCallsGoAtOnceThenTheyQueueAndCoalesce) {
   de::InMemoryTaskExecutionsStorage memory;
-  for (int i = 0; i < 6; ++i) memory.insert_many({record("e" + std::to_string(i))});
+  insert_rows(memory, 6);
   GatedStorage gate{memory};
   de::TaskExecutionsStorageWithBatching s{gate,
                                           {.window = 1'000'000us, .max_batches_in_flight = 2}};
@@ -246,7 +251,7 @@ TEST(StorageBatching, UpToMaxBatchesInFlightCallsGoAtOnceThenTheyQueueAndCoalesc
 
 TEST(StorageBatching, UpdatesOfOneRowNeverShareACallAndAllLand) {
   de::InMemoryTaskExecutionsStorage memory;
-  for (int i = 0; i < 4; ++i) memory.insert_many({record("e" + std::to_string(i))});
+  insert_rows(memory, 4);
   GatedStorage gate{memory};
   de::TaskExecutionsStorageWithBatching s{gate,
                                           {.window = 1'000'000us, .max_batches_in_flight = 1}};
@@ -310,7 +315,7 @@ TEST(StorageBatching, ADuplicateInsertFailsOnlyItsOwnCallerAsSeparateCallsWould)
 
 TEST(StorageBatching, ABadRequestFailsOnlyItsCallerAndRetryableErrorsReachEveryCaller) {
   de::InMemoryTaskExecutionsStorage memory;
-  for (int i = 0; i <= 8; ++i) memory.insert_many({record("e" + std::to_string(i))});
+  insert_rows(memory, 9);
   de::FaultInjectingTaskExecutionsStorage faults{memory};
   GatedStorage gate{faults};
   de::TaskExecutionsStorageWithBatching s{gate,
@@ -364,7 +369,7 @@ TEST(StorageBatching, ABadRequestFailsOnlyItsCallerAndRetryableErrorsReachEveryC
 
 TEST(StorageBatching, ShutdownWithABlockedStorageFailsTheWaitingCallersAndNeverHangs) {
   de::InMemoryTaskExecutionsStorage memory;
-  for (int i = 0; i <= 6; ++i) memory.insert_many({record("e" + std::to_string(i))});
+  insert_rows(memory, 7);
   GatedStorage gate{memory};
   auto s = std::make_unique<de::TaskExecutionsStorageWithBatching>(
       gate, de::StorageBatchingOptions{
@@ -412,7 +417,7 @@ TEST(StorageBatching, ShutdownWithABlockedStorageFailsTheWaitingCallersAndNeverH
 
 TEST(StorageBatching, ShutdownWithoutATimeoutReturnsAtOnceAndEveryCallerGetsAnOutcome) {
   de::InMemoryTaskExecutionsStorage memory;
-  for (int i = 0; i <= 8; ++i) memory.insert_many({record("e" + std::to_string(i))});
+  insert_rows(memory, 9);
   GatedStorage gate{memory};
   de::TaskExecutionsStorageWithBatching s{
       gate, {.window = 1'000'000us, .shutdown_timeout = 0ms, .max_batches_in_flight = 1}};
@@ -440,7 +445,7 @@ TEST(StorageBatching, ShutdownWithoutATimeoutReturnsAtOnceAndEveryCallerGetsAnOu
 
 TEST(StorageBatching, ShutdownCompletesQueuedCallsWhenTheStorageReturnsInTime) {
   de::InMemoryTaskExecutionsStorage memory;
-  for (int i = 0; i <= 4; ++i) memory.insert_many({record("e" + std::to_string(i))});
+  insert_rows(memory, 5);
   GatedStorage gate{memory};
   de::TaskExecutionsStorageWithBatching s{
       gate, {.window = 1'000'000us, .shutdown_timeout = 10'000ms, .max_batches_in_flight = 1}};
