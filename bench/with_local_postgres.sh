@@ -5,7 +5,7 @@
 # files removed (also on Ctrl-C or failure).
 #
 #   bench/with_local_postgres.sh [BENCH_PROGRAM] -- <benchmark arguments>
-#   bench/with_local_postgres.sh -- --scenario reference --iterations 3
+#   bench/with_local_postgres.sh -- --scenario reference --iterations 3 [--batching]
 #   bench/with_local_postgres.sh -- --scenario throughput --tasks 10000
 #   bench/with_local_postgres.sh -- --scenario pickup --tasks 200
 #

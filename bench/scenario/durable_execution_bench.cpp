@@ -14,8 +14,11 @@
 //     4 tasks and 100 polling tasks, every task function sleeping 1 ms; one warm-up iteration,
 //     then N counted ones (default 2).
 //
-// Every scenario takes --storage memory|sqlite; sqlite uses a fresh database file (a temporary
-// file removed at exit, or --db PATH, any existing file there being deleted first).
+// Every scenario takes --storage memory|sqlite|postgres; sqlite uses a fresh database file (a
+// temporary file removed at exit, or --db PATH, any existing file there being deleted first).
+// Every scenario takes --batching: each executor runs with enable_storage_batching (the JSON
+// "batching" field says which). With DE_BENCH_VERBOSE set, each executor's storage stats (per
+// method: calls, mean and p99 latency, calls/s) and what batching did are printed.
 
 #include <unistd.h>
 
@@ -64,13 +67,14 @@ struct Args {
   int tasks = 10000;
   int iterations = 2;
   bool json = false;
+  bool batching = false;  // --batching: enable_storage_batching on every executor
 };
 
 [[noreturn]] void usage(const std::string& error) {
   std::cerr << "error: " << error << "\n"
             << "usage: durable_execution_bench --scenario throughput|latency|reference|pickup "
                "[--storage memory|sqlite|postgres] [--db PATH] [--pg-url URL] [--tasks N] "
-               "[--iterations N] [--json]\n";
+               "[--iterations N] [--batching] [--json]\n";
   std::exit(2);
 }
 
@@ -103,6 +107,8 @@ Args parse(int argc, char** argv) {
       if (a.iterations <= 0) usage("--iterations must be positive");
     } else if (arg == "--json") {
       a.json = true;
+    } else if (arg == "--batching") {
+      a.batching = true;
     } else {
       usage("unknown argument " + arg);
     }
@@ -255,9 +261,10 @@ struct Result {
   std::map<std::string, double> extra;
 };
 
-de::DurableExecutorOptions bench_options() {
+de::DurableExecutorOptions bench_options(const Args& args) {
   de::DurableExecutorOptions o;
   o.log_level = de::LogLevel::error;
+  o.enable_storage_batching = args.batching;
   return o;
 }
 
@@ -265,8 +272,19 @@ de::DurableExecutorOptions bench_options() {
 void print_verbose_stats(const de::ExecutorStats& stats) {
   if (std::getenv("DE_BENCH_VERBOSE") == nullptr) return;
   for (const auto& [name, c] : stats.storage_calls) {
-    std::printf("  storage %s: %lld calls, mean %.3f ms\n", name.c_str(),
-                static_cast<long long>(c.count), c.mean_duration_ms);
+    std::printf("  storage %s: %lld calls, mean %.3f ms, p99 %.3f ms, %.0f calls/s\n", name.c_str(),
+                static_cast<long long>(c.count), c.mean_duration_ms, c.p99_duration_ms,
+                c.calls_per_second);
+  }
+  for (const auto& [name, b] : stats.storage_batching) {
+    if (b.calls == 0) continue;
+    std::printf(
+        "  batching %s: %lld calls (%lld bypassed) in %lld batches, %.2f calls and %.1f requests "
+        "per batch (max %lld calls), wait mean %.3f ms, p99 %.3f ms, %lld split calls\n",
+        name.c_str(), static_cast<long long>(b.calls), static_cast<long long>(b.bypassed),
+        static_cast<long long>(b.batches), b.mean_calls_per_batch, b.mean_requests_per_batch,
+        static_cast<long long>(b.max_calls_per_batch), b.mean_wait_ms, b.p99_wait_ms,
+        static_cast<long long>(b.split_calls));
   }
   for (const auto& [name, p] : stats.processes) {
     std::printf("  process %s: %lld batches, %lld items, mean %.3f ms\n", name.c_str(),
@@ -275,8 +293,9 @@ void print_verbose_stats(const de::ExecutorStats& stats) {
   }
 }
 
-Result throughput(de::TaskExecutionsStorage& storage, int n) {
-  de::DurableExecutor executor{storage, bench_options()};
+Result throughput(de::TaskExecutionsStorage& storage, const Args& args) {
+  const int n = args.tasks;
+  de::DurableExecutor executor{storage, bench_options(args)};
   auto noop = executor.task({.id = "noop", .timeout = std::chrono::seconds{60}}, [] {});
   std::vector<de::TaskExecutionHandle<de::Empty>> handles;
   handles.reserve(static_cast<std::size_t>(n));
@@ -331,8 +350,10 @@ Result throughput(de::TaskExecutionsStorage& storage, int n) {
   return r;
 }
 
-Result latency(de::TaskExecutionsStorage& storage, int n) {
-  de::DurableExecutor executor{storage, bench_options()};
+Result latency(de::TaskExecutionsStorage& storage, const Args& args) {
+  const int n = args.tasks;
+  de::DurableExecutor executor{storage, bench_options(args)};
+
   auto noop = executor.task({.id = "noop", .timeout = std::chrono::seconds{60}}, [] {});
   executor.start();
   std::vector<double> latencies;
@@ -352,6 +373,7 @@ Result latency(de::TaskExecutionsStorage& storage, int n) {
   r.tasks_per_s = static_cast<double>(n) / (r.wall_ms / 1000.0);
   r.p50_ms = percentile(latencies, 0.50);
   r.p99_ms = percentile(latencies, 0.99);
+  print_verbose_stats(executor.stats());
   executor.shutdown();
   return r;
 }
@@ -372,7 +394,7 @@ std::int64_t wall_clock_us() {
  */
 int pickup_worker(const Args& args) {
   BenchStorage storage{args};
-  de::DurableExecutor executor{storage.get(), bench_options()};
+  de::DurableExecutor executor{storage.get(), bench_options(args)};
   auto stamp = executor.task({.id = "stamp", .timeout = std::chrono::seconds{60}},
                              [] { return wall_clock_us(); });
   (void)stamp;
@@ -396,6 +418,7 @@ Result pickup(const Args& args, const char* self) {
   std::vector<std::string> argv_strings{self,       "--scenario", "pickup",    "--storage",
                                         "postgres", "--pg-url",   args.pg_url, "--pg-schema",
                                         schema,     "--role",     "worker"};
+  if (args.batching) argv_strings.emplace_back("--batching");
   std::vector<char*> argv;
   for (auto& a : argv_strings) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -497,7 +520,7 @@ double mean_of(const std::vector<double>& v) {
 
 IterationResult reference_iteration(const Args& args) {
   BenchStorage storage{args};
-  de::DurableExecutor executor{storage.get(), bench_options()};
+  de::DurableExecutor executor{storage.get(), bench_options(args)};
   const de::TaskOptions defaults{.id = "", .timeout = kTaskTimeout};
   auto with_id = [&](const char* id) {
     auto o = defaults;
@@ -678,8 +701,9 @@ int reference(const Args& args) {
   const double mean = mean_of(iterations_ms);
   const double min = *std::min_element(iterations_ms.begin(), iterations_ms.end());
   const double max = *std::max_element(iterations_ms.begin(), iterations_ms.end());
-  std::printf("scenario=reference storage=%s iterations=%d executions=%lld\n", args.storage.c_str(),
-              args.iterations, static_cast<long long>(executions));
+  std::printf("scenario=reference storage=%s batching=%s iterations=%d executions=%lld\n",
+              args.storage.c_str(), args.batching ? "on" : "off", args.iterations,
+              static_cast<long long>(executions));
   std::printf(
       "mean %.1f ms, min %.1f ms, max %.1f ms; per kind: parent %.1f ms, sequential "
       "%.1f ms, polling %.1f ms\n",
@@ -693,12 +717,12 @@ int reference(const Args& args) {
       list += buf;
     }
     std::printf(
-        "{\"scenario\":\"reference\",\"storage\":\"%s\",\"batching\":false,\"executions\":%lld,"
+        "{\"scenario\":\"reference\",\"storage\":\"%s\",\"batching\":%s,\"executions\":%lld,"
         "\"iterations_ms\":[%s],\"mean_ms\":%.3f,\"min_ms\":%.3f,\"max_ms\":%.3f,"
         "\"parent_mean_ms\":%.3f,\"sequential_mean_ms\":%.3f,\"polling_mean_ms\":%.3f}\n",
-        args.storage.c_str(), static_cast<long long>(executions), list.c_str(), mean, min, max,
-        mean_of(kind_means["parent"]), mean_of(kind_means["sequential"]),
-        mean_of(kind_means["polling"]));
+        args.storage.c_str(), args.batching ? "true" : "false", static_cast<long long>(executions),
+        list.c_str(), mean, min, max, mean_of(kind_means["parent"]),
+        mean_of(kind_means["sequential"]), mean_of(kind_means["polling"]));
   }
   return 0;
 }
@@ -724,20 +748,20 @@ int main(int argc, char** argv) {
 #endif
     if (args.scenario != "pickup") {
       BenchStorage storage{args};
-      r = args.scenario == "throughput" ? throughput(storage.get(), args.tasks)
-                                        : latency(storage.get(), args.tasks);
+      r = args.scenario == "throughput" ? throughput(storage.get(), args)
+                                        : latency(storage.get(), args);
     }
-    std::printf("scenario=%s storage=%s tasks=%d\n", args.scenario.c_str(), args.storage.c_str(),
-                args.tasks);
+    std::printf("scenario=%s storage=%s batching=%s tasks=%d\n", args.scenario.c_str(),
+                args.storage.c_str(), args.batching ? "on" : "off", args.tasks);
     std::printf("wall: %.1f ms, %.0f tasks/s, enqueue-to-finish p50 %.3f ms, p99 %.3f ms\n",
                 r.wall_ms, r.tasks_per_s, r.p50_ms, r.p99_ms);
     for (const auto& [k, v] : r.extra) std::printf("  %s: %.1f\n", k.c_str(), v);
     if (args.json) {
       std::printf(
-          "{\"scenario\":\"%s\",\"storage\":\"%s\",\"batching\":false,\"tasks\":%d,"
+          "{\"scenario\":\"%s\",\"storage\":\"%s\",\"batching\":%s,\"tasks\":%d,"
           "\"wall_ms\":%.3f,\"tasks_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
-          args.scenario.c_str(), args.storage.c_str(), args.tasks, r.wall_ms, r.tasks_per_s,
-          r.p50_ms, r.p99_ms);
+          args.scenario.c_str(), args.storage.c_str(), args.batching ? "true" : "false", args.tasks,
+          r.wall_ms, r.tasks_per_s, r.p50_ms, r.p99_ms);
     }
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";

@@ -2,6 +2,7 @@
 
 // Umbrella header: every public header of the core library.
 
+#include "durable_execution/batching_storage.hpp"
 #include "durable_execution/durable_executor.hpp"
 #include "durable_execution/durable_executor_client.hpp"
 #include "durable_execution/errors.hpp"

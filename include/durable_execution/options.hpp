@@ -28,6 +28,43 @@ enum class LogLevel { debug, info, error };
 using LogSink = std::function<void(LogLevel level, std::string_view message)>;
 
 /**
+ * @brief Options of a TaskExecutionsStorageWithBatching (and of an executor's
+ * `enable_storage_batching`). An aggregate; validated on use ("Invalid options: <field> ...").
+ *
+ * The window is in microseconds, not milliseconds like the other durations: useful values run
+ * from tens of microseconds (an in-process store) to a few milliseconds (a database across a
+ * network).
+ */
+struct StorageBatchingOptions {
+  /**
+   * Longest a call waits for others to join its batch, counted from its arrival. A call never
+   * waits when fewer than `max_batches_in_flight` batches of its operation are in flight and none
+   * is queued (it goes at once); otherwise the batch leaves as soon as a batch in flight returns,
+   * the batch is full, or the window has passed, whichever is first. 1 µs - 1 s.
+   */
+  std::chrono::microseconds window{1000};
+  /**
+   * Most requests (records, ids or updates, summed over the calls) one combined call carries:
+   * the batch leaves when it is full, and a single call of at least this many requests goes
+   * straight to the wrapped storage. 1-10 000.
+   */
+  std::int32_t max_batch_size = 100;
+  /**
+   * How long shutdown (or the destructor) waits for combined calls still in the wrapped storage;
+   * past it, every caller still waiting on one of them gets "storage batching shut down" and the
+   * calls' outcome is unknown to it. >= 0.
+   */
+  std::chrono::milliseconds shutdown_timeout{5000};
+  /**
+   * Combined calls of one operation that may be in the wrapped storage at once. A call that finds
+   * fewer in flight, and none queued, goes at once; beyond it calls queue and coalesce. 1 packs
+   * the most requests per call; more keeps calls that only rarely overlap from waiting (a
+   * connection pool serves them in parallel anyway). 1-64.
+   */
+  std::int32_t max_batches_in_flight = 2;
+};
+
+/**
  * @brief Options of a DurableExecutor (SPEC.md §6.1), with the reference defaults.
  *
  * Validated at construction; an invalid value throws DurableExecutionError "Invalid options:
@@ -93,6 +130,14 @@ struct DurableExecutorOptions {
   std::chrono::milliseconds shutdown_timeout{30'000};
   /** A worker thread idle this long exits (down to one per core). >= 1 ms. */
   std::chrono::milliseconds worker_idle_timeout{10'000};
+  /**
+   * Wraps the executor's storage in a TaskExecutionsStorageWithBatching (docs/batching.md):
+   * concurrent calls of the same operation share one storage call. Pays off where a call is a
+   * round trip (PostgreSQL); costs a lock per call otherwise.
+   */
+  bool enable_storage_batching = false;
+  /** The batching wrapper's options (validated even when batching is off). */
+  StorageBatchingOptions storage_batching{};
 };
 
 /** @brief Options of a DurableExecutorClient: the subset of DurableExecutorOptions it uses. */
@@ -140,10 +185,37 @@ struct WaitOptions {
   std::stop_token stop_token{};
 };
 
-/** @brief Calls and mean duration of one storage method (every attempt counts). */
+/** @brief Calls, latency and rate of one storage method (every attempt counts). */
 struct StorageCallStats {
   std::int64_t count = 0;
   double mean_duration_ms = 0;
+  /** 99th percentile of the durations, from log buckets (4 per power of two: within ~10%). */
+  double p99_duration_ms = 0;
+  /** Mean rate since the executor was created. */
+  double calls_per_second = 0;
+};
+
+/** @brief What a TaskExecutionsStorageWithBatching did for one batchable operation. */
+struct StorageBatchingOperationStats {
+  /** Calls received. */
+  std::int64_t calls = 0;
+  /** Calls sent alone, never queued: empty, at least max_batch_size requests, or after
+   * shutdown. */
+  std::int64_t bypassed = 0;
+  /** Combined calls sent to the wrapped storage (not counting the extra calls of splits). */
+  std::int64_t batches = 0;
+  /** Mean and largest number of calls per batch (1: no coalescing happened). */
+  double mean_calls_per_batch = 0;
+  std::int64_t max_calls_per_batch = 0;
+  /** Mean number of requests (records, ids, updates) per batch. */
+  double mean_requests_per_batch = 0;
+  /** Wait of a call, arrival to dispatch, in the window (0 for a call that went at once). */
+  double mean_wait_ms = 0;
+  double p99_wait_ms = 0;
+  /** Extra calls made by splitting batches that failed non-retryably (error isolation). */
+  std::int64_t split_calls = 0;
+  /** Calls failed by shutdown because their batch did not return in time. */
+  std::int64_t failed_at_shutdown = 0;
 };
 
 /** @brief Count and duration of the batches one background process ran. */
@@ -180,6 +252,11 @@ struct ExecutorStats {
    * stop token). Each holds a slot of max_concurrent_task_executions until it returns.
    */
   std::int32_t abandoned_task_executions = 0;
+  /**
+   * With `enable_storage_batching`: per batchable storage method name, what the batching wrapper
+   * did (storage_calls then counts the engine's calls into the wrapper). Empty otherwise.
+   */
+  std::map<std::string, StorageBatchingOperationStats> storage_batching{};
 };
 
 }  // namespace durable_execution

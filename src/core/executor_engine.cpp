@@ -29,6 +29,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "durable_execution/batching_storage.hpp"
 #include "durable_execution/detail/engine.hpp"
 #include "durable_execution/detail/json_limits.hpp"
 #include "durable_execution/detail/json_text.hpp"
@@ -184,7 +185,10 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
         mode(m),
         executor_id(make_executor_id()),
         logger(opts.log_level, opts.logger_name, opts.log_sink),
-        caller(storage, opts.storage_max_retry_attempts),
+        batching(opts.enable_storage_batching ? std::make_unique<TaskExecutionsStorageWithBatching>(
+                                                    storage, opts.storage_batching)
+                                              : nullptr),
+        caller(batching ? *batching : storage, opts.storage_max_retry_attempts),
         eager_workers(std::max(2U, std::thread::hardware_concurrency())) {}
 
   // ---- configuration ------------------------------------------------------------------------
@@ -192,6 +196,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   Mode mode;
   std::string executor_id;
   EngineLogger logger;
+  /** With enable_storage_batching: the wrapper the caller goes through (docs/batching.md). */
+  std::unique_ptr<TaskExecutionsStorageWithBatching> batching;
   StorageCaller caller;
   std::uint32_t eager_workers;
 
@@ -2684,6 +2690,7 @@ ExecutorStats Engine::stats() const {
   }
   st.storage_calls = s.caller.call_stats();
   st.storage_calls_per_second = s.caller.per_second_counts();
+  if (s.batching) st.storage_batching = s.batching->stats();
   st.processes = {{"ready", s.stats_ready.get()},      {"children", s.stats_children.get()},
                   {"mark", s.stats_mark.get()},        {"close", s.stats_close.get()},
                   {"cancel", s.stats_cancel.get()},    {"expire", s.stats_expire.get()},

@@ -125,8 +125,9 @@ void StorageCaller::record(StorageMethod method, SteadyClock::time_point start) 
   const auto end = SteadyClock::now();
   auto& c = counters_[static_cast<std::size_t>(method)];
   c.count.fetch_add(1, std::memory_order_relaxed);
-  c.total_ns.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(end - start).count(),
-                       std::memory_order_relaxed);
+  const auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(end - start);
+  c.total_ns.fetch_add(took.count(), std::memory_order_relaxed);
+  c.durations.record(took);
   const auto sec = std::chrono::duration_cast<std::chrono::seconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
@@ -143,12 +144,15 @@ void StorageCaller::record(StorageMethod method, SteadyClock::time_point start) 
 
 std::map<std::string, StorageCallStats> StorageCaller::call_stats() const {
   std::map<std::string, StorageCallStats> out;
+  const double seconds =
+      std::max(std::chrono::duration<double>(SteadyClock::now() - created_).count(), 1e-3);
   for (std::size_t i = 0; i < counters_.size(); ++i) {
     const auto count = counters_[i].count.load(std::memory_order_relaxed);
     if (count == 0) continue;
     const auto total = counters_[i].total_ns.load(std::memory_order_relaxed);
-    out[storage_method_name(static_cast<StorageMethod>(i))] =
-        StorageCallStats{count, static_cast<double>(total) / static_cast<double>(count) / 1e6};
+    out[storage_method_name(static_cast<StorageMethod>(i))] = StorageCallStats{
+        count, static_cast<double>(total) / static_cast<double>(count) / 1e6,
+        counters_[i].durations.quantile_ms(0.99), static_cast<double>(count) / seconds};
   }
   return out;
 }

@@ -22,6 +22,7 @@
 #include "durable_execution/errors.hpp"
 #include "durable_execution/options.hpp"
 #include "durable_execution/storage.hpp"
+#include "latency_histogram.hpp"
 
 namespace durable_execution::detail {
 
@@ -172,6 +173,7 @@ class StorageCaller {
   struct Counter {
     std::atomic<std::int64_t> count{0};
     std::atomic<std::int64_t> total_ns{0};
+    LatencyHistogram durations{};
   };
   struct SecondSlot {
     std::atomic<std::int64_t> second{-1};
@@ -181,6 +183,7 @@ class StorageCaller {
 
   TaskExecutionsStorage& storage_;
   std::int32_t max_retry_attempts_;
+  SteadyClock::time_point created_ = SteadyClock::now();  // calls per second count from here
   std::atomic<bool> closed_{false};
   mutable std::atomic<std::int32_t> engine_calls_{0};
   std::array<Counter, static_cast<std::size_t>(StorageMethod::count_)> counters_{};

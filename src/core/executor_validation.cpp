@@ -58,10 +58,18 @@ void validate_executor_options(const DurableExecutorOptions& o) {
   check_min("close_step_lease", o.close_step_lease.count(), 1);
   check_min("shutdown_timeout", o.shutdown_timeout.count(), 0);
   check_min("worker_idle_timeout", o.worker_idle_timeout.count(), 1);
+  validate_storage_batching_options(o.storage_batching);
   if (o.log_level != LogLevel::debug && o.log_level != LogLevel::info &&
       o.log_level != LogLevel::error) {
     invalid_option("log_level", "debug, info or error", static_cast<std::int64_t>(o.log_level));
   }
+}
+
+void validate_storage_batching_options(const StorageBatchingOptions& o) {
+  check_range("storage_batching.window (µs)", o.window.count(), 1, 1'000'000);
+  check_range("storage_batching.max_batch_size", o.max_batch_size, 1, 10'000);
+  check_min("storage_batching.shutdown_timeout", o.shutdown_timeout.count(), 0);
+  check_range("storage_batching.max_batches_in_flight", o.max_batches_in_flight, 1, 64);
 }
 
 void validate_retry_options(const std::string& task_id, const RetryOptions& r) {

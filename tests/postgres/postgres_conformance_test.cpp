@@ -7,3 +7,9 @@
 INSTANTIATE_TEST_SUITE_P(Postgres, StorageConformance,
                          ::testing::Values(durable_execution::testing::postgres_factory()),
                          durable_execution::testing::factory_name);
+
+// The same suite through the batching wrapper: a wrapped store must keep the whole contract.
+INSTANTIATE_TEST_SUITE_P(BatchingPostgres, StorageConformance,
+                         ::testing::Values(durable_execution::testing::batching_factory(
+                             durable_execution::testing::postgres_factory())),
+                         durable_execution::testing::factory_name);

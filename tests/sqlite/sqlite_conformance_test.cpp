@@ -6,3 +6,9 @@
 INSTANTIATE_TEST_SUITE_P(Sqlite, StorageConformance,
                          ::testing::Values(durable_execution::testing::sqlite_factory()),
                          durable_execution::testing::factory_name);
+
+// The same suite through the batching wrapper: a wrapped store must keep the whole contract.
+INSTANTIATE_TEST_SUITE_P(BatchingSqlite, StorageConformance,
+                         ::testing::Values(durable_execution::testing::batching_factory(
+                             durable_execution::testing::sqlite_factory())),
+                         durable_execution::testing::factory_name);

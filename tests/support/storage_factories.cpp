@@ -1,9 +1,11 @@
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <system_error>
 
+#include "durable_execution/batching_storage.hpp"
 #include "durable_execution/forwarding_storage.hpp"
 #include "durable_execution/in_memory_storage.hpp"
 #include "storage_factory.hpp"
@@ -89,6 +91,18 @@ StorageFactory postgres_factory() {
           [] { return postgres_unavailable_reason(); }};
 }
 #endif
+
+StorageFactory batching_factory(StorageFactory inner) {
+  auto make = inner.make;
+  return {"Batching" + inner.name,
+          [make] {
+            // A short window: the suite's concurrent tests still form batches, the others do
+            // not wait.
+            return std::make_unique<TaskExecutionsStorageWithBatching>(
+                make(), StorageBatchingOptions{.window = std::chrono::microseconds{200}});
+          },
+          inner.unavailable_reason};
+}
 
 std::vector<StorageFactory> all_storage_factories() {
   std::vector<StorageFactory> factories{in_memory_factory()};

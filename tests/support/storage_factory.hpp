@@ -61,6 +61,10 @@ inline std::string factory_name(const ::testing::TestParamInfo<StorageFactory>& 
 [[nodiscard]] StorageFactory postgres_factory();
 #endif
 
+/** @brief `inner`'s storages, each wrapped in a TaskExecutionsStorageWithBatching ("Batching" +
+ * its name). */
+[[nodiscard]] StorageFactory batching_factory(StorageFactory inner);
+
 /** @brief Every backend built into this test build: in-memory, then databases. */
 [[nodiscard]] std::vector<StorageFactory> all_storage_factories();
 
