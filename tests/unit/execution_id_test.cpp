@@ -68,9 +68,10 @@ TEST(ExecutionId, PrefixEncodesCreationTime) {
 
 TEST(ExecutionId, LaterIdsSortAfterEarlierOnesAcrossMilliseconds) {
   for (int round = 0; round < 20; ++round) {
-    const auto t = de::now_timestamp();
     const auto first = de::generate_execution_id();
-    wait_past(t);
+    // Past the millisecond stamped in `first` (the clock may have ticked between a reading taken
+    // before it and its own), so the two ids differ in their time prefix.
+    wait_past(de::Timestamp{std::chrono::milliseconds{decode_time(first)}});
     const auto second = de::generate_execution_id();
     EXPECT_LT(first, second) << "round " << round;
   }
