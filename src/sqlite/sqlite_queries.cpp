@@ -61,6 +61,18 @@ std::vector<TaskExecutionRecord> TableQueries::read_all(Connection& c, Stmt& stm
   return out;
 }
 
+void TableQueries::read_rows(Connection& c, Stmt& stmt, std::vector<std::int64_t>& ids,
+                             std::vector<TaskExecutionRecord>& rows,
+                             std::vector<bool>& corrupt) const {
+  while (stmt.step()) {
+    ids.push_back(stmt.int64(0));
+    bool bad = false;
+    rows.push_back(read_record(stmt, table_, c.decode, &bad));
+    corrupt.push_back(bad);
+  }
+  stmt.reset();
+}
+
 void TableQueries::insert_rows(Connection& c, const std::vector<TaskExecutionRecord>& rows) const {
   if (rows.empty()) return;
   auto& stmt = c.statement(cache_key(q_insert), [&] {
@@ -146,13 +158,7 @@ std::vector<TaskExecutionRecord> TableQueries::select_and_update(
     });
     const int next = select.bind_all(1, where_params);
     select.bind(next, limit);
-    while (select.step()) {
-      ids.push_back(select.int64(0));
-      bool bad = false;
-      rows.push_back(read_record(select, table_, c.decode, &bad));
-      corrupt.push_back(bad);
-    }
-    select.reset();
+    read_rows(c, select, ids, rows, corrupt);
   }
   if (rows.empty()) return {};
   const auto shape = shape_of(update, expires_at_base);
@@ -248,13 +254,7 @@ std::vector<TaskExecutionRecord> TableQueries::claim_by_start_at(
   std::vector<std::int64_t> ids;
   std::vector<TaskExecutionRecord> rows;
   std::vector<bool> corrupt;
-  while (stmt.step()) {
-    ids.push_back(stmt.int64(0));
-    bool bad = false;
-    rows.push_back(read_record(stmt, table_, c.decode, &bad));
-    corrupt.push_back(bad);
-  }
-  stmt.reset();
+  read_rows(c, stmt, ids, rows, corrupt);
   if (std::find(corrupt.begin(), corrupt.end(), true) != corrupt.end()) {
     set_aside_corrupt(c, ids, rows, corrupt, update.updated_at, false);
     std::vector<std::int64_t> kept_ids;

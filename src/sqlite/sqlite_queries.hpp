@@ -129,6 +129,9 @@ class TableQueries {
                                std::int64_t limit, const TaskExecutionUpdate& update) const;
 
  private:
+  /** Reads every row of `stmt` (rowid first): its rowid, its record, whether it is corrupt. */
+  void read_rows(Connection& c, Stmt& stmt, std::vector<std::int64_t>& ids,
+                 std::vector<TaskExecutionRecord>& rows, std::vector<bool>& corrupt) const;
   void set_aside_corrupt(Connection& c, const std::vector<std::int64_t>& ids,
                          std::vector<TaskExecutionRecord>& rows, const std::vector<bool>& corrupt,
                          Timestamp now, bool keep) const;
