@@ -60,6 +60,8 @@ enum Query : std::uint64_t {
 // key). They are the storage's own enum names, never caller text.
 [[nodiscard]] std::string claim_literal(std::string_view enum_name);
 [[nodiscard]] std::string claim_literal(bool value);
+// A string literal would convert to bool, not to std::string_view.
+std::string claim_literal(const char*) = delete;
 
 /** Which optional filters of a guarded update by id are set (each set its own statement). */
 struct IdFilters {
