@@ -8,12 +8,14 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "durable_execution/clock.hpp"
 #include "durable_execution/task_execution.hpp"
 
 namespace durable_execution {
@@ -138,6 +140,11 @@ struct DurableExecutorOptions {
   bool enable_storage_batching = false;
   /** The batching wrapper's options (validated even when batching is off). */
   StorageBatchingOptions storage_batching{};
+  /**
+   * The time the executor reads (clock.hpp: what follows it and what does not). Unset: the
+   * system's clocks. Tests pass a ManualClock and advance it instead of sleeping.
+   */
+  std::shared_ptr<const Clock> clock{};
 };
 
 /** @brief Options of a DurableExecutorClient: the subset of DurableExecutorOptions it uses. */
@@ -147,6 +154,8 @@ struct DurableExecutorClientOptions {
   LogLevel log_level = LogLevel::info;
   std::string logger_name{};
   LogSink log_sink{};
+  /** The time the client stamps on what it writes; unset: the system's clocks. */
+  std::shared_ptr<const Clock> clock{};
 };
 
 /**

@@ -31,7 +31,7 @@ namespace durable_execution {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 /** The error a caller gets for any exception of the wrapped storage (as the engine's retry
  * layer sees it: an error that is not a DurableExecutionError counts as retryable). */
@@ -79,7 +79,7 @@ class Batcher {
       lock.unlock();
       return forward_(requests);
     }
-    Call call{&requests, Clock::now()};
+    Call call{&requests, SteadyClock::now()};
     if (queue_.empty() && in_flight_ < options_.max_batches_in_flight) {
       Batch batch;  // alone, at once: the requests are sent as they are, without a copy
       batch.calls.push_back(&call);
@@ -106,7 +106,7 @@ class Batcher {
     }
   }
 
-  void shutdown(Clock::time_point deadline) noexcept {
+  void shutdown(SteadyClock::time_point deadline) noexcept {
     std::unique_lock lock(mutex_);
     shut_down_ = true;
     if (!queue_.empty()) queue_.front()->cv.notify_one();  // send what is queued, now
@@ -161,7 +161,7 @@ class Batcher {
  private:
   struct Call {
     const std::vector<Request>* requests;
-    Clock::time_point arrived;
+    SteadyClock::time_point arrived;
     std::optional<Results> result{};
     std::optional<DurableExecutionError> error{};
     bool done = false;
@@ -242,14 +242,14 @@ class Batcher {
    * whether the calls waited in the queue (else own went at once: no wait to record).
    */
   Results send(std::unique_lock<std::mutex>& lock, Batch batch, Call& own, bool queued) {
-    const auto now = Clock::now();
+    const auto now = SteadyClock::now();
     ++batches_;
     batched_calls_ += static_cast<std::int64_t>(batch.calls.size());
     max_calls_per_batch_ =
         std::max(max_calls_per_batch_, static_cast<std::int64_t>(batch.calls.size()));
     for (Call* c : batch.calls) {
       batched_requests_ += static_cast<std::int64_t>(c->requests->size());
-      const auto waited = queued ? now - c->arrived : Clock::duration::zero();
+      const auto waited = queued ? now - c->arrived : SteadyClock::duration::zero();
       total_wait_ns_ += std::chrono::duration_cast<std::chrono::nanoseconds>(waited).count();
       wait_.record(waited);
     }
@@ -492,7 +492,7 @@ TaskExecutionsStorageWithBatching::~TaskExecutionsStorageWithBatching() { shutdo
 
 void TaskExecutionsStorageWithBatching::shutdown() noexcept {
   std::lock_guard lock(batchers_->shutdown_mutex);
-  const auto deadline = Clock::now() + batchers_->options.shutdown_timeout;
+  const auto deadline = SteadyClock::now() + batchers_->options.shutdown_timeout;
   batchers_->for_each([&](StorageOperation, auto& b) { b.shutdown(deadline); });
 }
 

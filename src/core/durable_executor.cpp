@@ -33,6 +33,7 @@ DurableExecutorOptions client_engine_options(const DurableExecutorClientOptions&
   e.log_level = o.log_level;
   e.logger_name = o.logger_name;
   e.log_sink = o.log_sink;
+  e.clock = o.clock;
   return e;
 }
 

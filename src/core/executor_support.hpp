@@ -1,7 +1,7 @@
 #pragma once
 
 // Internal building blocks of the engine: logging, the storage-call wrapper (retries + stats),
-// the timer thread. Not installed.
+// process stats. Not installed.
 
 #include <spdlog/spdlog.h>
 
@@ -188,37 +188,6 @@ class StorageCaller {
   mutable std::atomic<std::int32_t> engine_calls_{0};
   std::array<Counter, static_cast<std::size_t>(StorageMethod::count_)> counters_{};
   std::array<SecondSlot, kSecondSlots> seconds_{};
-};
-
-/**
- * @brief One thread, one ordered map of deadlines (ties run in scheduling order). Entries are
- * not cancelled: callbacks check whether they still have work (run timeouts have their own
- * slots; see the engine). Callbacks run on the timer thread and must be short.
- */
-class TimerThread {
- public:
-  using Key = std::pair<SteadyClock::time_point, std::uint64_t>;
-
-  TimerThread();
-  TimerThread(const TimerThread&) = delete;
-  TimerThread& operator=(const TimerThread&) = delete;
-  TimerThread(TimerThread&&) = delete;
-  TimerThread& operator=(TimerThread&&) = delete;
-  ~TimerThread();
-
-  void schedule(SteadyClock::time_point when, std::function<void()> fn);
-  /** @brief Drops pending entries and joins the thread. Idempotent. */
-  void stop();
-
- private:
-  void loop();
-
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::map<Key, std::function<void()>> entries_;
-  std::uint64_t seq_ = 0;
-  bool stop_ = false;
-  std::thread thread_;
 };
 
 /** @brief Running mean of one background process's batches. */

@@ -324,11 +324,15 @@ TEST_P(ExecutorConcurrency, ExpiredLeaseReturnsTheExecutionToReadyAndItRunsOnceM
     prev = ctx.prev_error();
     return x + 1;
   };
-  DurableExecutor submitter{storage(), fast_options()};
-  auto t = submitter.task({.id = "t", .timeout = 50ms}, body);
+  // Time moves only when the test advances it: the lease lapses exactly when it should.
+  auto clock = std::make_shared<ManualClock>();
+  auto o = fast_options();
+  o.clock = clock;
+  DurableExecutor submitter{storage(), o};
+  auto t = submitter.task({.id = "t", .timeout = 1h}, body);
   auto h = submitter.enqueue_task(t, 1);
-  // The dead executor's claim: running, owned by "de_dead", lease = now + 0 leeway + 50 ms.
-  const auto now = now_timestamp();
+  // The dead executor's claim: running, owned by "de_dead", lease = now + 1 h + leeway.
+  const auto now = clock->now();
   TaskExecutionUpdate claim;
   claim.status = TaskExecutionStatus::running;
   claim.executor_id = "de_dead";
@@ -337,16 +341,19 @@ TEST_P(ExecutorConcurrency, ExpiredLeaseReturnsTheExecutionToReadyAndItRunsOnceM
       {.status = TaskExecutionStatus::ready,
        .start_at_less_than = now + 1ms,
        .update = normalize_update(now, claim),
-       .update_expires_at_with_started_at = now,
+       .update_expires_at_with_started_at = now + o.expire_leeway,
        .limit = 10});
   ASSERT_EQ(claimed.size(), 1U);
   EXPECT_EQ(h.get_execution().status, TaskExecutionStatus::running);
 
-  auto o = fast_options();
-  o.expire_leeway = 0ms;
   DurableExecutor survivor{storage(), o};
-  (void)survivor.task({.id = "t", .timeout = 50ms}, body);
+  (void)survivor.task({.id = "t", .timeout = 1h}, body);
   survivor.start();
+  clock->advance(1h + o.expire_leeway - 1ms);
+  std::this_thread::sleep_for(300ms);  // more than one expiry pass: the lease still holds
+  EXPECT_EQ(h.get_execution().status, TaskExecutionStatus::running);
+  EXPECT_EQ(runs.load(), 0);
+  clock->advance(2ms);  // past the lease (expires_at < now)
   auto e = h.wait_and_get_finished_execution(bounded_wait());
   EXPECT_EQ(e.status, TaskExecutionStatus::completed);
   EXPECT_EQ(e.output, 2);

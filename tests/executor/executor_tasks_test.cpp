@@ -145,57 +145,85 @@ TEST_P(ExecutorTasks, RetriesWithMaxAttemptsOne) {
 }
 
 TEST_P(ExecutorTasks, ContextSeesAttemptAndPreviousErrorAndBackoffDelay) {
-  DurableExecutor executor{storage(), fast_options()};
+  // Time moves only when the test advances it: the retry waits exactly its back-off.
+  auto clock = std::make_shared<ManualClock>();
+  auto options = fast_options();
+  options.clock = clock;
+  DurableExecutor executor{storage(), options};
   std::mutex m;
   std::vector<std::pair<int, std::optional<std::string>>> seen;
-  std::vector<std::chrono::steady_clock::time_point> times;
   auto t = executor.task(
-      {.id = "t", .timeout = 1s, .retry = {.max_attempts = 1, .base_delay = 100ms}},
+      {.id = "t", .timeout = 1s, .retry = {.max_attempts = 1, .base_delay = 1h}},
       [&](TaskRunContext& ctx) {
         std::lock_guard lock(m);
         seen.emplace_back(ctx.attempt(), ctx.prev_error()
                                              ? std::optional<std::string>{ctx.prev_error()->message}
                                              : std::nullopt);
-        times.push_back(std::chrono::steady_clock::now());
         if (ctx.attempt() == 0) throw std::runtime_error("Test error");
         return 1;
       });
   executor.start();
-  auto e = executor.enqueue_task(t).wait_and_get_finished_execution(bounded_wait());
+  auto h = executor.enqueue_task(t);
+  const auto enqueued_at = clock->now();
+  // The first attempt fails and the execution waits for its retry (ready, retry_attempts 1).
+  ASSERT_TRUE(wait_until([&] {
+    const auto e = h.get_execution();
+    return e.status == TaskExecutionStatus::ready && e.retry_attempts == 1;
+  }));
+  clock->advance(1h - 1ms);
+  std::this_thread::sleep_for(50ms);  // several dispatcher passes: still not due
+  {
+    std::lock_guard lock(m);
+    EXPECT_EQ(seen.size(), 1U);
+  }
+  clock->advance(1ms);  // due now: the timer wakes the dispatcher
+  auto e = h.wait_and_get_finished_execution(bounded_wait());
   EXPECT_EQ(e.status, TaskExecutionStatus::completed);
+  ASSERT_TRUE(e.started_at);
+  EXPECT_EQ(*e.started_at, enqueued_at + 1h);
   std::lock_guard lock(m);
   ASSERT_EQ(seen.size(), 2U);
   EXPECT_EQ(seen[0].first, 0);
   EXPECT_FALSE(seen[0].second);
   EXPECT_EQ(seen[1].first, 1);
   EXPECT_EQ(seen[1].second, "Test error");
-  const auto gap = times[1] - times[0];
-  EXPECT_GE(gap, 95ms);
-  EXPECT_LT(gap, 1000ms);  // woken by the timer, not by a poll
 }
 
 TEST_P(ExecutorTasks, SleepBeforeRunDelaysStart) {
-  DurableExecutor executor{storage(), fast_options()};
+  auto clock = std::make_shared<ManualClock>();
+  auto options = fast_options();
+  options.clock = clock;
+  DurableExecutor executor{storage(), options};
   auto t = executor.task({.id = "t", .timeout = 1s, .sleep_before_run = 250ms}, [] { return 1; });
   executor.start();
-  const auto before = now_timestamp();
-  auto e = executor.enqueue_task(t).wait_and_get_finished_execution(bounded_wait());
+  auto h = executor.enqueue_task(t);
+  std::this_thread::sleep_for(50ms);  // several dispatcher passes: not due yet
+  EXPECT_EQ(h.get_execution().status, TaskExecutionStatus::ready);
+  clock->advance(250ms);
+  auto e = h.wait_and_get_finished_execution(bounded_wait());
   EXPECT_EQ(e.status, TaskExecutionStatus::completed);
   ASSERT_TRUE(e.started_at);
-  EXPECT_GE(*e.started_at - before, 250ms);
-  EXPECT_LT(*e.started_at - before, 750ms);
+  EXPECT_EQ(*e.started_at - e.created_at, 250ms);
 }
 
 TEST_P(ExecutorTasks, TimeoutIsRecordedAtTheDeadlineEvenIfTheTaskIgnoresItsStopToken) {
-  DurableExecutor executor{storage(), fast_options()};
+  auto clock = std::make_shared<ManualClock>();
+  auto options = fast_options();
+  options.clock = clock;
+  DurableExecutor executor{storage(), options};
+  std::atomic<bool> started{false};
   std::atomic<bool> returned{false};
-  auto t = executor.task({.id = "t", .timeout = 10ms}, [&] {
-    std::this_thread::sleep_for(400ms);  // ignores the stop token
+  Gate gate;
+  auto t = executor.task({.id = "t", .timeout = 10s}, [&] {
+    started = true;
+    (void)gate.wait();  // ignores the stop token
     returned = true;
     return std::string{"late"};
   });
   executor.start();
   auto h = executor.enqueue_task(t);
+  ASSERT_TRUE(wait_until([&] { return started.load(); }));
+  clock->advance(10s);
   auto e = h.wait_and_get_finished_execution(bounded_wait());
   EXPECT_EQ(e.status, TaskExecutionStatus::timed_out);
   ASSERT_TRUE(e.error);
@@ -204,17 +232,16 @@ TEST_P(ExecutorTasks, TimeoutIsRecordedAtTheDeadlineEvenIfTheTaskIgnoresItsStopT
   EXPECT_TRUE(e.error->is_retryable);
   EXPECT_FALSE(returned.load());  // recorded before the callable returned
   ASSERT_TRUE(e.finished_at && e.started_at);
-  EXPECT_LT(*e.finished_at - *e.started_at, 300ms);
+  EXPECT_EQ(*e.finished_at - *e.started_at, 10s);         // at the deadline, not later
   EXPECT_TRUE(executor.running_execution_ids().empty());  // the slot is free
+  gate.open();
   ASSERT_TRUE(wait_until([&] { return returned.load(); }));
-  std::this_thread::sleep_for(50ms);
+  executor.shutdown();  // waits for the abandoned callable; its late result is not written
   auto after = h.get_execution();
   EXPECT_EQ(after.status, TaskExecutionStatus::timed_out);  // the late result was discarded
   EXPECT_FALSE(after.output);
 }
 
-// Deadlines are checked at the earliest one pending: a short timeout that starts while a long one
-// is running must still fire on time, and runs that pass their deadlines together all time out.
 TEST_P(ExecutorTasks, ShortTimeoutsStartedAfterALongOneFireOnTime) {
   DurableExecutor executor{storage(), fast_options()};
   Gate release;

@@ -92,14 +92,14 @@ void Background::loop() {
 }
 
 std::int64_t Background::mark_step() {
-  const auto req = c_.transitions.mark_finished(now_timestamp());
+  const auto req = c_.transitions.mark_finished(c_.clock.now());
   return c_.caller.call(StorageMethod::mark_finished, [&](TaskExecutionsStorage& s) {
     return s.update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(req);
   });
 }
 
 std::int64_t Background::close_step() {
-  const auto now = now_timestamp();
+  const auto now = c_.clock.now();
   const auto req = c_.transitions.claim_close(now);
   auto rows = c_.caller.call(StorageMethod::claim_close, [&](TaskExecutionsStorage& s) {
     return s.update_by_close_status_and_return(req);
@@ -172,7 +172,7 @@ void Background::read_children(const std::vector<TaskExecutionRecord>& parents,
           DurableExecutionError::non_retryable(
               fmt::format("Children of parent task {} cannot be read: {}", parent.task_id, message))
               .to_stored(),
-          now_timestamp(), writes);
+          c_.clock.now(), writes);
     }
   }
 }
@@ -181,7 +181,7 @@ std::int64_t Background::children_step() {
   auto rows = c_.caller.call(StorageMethod::claim_children_finished, [&](TaskExecutionsStorage& s) {
     return s
         .update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(
-            c_.transitions.claim_children_finished(now_timestamp()));
+            c_.transitions.claim_children_finished(c_.clock.now()));
   });
   if (rows.empty()) return 0;
   // One read for the children of every claimed parent, one or two writes for all outcomes.
@@ -191,7 +191,7 @@ std::int64_t Background::children_step() {
   std::vector<std::vector<TaskExecutionRecord>> loaded;
   std::vector<bool> skip;
   read_children(rows, writes, loaded, skip);
-  const auto now = now_timestamp();
+  const auto now = c_.clock.now();
   for (std::size_t i = 0; i < rows.size(); ++i) {
     if (skip[i]) continue;
     try {
@@ -217,7 +217,7 @@ std::int64_t Background::children_step() {
       for (const auto& parent : rows) {
         if (parent.execution_id != requests[i].execution_id) continue;
         ParentWrites failed;
-        c_.transitions.fail_parent(parent, Status::failed, error, now_timestamp(), failed);
+        c_.transitions.fail_parent(parent, Status::failed, error, c_.clock.now(), failed);
         if (!failed.updates.empty()) update = std::move(failed.updates.front());
         break;
       }
@@ -245,7 +245,7 @@ std::int64_t Background::children_step() {
 
 std::int64_t Background::cancel_step() {
   if (c_.runs.running() == 0) return 0;
-  const auto req = c_.transitions.claim_cancellations(c_.executor_id, now_timestamp());
+  const auto req = c_.transitions.claim_cancellations(c_.executor_id, c_.clock.now());
   auto rows = c_.caller.call(StorageMethod::claim_cancellations, [&](TaskExecutionsStorage& s) {
     return s.update_by_executor_id_and_needs_promise_cancellation_and_return(req);
   });
@@ -254,7 +254,7 @@ std::int64_t Background::cancel_step() {
 }
 
 std::int64_t Background::expire_step() {
-  const auto reqs = c_.transitions.expire(now_timestamp());
+  const auto reqs = c_.transitions.expire(c_.clock.now());
   std::int64_t total = 0;
   const auto expire = [this](const UpdateByIsSleepingTaskAndExpiresAtLessThanRequest& req) {
     return c_.caller.call(StorageMethod::expire_running, [&](TaskExecutionsStorage& s) {

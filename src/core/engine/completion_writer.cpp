@@ -115,7 +115,7 @@ void CompletionWriter::write(Batch& batch) {
         const auto& c = node->write;
         const bool of_kind =
             with_children_kind ? c.update_with_children.has_value() : c.update.has_value();
-        if (of_kind && i-- == 0) return transitions_.write_rejected(c, id, error, now_timestamp());
+        if (of_kind && i-- == 0) return transitions_.write_rejected(c, id, error, clock_.now());
       }
       return std::optional<UpdateByIdRequest>{};
     };

@@ -26,9 +26,10 @@ namespace durable_execution::detail {
 
 class CompletionWriter {
  public:
-  CompletionWriter(const Transitions& transitions, const StorageWrites& writes, RunTable& runs,
-                   LoopSignals& signals, Waiters& waiters)
-      : transitions_(transitions),
+  CompletionWriter(const Clock& clock, const Transitions& transitions, const StorageWrites& writes,
+                   RunTable& runs, LoopSignals& signals, Waiters& waiters)
+      : clock_(clock),
+        transitions_(transitions),
         writes_(writes),
         runs_(runs),
         signals_(signals),
@@ -63,6 +64,7 @@ class CompletionWriter {
   void write(Batch& batch);
   void loop(const StorageCaller& caller);
 
+  const Clock& clock_;
   const Transitions& transitions_;
   const StorageWrites& writes_;
   RunTable& runs_;

@@ -34,7 +34,7 @@ void Dispatcher::slot_freed(std::size_t running) {
 }
 
 void Dispatcher::release(const std::vector<TaskExecutionRecord>& rows) {
-  const auto releases = Transitions::release(rows, now_timestamp());
+  const auto releases = Transitions::release(rows, c_.clock.now());
   try {
     c_.writes.store(releases);
   } catch (const std::exception& e) {
@@ -81,7 +81,7 @@ std::size_t Dispatcher::claim_and_dispatch(bool& full_batch) {
                                 : std::min<std::int64_t>(c_.options.max_task_executions_per_batch,
                                                          counts.free_slots);
   const auto start = SteadyClock::now();
-  const auto req = c_.transitions.claim_ready(c_.executor_id, limit, now_timestamp());
+  const auto req = c_.transitions.claim_ready(c_.executor_id, limit, c_.clock.now());
   auto rows = c_.caller.call(StorageMethod::claim_ready, [&](TaskExecutionsStorage& s) {
     return s.update_by_status_and_start_at_less_than_and_return(req);
   });

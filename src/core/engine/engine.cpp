@@ -40,7 +40,9 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
                                                     storage, opts.storage_batching)
                                               : nullptr),
         caller(batching ? *batching : storage, opts.storage_max_retry_attempts),
-        timer(m == Mode::executor ? std::make_unique<TimerThread>() : nullptr) {
+        clock_owner(opts.clock ? opts.clock : SystemClock::instance()),
+        clock(*clock_owner),
+        timer(m == Mode::executor ? std::make_unique<TimerThread>(clock) : nullptr) {
     runner.attach(pool, deadlines, [this](std::size_t running) { dispatcher.slot_freed(running); });
   }
 
@@ -52,6 +54,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   /** With enable_storage_batching: the wrapper the caller goes through (docs/batching.md). */
   std::unique_ptr<TaskExecutionsStorageWithBatching> batching;
   StorageCaller caller;
+  std::shared_ptr<const Clock> clock_owner;
+  const Clock& clock;
   std::unique_ptr<TimerThread> timer;  // executor mode only
 
   // Components, in the order they depend on each other.
@@ -59,11 +63,11 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   Transitions transitions{registry, options};
   StorageWrites writes{caller, logger, options.storage_max_retry_attempts};
   Waiters waiters;
-  LoopSignals signals{timer.get()};
+  LoopSignals signals{clock, timer.get()};
   RunTable runs{mode == Mode::executor};
-  CompletionWriter writer{transitions, writes, runs, signals, waiters};
-  Runner runner{transitions, runs, writer, timer.get()};
-  RunDeadlines deadlines{timer.get(),
+  CompletionWriter writer{clock, transitions, writes, runs, signals, waiters};
+  Runner runner{clock, transitions, runs, writer, timer.get()};
+  RunDeadlines deadlines{clock, timer.get(),
                          [this](const std::shared_ptr<Run>& run) { runner.time_out(run); }};
   WorkerPool pool{
       {options.max_concurrent_task_executions, options.worker_idle_timeout, timer.get(), &caller},
@@ -71,8 +75,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
       [this](const std::shared_ptr<Run>& run, RunDeadlines::Slot& slot) {
         runner.execute(run, slot);
       }};
-  EngineContext context{options,     executor_id, logger, caller,  writes, registry,
-                        transitions, runs,        runner, signals, waiters};
+  EngineContext context{clock,    options,     executor_id, logger, caller,  writes,
+                        registry, transitions, runs,        runner, signals, waiters};
   Dispatcher dispatcher{context};
   Background background{context};
 
@@ -232,7 +236,7 @@ std::string Engine::enqueue(const TaskDescriptor& task, std::string input,
   }
   std::vector<TaskExecutionRecord> records;
   records.push_back(make_task_execution_record(
-      now_timestamp(), s.transitions.new_execution(*def, std::move(input), options)));
+      s.clock.now(), s.transitions.new_execution(*def, std::move(input), options)));
   const auto& rec = records.front();
   s.caller.call(StorageMethod::insert_many,
                 [&](TaskExecutionsStorage& st) { st.insert_many(records); });
@@ -312,7 +316,7 @@ TaskExecutionRecord Engine::wait_finished(const std::string& task_id,
 
 void Engine::cancel(const std::string& execution_id) {
   auto& s = *impl_;
-  std::vector<UpdateByIdRequest> reqs{Transitions::cancel(execution_id, now_timestamp())};
+  std::vector<UpdateByIdRequest> reqs{Transitions::cancel(execution_id, s.clock.now())};
   s.caller.call(StorageMethod::update_many_by_id,
                 [&](TaskExecutionsStorage& st) { st.update_many_by_id(reqs); });
   s.runner.cancel(execution_id);
@@ -344,7 +348,7 @@ TaskExecutionRecord Engine::wakeup_sleeping(const TaskDescriptor& task,
   }
   if (rec.is_finished) return rec;
   std::vector<UpdateByIdRequest> updates{
-      Transitions::wake_sleeping(rec.execution_id, status, std::move(payload), now_timestamp())};
+      Transitions::wake_sleeping(rec.execution_id, status, std::move(payload), s.clock.now())};
   s.caller.call(StorageMethod::update_many_by_id,
                 [&](TaskExecutionsStorage& st) { st.update_many_by_id(updates); });
   auto after = s.get_by_id(rec.execution_id);

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "durable_execution/clock.hpp"
 #include "loop_signals.hpp"
 #include "runner.hpp"
 #include "waiters.hpp"
@@ -13,6 +14,8 @@
 namespace durable_execution::detail {
 
 struct EngineContext {
+  /** The engine's time (DurableExecutorOptions::clock). */
+  const Clock& clock;
   const DurableExecutorOptions& options;
   const std::string& executor_id;
   const EngineLogger& logger;

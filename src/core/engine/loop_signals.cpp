@@ -24,22 +24,22 @@ void LoopSignals::wake_background(bool cancel_now) {
 }
 
 void LoopSignals::dispatch_at(Timestamp start_at) {
-  const auto delay = saturating_sub(start_at, now_timestamp());
+  const auto delay = saturating_sub(start_at, clock_.now());
   if (delay <= milliseconds{0}) {
     wake_dispatcher();
     return;
   }
   if (timer_) {
     timer_->schedule(
-        saturating_deadline(SteadyClock::now(), saturating_add(delay, milliseconds{1})),
+        saturating_deadline(clock_.steady_now(), saturating_add(delay, milliseconds{1})),
         [this] { wake_dispatcher(); });
   }
 }
 
 void LoopSignals::expire_at(Timestamp expires_at) {
   if (!timer_) return;
-  const auto delay = std::max(saturating_sub(expires_at, now_timestamp()), milliseconds{0});
-  timer_->schedule(saturating_deadline(SteadyClock::now(), saturating_add(delay, milliseconds{2})),
+  const auto delay = std::max(saturating_sub(expires_at, clock_.now()), milliseconds{0});
+  timer_->schedule(saturating_deadline(clock_.steady_now(), saturating_add(delay, milliseconds{2})),
                    [this] {
                      {
                        std::lock_guard lock(bg_mutex_);

@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "../executor_support.hpp"
+#include "durable_execution/clock.hpp"
 #include "durable_execution/task_execution.hpp"
+#include "timer.hpp"
 
 namespace durable_execution::detail {
 
@@ -45,7 +47,7 @@ class IdleBackoff {
 class LoopSignals {
  public:
   /** `timer`: the engine's timer thread (null in client mode: nothing is scheduled). */
-  explicit LoopSignals(TimerThread* timer) : timer_(timer) {}
+  LoopSignals(const Clock& clock, TimerThread* timer) : clock_(clock), timer_(timer) {}
 
   void wake_dispatcher();
   /** `cancel_now`: run the cancel step in this pass (a cancellation reached storage). */
@@ -79,6 +81,7 @@ class LoopSignals {
   void background_wait_until(SteadyClock::time_point until);
 
  private:
+  const Clock& clock_;
   TimerThread* timer_;
   std::atomic<bool> stop_{false};
   std::mutex dispatch_mutex_;

@@ -54,7 +54,7 @@ void RunDeadlines::check() {
   auto earliest = SteadyClock::time_point::max();
   {
     std::lock_guard lock(mutex_);
-    const auto now = SteadyClock::now();
+    const auto now = clock_.steady_now();
     for (auto& slot : slots_) {
       std::lock_guard slot_lock(slot.mutex);
       if (!slot.run) continue;

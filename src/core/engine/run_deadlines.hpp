@@ -16,6 +16,7 @@
 
 #include "../executor_support.hpp"
 #include "run_table.hpp"
+#include "timer.hpp"
 
 namespace durable_execution::detail {
 
@@ -29,7 +30,8 @@ class RunDeadlines {
   using OnDue = std::function<void(const std::shared_ptr<Run>&)>;
 
   /** `timer` null: no deadlines are kept (arm and disarm do nothing). */
-  RunDeadlines(TimerThread* timer, OnDue on_due) : timer_(timer), on_due_(std::move(on_due)) {}
+  RunDeadlines(const Clock& clock, TimerThread* timer, OnDue on_due)
+      : clock_(clock), timer_(timer), on_due_(std::move(on_due)) {}
 
   /** @brief A slot for a new worker thread (one a retired worker left, if any). */
   [[nodiscard]] Slot& acquire();
@@ -46,6 +48,7 @@ class RunDeadlines {
   void schedule_check(SteadyClock::time_point deadline);
   void check();
 
+  const Clock& clock_;
   TimerThread* timer_;
   OnDue on_due_;
   std::mutex mutex_;

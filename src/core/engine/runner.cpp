@@ -8,7 +8,7 @@ namespace durable_execution::detail {
 
 void Runner::start(RunTable::Admitted admitted) {
   for (const auto& run : admitted.held) {
-    timer_->schedule(SteadyClock::now() + run->record.timeout,
+    timer_->schedule(clock_.steady_now() + run->record.timeout,
                      [this, weak = std::weak_ptr<Run>(run)] { held_timed_out(weak); });
   }
   pool_->submit(std::move(admitted.start));
@@ -19,7 +19,7 @@ void Runner::execute(const std::shared_ptr<Run>& run, RunDeadlines::Slot& slot) 
     abandoned_returned(*run);
     return;
   }
-  deadlines_->arm(slot, run, saturating_deadline(SteadyClock::now(), run->record.timeout));
+  deadlines_->arm(slot, run, saturating_deadline(clock_.steady_now(), run->record.timeout));
   RunWrite write = run_and_plan(*run);
   deadlines_->disarm(slot);
   if (run->settled.exchange(true)) {
@@ -48,9 +48,9 @@ RunWrite Runner::run_and_plan(Run& run) {
       const WorkerPool::UserCode in_user_code{*pool_};
       result = def->run(ctx, rec.input);
     }
-    return transitions_.run_succeeded(rec, *def, std::move(result), now_timestamp());
+    return transitions_.run_succeeded(rec, *def, std::move(result), clock_.now());
   } catch (...) {
-    return transitions_.run_failed(rec, to_stored_error(std::current_exception()), now_timestamp());
+    return transitions_.run_failed(rec, to_stored_error(std::current_exception()), clock_.now());
   }
 }
 
@@ -61,7 +61,7 @@ void Runner::time_out(const std::shared_ptr<Run>& run) {
   run->stop.request_stop();
   finish(run,
          transitions_.run_failed(run->record, DurableExecutionTimedOutError{}.to_stored(),
-                                 now_timestamp()),
+                                 clock_.now()),
          false);
 }
 
@@ -71,7 +71,7 @@ void Runner::held_timed_out(const std::weak_ptr<Run>& weak) {
   if (run->settled.exchange(true)) return;
   finish(run,
          transitions_.run_failed(run->record, DurableExecutionTimedOutError{}.to_stored(),
-                                 now_timestamp()),
+                                 clock_.now()),
          false);
 }
 

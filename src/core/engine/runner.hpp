@@ -24,9 +24,9 @@ class Runner {
   /** Told when a run's slot is freed, with the runs left in flight (the dispatcher's cue). */
   using OnSlotFreed = std::function<void(std::size_t running)>;
 
-  Runner(const Transitions& transitions, RunTable& runs, CompletionWriter& writer,
-         TimerThread* timer)
-      : transitions_(transitions), runs_(runs), writer_(writer), timer_(timer) {}
+  Runner(const Clock& clock, const Transitions& transitions, RunTable& runs,
+         CompletionWriter& writer, TimerThread* timer)
+      : clock_(clock), transitions_(transitions), runs_(runs), writer_(writer), timer_(timer) {}
 
   /** The pool runs are started on and the deadline slots; set once before start(). */
   void attach(WorkerPool& pool, RunDeadlines& deadlines, OnSlotFreed on_slot_freed) {
@@ -52,6 +52,7 @@ class Runner {
   /** The run left this executor's hands: free its slot and record the outcome. */
   void finish(const std::shared_ptr<Run>& run, RunWrite write, bool write_here);
 
+  const Clock& clock_;
   const Transitions& transitions_;
   RunTable& runs_;
   CompletionWriter& writer_;
