@@ -130,8 +130,15 @@ struct DurableExecutorOptions {
    * and nothing touches the storage after shutdown() returns. >= 0.
    */
   std::chrono::milliseconds shutdown_timeout{30'000};
-  /** A worker thread idle this long exits (down to one per core). >= 1 ms. */
+  /** A worker thread idle this long exits (down to min_worker_threads). >= 1 ms. */
   std::chrono::milliseconds worker_idle_timeout{10'000};
+  /**
+   * Worker threads kept when idle, and started at once for a burst of quick tasks; the pool grows
+   * past it (up to max_concurrent_task_executions, the maximum) when tasks hold their workers.
+   * 0: one per core available to the process (CPU affinity and cgroup quota), at least 2.
+   * 0 - max_concurrent_task_executions.
+   */
+  std::int32_t min_worker_threads = 0;
   /**
    * Wraps the executor's storage in a TaskExecutionsStorageWithBatching (docs/batching.md):
    * concurrent calls of the same operation share one storage call. Pays off where a call is a

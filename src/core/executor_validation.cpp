@@ -58,6 +58,7 @@ void validate_executor_options(const DurableExecutorOptions& o) {
   check_min("close_step_lease", o.close_step_lease.count(), 1);
   check_min("shutdown_timeout", o.shutdown_timeout.count(), 0);
   check_min("worker_idle_timeout", o.worker_idle_timeout.count(), 1);
+  check_range("min_worker_threads", o.min_worker_threads, 0, o.max_concurrent_task_executions);
   validate_storage_batching_options(o.storage_batching);
   if (o.log_level != LogLevel::debug && o.log_level != LogLevel::info &&
       o.log_level != LogLevel::error) {

@@ -31,6 +31,13 @@ TEST(GrowthPolicy, KeepsAtLeastTwoWorkersAndOnePerCore) {
   EXPECT_EQ(de::GrowthPolicy{8}.eager_workers(), 8U);
 }
 
+TEST(GrowthPolicy, AnExplicitMinimumReplacesOnePerCore) {
+  const de::GrowthPolicy policy{2, 6};
+  EXPECT_EQ(policy.eager_workers(), 6U);
+  EXPECT_EQ(policy.on_submit(100, 0, 0, kComputing), 6U);
+  EXPECT_EQ(de::GrowthPolicy(8, 1).on_submit(100, 0, 0, kComputing), 1U);
+}
+
 TEST(GrowthPolicy, QuickTasksGetAtMostACoresWorthOfWorkersOnSubmit) {
   const de::GrowthPolicy policy{4};
   // Nothing busy: up to 4 workers for a queue of 100.
@@ -85,7 +92,7 @@ TEST(GrowthPolicy, IdleCoresReleaseTheBrake) {
 TEST(GrowthPolicy, CustomConstants) {
   de::GrowthConstants c;
   c.stall_threshold = 10ms;
-  const de::GrowthPolicy policy{2, c};
+  const de::GrowthPolicy policy{2, 0, c};
   EXPECT_EQ(policy.on_stall_check(10, 2, 2, 5ms, kComputing), 0U);
   EXPECT_EQ(policy.on_stall_check(10, 2, 2, 10ms, kComputing), 2U);
 }

@@ -41,6 +41,13 @@ TEST_P(ExecutorLifecycle, InvalidOptionsThrowNamingTheField) {
   bad([](auto& o) { o.background_process_intra_batch_sleep = 0ms; },
       "background_process_intra_batch_sleep");
   bad([](auto& o) { o.expire_leeway = -1ms; }, "expire_leeway");
+  bad([](auto& o) { o.min_worker_threads = -1; }, "min_worker_threads");
+  bad(
+      [](auto& o) {
+        o.max_concurrent_task_executions = 4;
+        o.min_worker_threads = 5;
+      },
+      "min_worker_threads");
 }
 
 TEST_P(ExecutorLifecycle, ShutdownIsIdempotentAndBlocksRegistrationAndEnqueue) {

@@ -69,12 +69,12 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   Runner runner{clock, transitions, runs, writer, timer.get()};
   RunDeadlines deadlines{clock, timer.get(),
                          [this](const std::shared_ptr<Run>& run) { runner.time_out(run); }};
-  WorkerPool pool{
-      {options.max_concurrent_task_executions, options.worker_idle_timeout, timer.get(), &caller},
-      deadlines,
-      [this](const std::shared_ptr<Run>& run, RunDeadlines::Slot& slot) {
-        runner.execute(run, slot);
-      }};
+  WorkerPool pool{{options.max_concurrent_task_executions, options.worker_idle_timeout,
+                   options.min_worker_threads, timer.get(), &caller},
+                  deadlines,
+                  [this](const std::shared_ptr<Run>& run, RunDeadlines::Slot& slot) {
+                    runner.execute(run, slot);
+                  }};
   EngineContext context{clock,    options,     executor_id, logger, caller,  writes,
                         registry, transitions, runs,        runner, signals, waiters};
   Dispatcher dispatcher{context};

@@ -56,7 +56,7 @@ void GrowthPolicy::sample_cpu(std::int64_t cpu_ns,
           std::chrono::duration_cast<std::chrono::nanoseconds>(now - wall_at_check_).count();
       wall_at_check_ != std::chrono::steady_clock::time_point{} && wall > 0) {
     const auto sample = static_cast<double>(cpu_ns - cpu_at_check_) / static_cast<double>(wall) /
-                        static_cast<double>(eager_workers());
+                        static_cast<double>(cores_);
     cpu_utilization_ += (sample - cpu_utilization_) / 4;
   }
   cpu_at_check_ = cpu_ns;
@@ -68,9 +68,9 @@ std::size_t GrowthPolicy::on_stall_check(std::size_t queued, std::int64_t busy,
                                          std::chrono::steady_clock::duration oldest_wait,
                                          std::int64_t run_wait_ns_mean) const noexcept {
   const bool blocked = in_user_code >= busy;
-  const bool cpu_bound =
-      cpu_utilization_ >= c_.brake_cpu_utilization && run_wait_ns_mean >= c_.waiting_run_ns &&
-      busy >= c_.brake_workers_per_core * static_cast<std::int64_t>(eager_workers());
+  const bool cpu_bound = cpu_utilization_ >= c_.brake_cpu_utilization &&
+                         run_wait_ns_mean >= c_.waiting_run_ns &&
+                         busy >= c_.brake_workers_per_core * static_cast<std::int64_t>(cores_);
   if (!blocked || cpu_bound || oldest_wait < c_.stall_threshold) return 0;
   return std::min(queued, static_cast<std::size_t>(std::max<std::int64_t>(busy, 1)));
 }

@@ -27,12 +27,19 @@ struct GrowthConstants {
 
 class GrowthPolicy {
  public:
-  explicit GrowthPolicy(std::uint32_t cores) : GrowthPolicy(cores, GrowthConstants{}) {}
-  GrowthPolicy(std::uint32_t cores, GrowthConstants constants)
-      : cores_(cores == 0 ? 1 : cores), c_(constants) {}
+  /** `min_workers`: the option min_worker_threads (0: one per core, at least 2). */
+  explicit GrowthPolicy(std::uint32_t cores, std::uint32_t min_workers = 0)
+      : GrowthPolicy(cores, min_workers, GrowthConstants{}) {}
+  GrowthPolicy(std::uint32_t cores, std::uint32_t min_workers, GrowthConstants constants)
+      : cores_(cores < 2 ? 2 : cores), min_workers_(min_workers), c_(constants) {}
 
-  /** @brief Workers kept when idle, and started at once for quick tasks: one per core, 2+. */
-  [[nodiscard]] std::uint32_t eager_workers() const noexcept { return cores_ < 2 ? 2 : cores_; }
+  /**
+   * @brief Workers kept when idle, and started at once for quick tasks: min_workers if set, else
+   * one per core (at least 2).
+   */
+  [[nodiscard]] std::uint32_t eager_workers() const noexcept {
+    return min_workers_ > 0 ? min_workers_ : cores_;
+  }
   [[nodiscard]] const GrowthConstants& constants() const noexcept { return c_; }
 
   /**
@@ -62,7 +69,8 @@ class GrowthPolicy {
                                            std::int64_t run_wait_ns_mean) const noexcept;
 
  private:
-  std::uint32_t cores_;
+  std::uint32_t cores_;  // at least 2: CPU shares and the brake count per core
+  std::uint32_t min_workers_;
   GrowthConstants c_;
   double cpu_utilization_ = 0;
   std::int64_t cpu_at_check_ = 0;

@@ -30,6 +30,8 @@ class WorkerPool {
     /** Live and abandoned runs both hold a worker: at most this many threads. */
     std::int32_t max_workers = 1;
     std::chrono::milliseconds idle_timeout{0};
+    /** Workers kept when idle (option min_worker_threads; 0: one per core). */
+    std::int32_t min_workers = 0;
     /** Null: no stall checks (client mode never runs anything). */
     TimerThread* timer = nullptr;
     /** Marks workers as engine threads. */
@@ -40,7 +42,7 @@ class WorkerPool {
       : config_(config),
         deadlines_(deadlines),
         execute_(std::move(execute)),
-        policy_(available_cores()) {}
+        policy_(available_cores(), static_cast<std::uint32_t>(config.min_workers)) {}
 
   /**
    * @brief Workers hold `owner` while they live: one left running by a bounded shutdown (a task
