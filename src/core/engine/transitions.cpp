@@ -188,7 +188,9 @@ ChildResultView child_result_view(const TaskExecutionRecord& child) {
 
 /** The view of a run's result before any child ran (no children). */
 ParentResultView run_result_view(const std::string& run_output) {
-  return ParentResultView{run_output.empty() ? std::string_view{"null"} : run_output, {}};
+  ParentResultView view;  // its output "null" unless the run returned one
+  if (!run_output.empty()) view.output = run_output;
+  return view;
 }
 
 /** The parent's guarded write (its outcome, or its next children), appended to `writes`. */
@@ -483,8 +485,8 @@ void Transitions::plan_parent(const TaskExecutionRecord& parent,
       return;
     }
   }
-  ParentResultView view{
-      parent.run_output && !parent.run_output->empty() ? *parent.run_output : "null", {}};
+  ParentResultView view;  // its output "null" unless the run stored one
+  if (parent.run_output && !parent.run_output->empty()) view.output = *parent.run_output;
   view.children.reserve(declared.size());
   std::size_t missing = 0;
   for (std::size_t k = 0; k < declared.size(); ++k) {
