@@ -15,4 +15,5 @@
 #include "durable_execution/storage.hpp"
 #include "durable_execution/task.hpp"
 #include "durable_execution/task_context.hpp"
+#include "durable_execution/task_descriptor.hpp"
 #include "durable_execution/task_execution.hpp"

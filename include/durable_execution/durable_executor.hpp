@@ -224,20 +224,8 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
     static_assert(detail::ChainsTypes<Task<I1, O1>, Rest...>::value,
                   "each task's output type must be the next task's input type");
     using Last = typename detail::LastOf<Task<I1, O1>, Rest...>::type;
-    std::vector<std::string> ids{first.id(), rest.id()...};
-    detail::TaskDefinition def;
-    def.options = TaskOptions{.id = id, .timeout = std::chrono::milliseconds{30'000}};
-    def.is_parent = true;
-    def.are_children_sequential = true;
-    def.run = [ids](TaskRunContext&, const std::string& input) {
-      detail::RunParentResult r{"null", {}};
-      for (std::size_t i = 0; i < ids.size(); ++i) {
-        r.children.push_back(detail::ChildSpec{ids[i], i == 0 ? input : "null", {}});
-      }
-      return r;
-    };
-    def.finalize_function = detail::sequential_finalize(ids.size());
-    return Task<I1, typename Last::OutputType>{engine_->register_task(std::move(def))};
+    return Task<I1, typename Last::OutputType>{
+        engine_->register_sequential_task(id, {first.id(), rest.id()...})};
   }
 
   /**
@@ -325,9 +313,6 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
   /** @brief "de_" + 8 random characters; recorded on the executions this executor claims. */
   [[nodiscard]] std::string executor_id() const;
 
-  /** @brief The untyped engine, for the typed front and extensions. Not API. */
-  [[nodiscard]] const std::shared_ptr<detail::Engine>& engine() const noexcept { return engine_; }
-
  private:
   template <class Raw, class I>
   friend class InputValidatedTaskBuilder;
@@ -363,14 +348,7 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
       } else {
         input.emplace(detail::deserialize_value<In>(text));
       }
-      ParentRunResult<O> result = detail::invoke_run<In>(run, ctx, *input);
-      detail::RunParentResult out{detail::serialize_value(result.output), {}};
-      out.children.reserve(result.children.size());
-      for (auto& c : result.children) {
-        out.children.push_back(
-            detail::ChildSpec{std::move(c.task_id), std::move(c.input), std::move(c.options)});
-      }
-      return out;
+      return detail::to_run_result(detail::invoke_run<In>(run, ctx, *input));
     };
     if constexpr (sizeof...(Fin) == 0) {
       return Task<Raw, ParentTaskOutput<O>>{engine_->register_task(std::move(def))};
@@ -389,15 +367,16 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
     } else {
       using Result = std::invoke_result_t<Fin&, const ParentTaskOutput<O>&>;
       using R = detail::VoidToEmpty<std::remove_cvref_t<Result>>;
-      def.finalize_function = [fin = std::move(finalize)](const std::string& text) mutable {
-        auto parent_output = detail::deserialize_value<ParentTaskOutput<O>>(text);
-        if constexpr (std::is_void_v<Result>) {
-          fin(parent_output);
-          return detail::serialize_value(Empty{});
-        } else {
-          return detail::serialize_value(R(fin(parent_output)));
-        }
-      };
+      def.finalize_function =
+          [fin = std::move(finalize)](const detail::ParentResultView& result) mutable {
+            auto parent_output = detail::to_parent_task_output<O>(result);
+            if constexpr (std::is_void_v<Result>) {
+              fin(parent_output);
+              return detail::serialize_value(Empty{});
+            } else {
+              return detail::serialize_value(R(fin(parent_output)));
+            }
+          };
       return Task<Raw, R>{engine_->register_task(std::move(def))};
     }
   }

@@ -11,16 +11,9 @@
 #include <vector>
 
 #include "durable_execution/task.hpp"
+#include "durable_execution/task_descriptor.hpp"
 
 namespace durable_execution {
-
-/** @brief One child declared by a parent run; build it with child(). */
-struct ChildTask {
-  std::string task_id{};
-  /** Serialized input (a sleeping child's unique id, verbatim). */
-  std::string input{};
-  EnqueueOptions options{};
-};
 
 /**
  * @brief Declares a child of a parent run: `child(task, input)`, type-checked like enqueue_task;
@@ -45,6 +38,16 @@ struct ParentRunResult {
   O output{};
   std::vector<ChildTask> children{};
 };
+
+namespace detail {
+
+/** @brief The engine's form of a parent run's result: the one place the output is serialized. */
+template <class O>
+[[nodiscard]] RunParentResult to_run_result(ParentRunResult<O>&& result) {
+  return RunParentResult{serialize_value(result.output), std::move(result.children)};
+}
+
+}  // namespace detail
 
 /**
  * @brief The result of one child, as its parent's output or finalize step sees it: `output` is
@@ -193,6 +196,32 @@ struct JsonCodec<ParentTaskOutput<O>> {
     return nlohmann::json::parse(text.begin(), text.end()).template get<ParentTaskOutput<O>>();
   }
 };
+
+/**
+ * @brief What a finalize function of the typed front sees: its parent's result, read from the
+ * engine's view (no JSON text of the whole result is written or parsed). Errors become
+ * "Error deserializing value: ...", as when the result is read from stored text.
+ */
+template <class O>
+[[nodiscard]] ParentTaskOutput<O> to_parent_task_output(const ParentResultView& view) {
+  ParentTaskOutput<O> p;
+  if constexpr (!std::is_same_v<O, Empty>) p.output = deserialize_value<O>(view.output);
+  try {
+    p.children.reserve(view.children.size());
+    for (const auto& c : view.children) {
+      auto& r = p.children.emplace_back();
+      r.task_id = c.task_id;
+      r.execution_id = c.execution_id;
+      r.status = c.status;
+      if (c.output) r.output = parse_json_value(*c.output);
+      r.error = c.error;
+    }
+  } catch (const std::exception& e) {
+    throw DurableExecutionError::non_retryable(std::string{"Error deserializing value: "} +
+                                               e.what());
+  }
+  return p;
+}
 
 }  // namespace detail
 

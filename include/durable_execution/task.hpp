@@ -21,6 +21,7 @@
 #include "durable_execution/errors.hpp"
 #include "durable_execution/options.hpp"
 #include "durable_execution/task_context.hpp"
+#include "durable_execution/task_descriptor.hpp"
 #include "durable_execution/task_execution.hpp"
 
 namespace durable_execution {

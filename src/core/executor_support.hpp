@@ -33,9 +33,6 @@ std::chrono::milliseconds jittered(std::chrono::milliseconds d);
 /** @brief Same, in microseconds, for sub-millisecond precision. */
 std::chrono::microseconds jittered_us(std::chrono::microseconds d);
 
-/** @brief Appends `text` as a JSON string literal (quoted and escaped). */
-void append_json_string(std::string& out, std::string_view text);
-
 /** @brief "de_" + 8 random alphanumeric characters. */
 std::string make_executor_id();
 

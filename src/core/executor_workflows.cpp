@@ -1,5 +1,6 @@
 // Generated tasks of workflows: sequential chains and polling tasks (SPEC.md §3.8, §3.9), built
-// from engine task definitions with JSON payloads.
+// from engine task definitions with JSON payloads. The typed front's sequential_tasks and
+// polling_task only check types and call the registrations here.
 
 #include <fmt/format.h>
 
@@ -11,10 +12,11 @@ namespace durable_execution::detail {
 namespace {
 
 using nlohmann::json;
+/** The timeout of every generated task: sequential chains and the three tasks of a polling task. */
 constexpr std::chrono::milliseconds kGeneratedTaskTimeout{30'000};
 
 /** Stored JSON, its nesting bounded before anything recursive (copy, dump) touches it. */
-json parse(const std::string& text) {
+json parse(std::string_view text) {
   try {
     return parse_stored_json(text);
   } catch (const std::domain_error& e) {
@@ -23,6 +25,7 @@ json parse(const std::string& text) {
   }
 }
 
+/** A child's error message, from a finalize task's (JSON) input. */
 std::string child_error_message(const json& child) {
   if (child.contains("error") && child["error"].contains("message")) {
     return child["error"]["message"].get<std::string>();
@@ -30,23 +33,70 @@ std::string child_error_message(const json& child) {
   return "Unknown error";
 }
 
-}  // namespace
+/** A child's error message, from a finalize function's view. */
+std::string child_error_message(const ChildResultView& child) {
+  return child.error ? child.error->message : std::string{"Unknown error"};
+}
 
+/** A child's output as the parent's output ("null" if it stored none). */
+std::string output_of(const ChildResultView& child) {
+  return std::string{child.output.value_or("null")};
+}
+
+/**
+ * The finalize function of a sequential chain of `count` tasks: the last step's output, or a
+ * non-retryable "Task at index n-1 failed: <message>".
+ */
 FinalizeFunction sequential_finalize(std::size_t count) {
-  return [count](const std::string& text) {
-    const auto j = parse(text);
-    const auto& children = j.at("children");
+  return [count](const ParentResultView& result) {
+    const auto& children = result.children;
     if (children.size() < count || count == 0) {
       throw DurableExecutionError::non_retryable(
           fmt::format("Task at index {} not found", count == 0 ? 0 : count - 1));
     }
     const auto& last = children[count - 1];
-    if (last.at("status").get<std::string>() != "completed") {
+    if (last.status != TaskExecutionStatus::completed) {
       throw DurableExecutionError::non_retryable(
           fmt::format("Task at index {} failed: {}", count - 1, child_error_message(last)));
     }
-    return last.contains("output") ? last["output"].dump() : std::string{"null"};
+    return output_of(last);
   };
+}
+
+/** A polling task's outcome from its one child (the attempt): passed through, or its error. */
+std::string attempt_outcome(const ParentResultView& result) {
+  if (result.children.empty()) return std::string{R"({"isSuccess":false})"};
+  const auto& attempt = result.children[0];
+  if (attempt.status != TaskExecutionStatus::completed) {
+    throw DurableExecutionError::non_retryable(child_error_message(attempt));
+  }
+  return output_of(attempt);
+}
+
+}  // namespace
+
+TaskDescriptor Engine::register_sequential_task(const std::string& id,
+                                                const std::vector<std::string>& step_ids) {
+  if (step_ids.empty()) {
+    throw DurableExecutionError::non_retryable(
+        fmt::format("Sequential task {} needs at least one task", id));
+  }
+  TaskDefinition def;
+  def.options = TaskOptions{.id = id, .timeout = kGeneratedTaskTimeout};
+  def.is_parent = true;
+  def.are_children_sequential = true;
+  // Only the first step's input is known now; the engine gives each later step its
+  // predecessor's output when that finishes (transitions.cpp, advance_sequence).
+  def.run = [step_ids](TaskRunContext&, const std::string& input) {
+    RunParentResult r{"null", {}};
+    r.children.reserve(step_ids.size());
+    for (std::size_t i = 0; i < step_ids.size(); ++i) {
+      r.children.push_back(ChildTask{step_ids[i], i == 0 ? input : "null", {}});
+    }
+    return r;
+  };
+  def.finalize_function = sequential_finalize(step_ids.size());
+  return register_task(std::move(def));
 }
 
 void Engine::register_polling_task(const std::string& id, const std::string& poll_task_id,
@@ -81,19 +131,12 @@ void Engine::register_polling_task(const std::string& id, const std::string& pol
     const auto attempt = state.at("attempt").get<std::int32_t>();
     if (attempt >= max_attempts - 1) return RunParentResult{R"({"isSuccess":false})", {}};
     json next{{"input", state.at("input")}, {"attempt", attempt + 1}};
-    return RunParentResult{R"({"isSuccess":false})", {ChildSpec{inner_id, next.dump(), {}}}};
+    return RunParentResult{R"({"isSuccess":false})", {ChildTask{inner_id, next.dump(), {}}}};
   };
-  fin.finalize_function = [](const std::string& text) {
-    const auto j = parse(text);
-    const auto& out = j.at("output");
+  fin.finalize_function = [](const ParentResultView& result) {
+    const auto out = parse(result.output);
     if (out.value("isSuccess", false)) return out.dump();
-    const auto& children = j.at("children");
-    if (children.empty()) return std::string{R"({"isSuccess":false})"};
-    if (children[0].at("status").get<std::string>() != "completed") {
-      throw DurableExecutionError::non_retryable(child_error_message(children[0]));
-    }
-    return children[0].contains("output") ? children[0]["output"].dump()
-                                          : std::string{R"({"isSuccess":false})"};
+    return attempt_outcome(result);
   };
   (void)register_task(std::move(fin));
 
@@ -106,7 +149,7 @@ void Engine::register_polling_task(const std::string& id, const std::string& pol
     const auto state = parse(text);
     EnqueueOptions options;
     if (sleep) options.sleep_before_run = sleep(state.at("attempt").get<std::int32_t>());
-    return RunParentResult{text, {ChildSpec{poll_task_id, state.at("input").dump(), options}}};
+    return RunParentResult{text, {ChildTask{poll_task_id, state.at("input").dump(), options}}};
   };
   (void)register_task(std::move(inner));
 
@@ -116,18 +159,9 @@ void Engine::register_polling_task(const std::string& id, const std::string& pol
   outer.is_parent = true;
   outer.run = [inner_id](TaskRunContext&, const std::string& text) {
     json first{{"input", parse(text)}, {"attempt", 0}};
-    return RunParentResult{"null", {ChildSpec{inner_id, first.dump(), {}}}};
+    return RunParentResult{"null", {ChildTask{inner_id, first.dump(), {}}}};
   };
-  outer.finalize_function = [](const std::string& text) {
-    const auto j = parse(text);
-    const auto& children = j.at("children");
-    if (children.empty()) return std::string{R"({"isSuccess":false})"};
-    if (children[0].at("status").get<std::string>() != "completed") {
-      throw DurableExecutionError::non_retryable(child_error_message(children[0]));
-    }
-    return children[0].contains("output") ? children[0]["output"].dump()
-                                          : std::string{R"({"isSuccess":false})"};
-  };
+  outer.finalize_function = attempt_outcome;
   (void)register_task(std::move(outer));
 }
 

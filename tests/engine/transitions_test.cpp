@@ -45,14 +45,13 @@ class TransitionsTest : public ::testing::Test {
     }));
     (void)registry.add(task("finalize_fn", [](auto& d) {
       d.is_parent = true;
-      d.finalize_function = [](const std::string& input) {
-        const auto j = nlohmann::json::parse(input);
-        return nlohmann::json(j.at("children").size()).dump();
+      d.finalize_function = [](const dd::ParentResultView& result) {
+        return nlohmann::json(result.children.size()).dump();
       };
     }));
     (void)registry.add(task("finalize_throws", [](auto& d) {
       d.is_parent = true;
-      d.finalize_function = [](const std::string&) -> std::string {
+      d.finalize_function = [](const dd::ParentResultView&) -> std::string {
         throw std::runtime_error("finalize broke");
       };
     }));
@@ -243,7 +242,7 @@ TEST_F(TransitionsTest, ASequenceInsertsOnlyItsFirstStep) {
 }
 
 TEST_F(TransitionsTest, ChildrenBeyondTheLimitOrOfUnknownTasksAreRefused) {
-  dd::RunParentResult too_many{"null", std::vector<dd::ChildSpec>(4, {"simple", "1", {}})};
+  dd::RunParentResult too_many{"null", std::vector<de::ChildTask>(4, {"simple", "1", {}})};
   EXPECT_THROW(
       (void)transitions.run_succeeded(running("parent"), *registry.find("parent"), too_many, kNow),
       de::DurableExecutionError);

@@ -7,7 +7,6 @@
 namespace durable_execution::testing {
 namespace {
 
-using detail::ChildSpec;
 using detail::RunParentResult;
 using detail::TaskDefinition;
 using nlohmann::json;
@@ -34,8 +33,7 @@ TaskExecutionRecord wait_record(detail::Engine& engine, const std::string& task,
 }
 
 TEST_P(ExecutorEngine, ParentWithChildrenCompletesAllSettledInDeclarationOrder) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), fast_options(), detail::Engine::Mode::executor};
   auto child =
       engine.register_task(simple("child", [](const std::string& in) { return add(in, 1); }));
   auto failing = engine.register_task(simple("failing", [](const std::string&) -> std::string {
@@ -47,10 +45,10 @@ TEST_P(ExecutorEngine, ParentWithChildrenCompletesAllSettledInDeclarationOrder) 
   parent.run = [](TaskRunContext&, const std::string& in) {
     return RunParentResult{
         in,
-        {ChildSpec{"child", "1", {}}, ChildSpec{"failing", "0", {}}, ChildSpec{"child", "10", {}}}};
+        {ChildTask{"child", "1", {}}, ChildTask{"failing", "0", {}}, ChildTask{"child", "10", {}}}};
   };
   auto p = engine.register_task(std::move(parent));
-  executor.start();
+  engine.start();
   auto id = engine.enqueue(p, "\"hello\"", {});
   auto rec = wait_record(engine, "parent", id);
   ASSERT_EQ(rec.status, TaskExecutionStatus::completed);
@@ -83,22 +81,20 @@ TEST_P(ExecutorEngine, ParentWithChildrenCompletesAllSettledInDeclarationOrder) 
 }
 
 TEST_P(ExecutorEngine, ParentWithoutChildrenOutputsEmptyChildren) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), fast_options(), detail::Engine::Mode::executor};
   TaskDefinition parent;
   parent.options = {.id = "parent", .timeout = 2s};
   parent.is_parent = true;
   parent.run = [](TaskRunContext&, const std::string&) { return RunParentResult{"1", {}}; };
   auto p = engine.register_task(std::move(parent));
-  executor.start();
+  engine.start();
   auto rec = wait_record(engine, "parent", engine.enqueue(p, "null", {}));
   ASSERT_EQ(rec.status, TaskExecutionStatus::completed);
   EXPECT_EQ(json::parse(*rec.output), json::parse(R"({"output":1,"children":[]})"));
 }
 
 TEST_P(ExecutorEngine, FinalizeFunctionAndFinalizeTask) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), fast_options(), detail::Engine::Mode::executor};
   (void)engine.register_task(simple("child", [](const std::string& in) { return add(in, 1); }));
   auto sum_children = [](const std::string& in) {
     auto j = json::parse(in);
@@ -112,10 +108,14 @@ TEST_P(ExecutorEngine, FinalizeFunctionAndFinalizeTask) {
     parent.options = {.id = id, .timeout = 2s};
     parent.is_parent = true;
     parent.run = [](TaskRunContext&, const std::string&) {
-      return RunParentResult{"100", {ChildSpec{"child", "1", {}}, ChildSpec{"child", "2", {}}}};
+      return RunParentResult{"100", {ChildTask{"child", "1", {}}, ChildTask{"child", "2", {}}}};
     };
     if (with_fn) {
-      parent.finalize_function = sum_children;
+      parent.finalize_function = [](const detail::ParentResultView& r) {
+        int sum = json::parse(r.output).get<int>();
+        for (const auto& c : r.children) sum += json::parse(*c.output).get<int>();
+        return json(sum).dump();
+      };
     } else {
       parent.finalize_task_id = "fin";
     }
@@ -123,7 +123,7 @@ TEST_P(ExecutorEngine, FinalizeFunctionAndFinalizeTask) {
   };
   auto with_fn = make_parent("with_fn", true);
   auto with_task = make_parent("with_task", false);
-  executor.start();
+  engine.start();
   auto a = wait_record(engine, "with_fn", engine.enqueue(with_fn, "null", {}));
   auto b = wait_record(engine, "with_task", engine.enqueue(with_task, "null", {}));
   EXPECT_EQ(a.status, TaskExecutionStatus::completed);
@@ -135,17 +135,16 @@ TEST_P(ExecutorEngine, FinalizeFunctionAndFinalizeTask) {
 }
 
 TEST_P(ExecutorEngine, ThrowingFinalizeFunctionGivesFinalizeFailed) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), fast_options(), detail::Engine::Mode::executor};
   TaskDefinition parent;
   parent.options = {.id = "parent", .timeout = 2s};
   parent.is_parent = true;
   parent.run = [](TaskRunContext&, const std::string&) { return RunParentResult{"1", {}}; };
-  parent.finalize_function = [](const std::string&) -> std::string {
+  parent.finalize_function = [](const detail::ParentResultView&) -> std::string {
     throw std::runtime_error("Children failed");
   };
   auto p = engine.register_task(std::move(parent));
-  executor.start();
+  engine.start();
   auto rec = wait_record(engine, "parent", engine.enqueue(p, "null", {}));
   EXPECT_EQ(rec.status, TaskExecutionStatus::finalize_failed);
   ASSERT_TRUE(rec.error);
@@ -161,27 +160,24 @@ TaskDefinition sequence(const std::string& id, std::vector<std::string> steps) {
   d.run = [steps](TaskRunContext&, const std::string& in) {
     RunParentResult r{"null", {}};
     for (std::size_t i = 0; i < steps.size(); ++i) {
-      r.children.push_back(ChildSpec{steps[i], i == 0 ? in : "null", {}});
+      r.children.push_back(ChildTask{steps[i], i == 0 ? in : "null", {}});
     }
     return r;
   };
   const auto n = steps.size();
-  d.finalize_function = [n](const std::string& in) {
-    auto j = json::parse(in);
-    const auto& last = j["children"][n - 1];
-    if (last["status"] != "completed") {
-      throw DurableExecutionError::non_retryable(
-          "Task at index " + std::to_string(n - 1) +
-          " failed: " + last["error"]["message"].get<std::string>());
+  d.finalize_function = [n](const detail::ParentResultView& r) {
+    const auto& last = r.children[n - 1];
+    if (last.status != TaskExecutionStatus::completed) {
+      throw DurableExecutionError::non_retryable("Task at index " + std::to_string(n - 1) +
+                                                 " failed: " + last.error->message);
     }
-    return last["output"].dump();
+    return std::string{*last.output};
   };
   return d;
 }
 
 TEST_P(ExecutorEngine, SequentialChainPassesOutputsAlong) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), fast_options(), detail::Engine::Mode::executor};
   (void)engine.register_task(simple("plus1", [](const std::string& in) { return add(in, 1); }));
   (void)engine.register_task(simple(
       "times2", [](const std::string& in) { return json(json::parse(in).get<int>() * 2).dump(); }));
@@ -196,7 +192,7 @@ TEST_P(ExecutorEngine, SequentialChainPassesOutputsAlong) {
   }));
   auto ok = engine.register_task(sequence("seq", {"plus1", "times2", "plus1"}));
   auto bad = engine.register_task(sequence("seq_bad", {"plus1", "boom", "never"}));
-  executor.start();
+  engine.start();
   auto a = wait_record(engine, "seq", engine.enqueue(ok, "5", {}));
   EXPECT_EQ(a.status, TaskExecutionStatus::completed);
   EXPECT_EQ(json::parse(*a.output), 13);
@@ -208,8 +204,7 @@ TEST_P(ExecutorEngine, SequentialChainPassesOutputsAlong) {
 }
 
 TEST_P(ExecutorEngine, SleepingTaskIsWokenByUniqueIdOrTimesOut) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), fast_options(), detail::Engine::Mode::executor};
   TaskDefinition sleeper;
   sleeper.options = {.id = "sleeper", .timeout = 10s};
   sleeper.is_sleeping_task = true;
@@ -219,7 +214,7 @@ TEST_P(ExecutorEngine, SleepingTaskIsWokenByUniqueIdOrTimesOut) {
   short_sleeper.is_sleeping_task = true;
   auto ss = engine.register_task(std::move(short_sleeper));
   auto plain = engine.register_task(simple("plain", [](const std::string& in) { return in; }));
-  executor.start();
+  engine.start();
   auto id = engine.enqueue(s, "uid_1", {});
   EXPECT_EQ(engine.get_execution("sleeper", id).status, TaskExecutionStatus::running);
   auto woken = engine.wakeup_sleeping(s, "uid_1", TaskExecutionStatus::completed, "\"woken\"");
@@ -247,8 +242,7 @@ TEST_P(ExecutorEngine, SleepingTaskIsWokenByUniqueIdOrTimesOut) {
 }
 
 TEST_P(ExecutorEngine, SleepingChildSuppliesTheParentsOutput) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), fast_options(), detail::Engine::Mode::executor};
   TaskDefinition sleeper;
   sleeper.options = {.id = "webhook", .timeout = 10s};
   sleeper.is_sleeping_task = true;
@@ -257,13 +251,13 @@ TEST_P(ExecutorEngine, SleepingChildSuppliesTheParentsOutput) {
   parent.options = {.id = "parent", .timeout = 2s};
   parent.is_parent = true;
   parent.run = [](TaskRunContext&, const std::string&) {
-    return RunParentResult{"null", {ChildSpec{"webhook", "hook_1", {}}}};
+    return RunParentResult{"null", {ChildTask{"webhook", "hook_1", {}}}};
   };
-  parent.finalize_function = [](const std::string& in) {
-    return json::parse(in)["children"][0]["output"].dump();
+  parent.finalize_function = [](const detail::ParentResultView& r) {
+    return std::string{*r.children[0].output};
   };
   auto p = engine.register_task(std::move(parent));
-  executor.start();
+  engine.start();
   auto id = engine.enqueue(p, "null", {});
   ASSERT_TRUE(wait_until([&] {
     return engine.get_execution("parent", id).status == TaskExecutionStatus::waiting_for_children;
@@ -275,8 +269,7 @@ TEST_P(ExecutorEngine, SleepingChildSuppliesTheParentsOutput) {
 }
 
 TEST_P(ExecutorEngine, CancellingAParentCancelsItsRunningChild) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), fast_options(), detail::Engine::Mode::executor};
   Gate started;
   std::atomic<bool> child_saw_cancel{false};
   TaskDefinition child;
@@ -293,10 +286,10 @@ TEST_P(ExecutorEngine, CancellingAParentCancelsItsRunningChild) {
   parent.options = {.id = "parent", .timeout = 2s};
   parent.is_parent = true;
   parent.run = [](TaskRunContext&, const std::string&) {
-    return RunParentResult{"null", {ChildSpec{"child", "null", {}}}};
+    return RunParentResult{"null", {ChildTask{"child", "null", {}}}};
   };
   auto p = engine.register_task(std::move(parent));
-  executor.start();
+  engine.start();
   auto id = engine.enqueue(p, "null", {});
   ASSERT_TRUE(started.wait());
   engine.cancel(id);
@@ -314,19 +307,18 @@ TEST_P(ExecutorEngine, CancellingAParentCancelsItsRunningChild) {
 TEST_P(ExecutorEngine, TooManyChildrenFails) {
   auto o = fast_options();
   o.max_children_per_task_execution = 2;
-  DurableExecutor executor{storage(), o};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), o, detail::Engine::Mode::executor};
   (void)engine.register_task(simple("child", [](const std::string& in) { return in; }));
   TaskDefinition parent;
   parent.options = {.id = "parent", .timeout = 2s};
   parent.is_parent = true;
   parent.run = [](TaskRunContext&, const std::string&) {
     RunParentResult r{"null", {}};
-    for (int i = 0; i < 3; ++i) r.children.push_back(ChildSpec{"child", "1", {}});
+    for (int i = 0; i < 3; ++i) r.children.push_back(ChildTask{"child", "1", {}});
     return r;
   };
   auto p = engine.register_task(std::move(parent));
-  executor.start();
+  engine.start();
   auto rec = wait_record(engine, "parent", engine.enqueue(p, "null", {}));
   EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
   EXPECT_NE(rec.error->message.find("cannot spawn more than 2 children tasks. Attempted: 3"),

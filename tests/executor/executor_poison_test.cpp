@@ -9,7 +9,6 @@
 namespace durable_execution::testing {
 namespace {
 
-using detail::ChildSpec;
 using detail::RunParentResult;
 using detail::TaskDefinition;
 using nlohmann::json;
@@ -44,30 +43,13 @@ TaskDefinition gated_echo(const std::string& id, Gate& gate) {
 
 /** A parent whose run declares `children(input)`. */
 TaskDefinition parent_of(const std::string& id,
-                         std::function<std::vector<ChildSpec>(const std::string&)> children) {
+                         std::function<std::vector<ChildTask>(const std::string&)> children) {
   TaskDefinition d;
   d.options = {.id = id, .timeout = 5s};
   d.is_parent = true;
   d.run = [children = std::move(children)](TaskRunContext&, const std::string& in) {
     return RunParentResult{"null", children(in)};
   };
-  return d;
-}
-
-TaskDefinition sequence(const std::string& id, std::vector<std::string> steps) {
-  TaskDefinition d;
-  d.options = {.id = id, .timeout = 30s};
-  d.is_parent = true;
-  d.are_children_sequential = true;
-  const auto count = steps.size();
-  d.run = [steps = std::move(steps)](TaskRunContext&, const std::string& in) {
-    RunParentResult r{"null", {}};
-    for (std::size_t i = 0; i < steps.size(); ++i) {
-      r.children.push_back(ChildSpec{steps[i], i == 0 ? in : "null", {}});
-    }
-    return r;
-  };
-  d.finalize_function = detail::sequential_finalize(count);
   return d;
 }
 
@@ -92,18 +74,17 @@ std::optional<TaskExecutionRecord> by_unique_id(TaskExecutionsStorage& s, const 
 // ---- item 1: a write the storage rejects for good -------------------------------------------
 
 TEST_P(ExecutorPoison, ASleepingChildWhoseUniqueIdIsTakenFailsOnlyItsParent) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), fast_options(), detail::Engine::Mode::executor};
   auto hook = engine.register_task(sleeping("hook"));
   (void)engine.register_task(simple("echo", [](const std::string& in) { return in; }));
   auto p = engine.register_task(parent_of("parent", [](const std::string& in) {
-    return std::vector<ChildSpec>{ChildSpec{"hook", json::parse(in).get<std::string>(), {}}};
+    return std::vector<ChildTask>{ChildTask{"hook", json::parse(in).get<std::string>(), {}}};
   }));
   auto plain = engine.register_task(parent_of("plain", [](const std::string&) {
-    return std::vector<ChildSpec>{ChildSpec{"echo", "1", {}}};
+    return std::vector<ChildTask>{ChildTask{"echo", "1", {}}};
   }));
   (void)engine.enqueue(hook, "taken", {});
-  executor.start();
+  engine.start();
   // Runs that finish together are written together: the bad one among good ones.
   std::vector<std::string> good;
   for (int i = 0; i < 10; ++i) good.push_back(engine.enqueue(plain, "null", {}));
@@ -127,19 +108,18 @@ TEST_P(ExecutorPoison, ASleepingChildWhoseUniqueIdIsTakenFailsOnlyItsParent) {
 
 TEST_P(ExecutorPoison, OneRejectedRequestOfABatchDoesNotHoldBackTheOthers) {
   FaultInjectingTaskExecutionsStorage faulty{storage()};
-  DurableExecutor executor{faulty, fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{faulty, fast_options(), detail::Engine::Mode::executor};
   (void)engine.register_task(simple("echo", [](const std::string& in) { return in; }));
   Gate gate;
   TaskDefinition gated = parent_of("parent", [](const std::string&) {
-    return std::vector<ChildSpec>{ChildSpec{"echo", "1", {}}};
+    return std::vector<ChildTask>{ChildTask{"echo", "1", {}}};
   });
   gated.run = [&gate](TaskRunContext& ctx, const std::string&) {
     (void)gate.wait(ctx.stop_token());
-    return RunParentResult{"null", {ChildSpec{"echo", "1", {}}}};
+    return RunParentResult{"null", {ChildTask{"echo", "1", {}}}};
   };
   auto p = engine.register_task(std::move(gated));
-  executor.start();
+  engine.start();
   std::vector<std::string> ids;
   for (int i = 0; i < 20; ++i) ids.push_back(engine.enqueue(p, "null", {}));
   const std::string bad = ids[7];
@@ -162,14 +142,13 @@ TEST_P(ExecutorPoison, OneRejectedRequestOfABatchDoesNotHoldBackTheOthers) {
 
 TEST_P(ExecutorPoison, AParentWhoseChildrenCannotBeReadFailsAloneInItsBatch) {
   FaultInjectingTaskExecutionsStorage faulty{storage()};
-  DurableExecutor executor{faulty, fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{faulty, fast_options(), detail::Engine::Mode::executor};
   Gate gate;
   (void)engine.register_task(gated_echo("wait", gate));
   auto p = engine.register_task(parent_of("parent", [](const std::string&) {
-    return std::vector<ChildSpec>{ChildSpec{"wait", "1", {}}};
+    return std::vector<ChildTask>{ChildTask{"wait", "1", {}}};
   }));
-  executor.start();
+  engine.start();
   std::vector<std::string> ids;
   for (int i = 0; i < 10; ++i) ids.push_back(engine.enqueue(p, "null", {}));
   const std::string bad = ids[4];
@@ -191,13 +170,12 @@ TEST_P(ExecutorPoison, AParentWhoseChildrenCannotBeReadFailsAloneInItsBatch) {
 
 TEST_P(ExecutorPoison, TransientWriteFailuresAreRetriedAndWritten) {
   FaultInjectingTaskExecutionsStorage faulty{storage()};
-  DurableExecutor executor{faulty, fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{faulty, fast_options(), detail::Engine::Mode::executor};
   auto echo = engine.register_task(simple("echo", [](const std::string& in) { return in; }));
   auto p = engine.register_task(parent_of("parent", [](const std::string&) {
-    return std::vector<ChildSpec>{ChildSpec{"echo", "1", {}}, ChildSpec{"echo", "2", {}}};
+    return std::vector<ChildTask>{ChildTask{"echo", "1", {}}, ChildTask{"echo", "2", {}}};
   }));
-  executor.start();
+  engine.start();
   // 5 failed calls: more than the storage retries (1), fewer than the write's back-off rounds.
   faulty.fail_next(StorageOperation::update_many_by_id, 5);
   faulty.fail_next(StorageOperation::update_many_by_id_and_insert_children_if_updated, 5);
@@ -211,19 +189,18 @@ TEST_P(ExecutorPoison, TransientWriteFailuresAreRetriedAndWritten) {
 
 TEST_P(ExecutorPoison, ACloseTheStorageRejectsDoesNotHoldBackTheOtherCloses) {
   FaultInjectingTaskExecutionsStorage faulty{storage()};
-  DurableExecutor executor{faulty, fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{faulty, fast_options(), detail::Engine::Mode::executor};
   Gate gate;
   (void)engine.register_task(gated_echo("wait", gate));
   // Parents that end finalize_failed with children: they take the mark and close path.
   auto def = parent_of("parent", [](const std::string&) {
-    return std::vector<ChildSpec>{ChildSpec{"wait", "1", {}}};
+    return std::vector<ChildTask>{ChildTask{"wait", "1", {}}};
   });
-  def.finalize_function = [](const std::string&) -> std::string {
+  def.finalize_function = [](const detail::ParentResultView&) -> std::string {
     throw DurableExecutionError::non_retryable("finalize says no");
   };
   auto p = engine.register_task(std::move(def));
-  executor.start();
+  engine.start();
   std::vector<std::string> ids;
   for (int i = 0; i < 10; ++i) ids.push_back(engine.enqueue(p, "null", {}));
   const std::string bad = ids[3];
@@ -278,13 +255,12 @@ TEST_P(ExecutorPoison, ASleepingStepOfASequentialChainUsesThePreviousOutputAsIts
 }
 
 TEST_P(ExecutorPoison, ChainsWhoseSleepingStepsCollideDoNotStallTheOthers) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), fast_options(), detail::Engine::Mode::executor};
   (void)engine.register_task(simple("name", [](const std::string& in) {
     return json("id_" + json::parse(in).get<std::string>()).dump();
   }));
   auto hook = engine.register_task(sleeping("hook"));
-  auto chain = engine.register_task(sequence("chain", {"name", "hook"}));
+  auto chain = engine.register_sequential_task("chain", {"name", "hook"});
   // 10 chains whose sleeping step gets an id already taken, enqueued among 50 unrelated ones.
   for (int i = 0; i < 10; ++i) (void)engine.enqueue(hook, "id_dup" + std::to_string(i), {});
   std::vector<std::pair<std::string, std::string>> good;  // execution id, unique id
@@ -299,7 +275,7 @@ TEST_P(ExecutorPoison, ChainsWhoseSleepingStepsCollideDoNotStallTheOthers) {
       good.emplace_back(id, "id_" + key);
     }
   }
-  executor.start();
+  engine.start();
   for (const auto& id : colliding) {
     const auto rec = finished(engine, "chain", id);
     EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
@@ -316,12 +292,11 @@ TEST_P(ExecutorPoison, ChainsWhoseSleepingStepsCollideDoNotStallTheOthers) {
 }
 
 TEST_P(ExecutorPoison, ASleepingStepAfterANonStringOutputFailsTheChain) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), fast_options(), detail::Engine::Mode::executor};
   (void)engine.register_task(simple("number", [](const std::string&) { return "42"; }));
   (void)engine.register_task(sleeping("hook"));
-  auto chain = engine.register_task(sequence("chain", {"number", "hook"}));
-  executor.start();
+  auto chain = engine.register_sequential_task("chain", {"number", "hook"});
+  engine.start();
   const auto rec = finished(engine, "chain", engine.enqueue(chain, "null", {}));
   EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
   EXPECT_TRUE(contains(rec.error, "must be a unique id string, got 42")) << message_of(rec);
@@ -332,14 +307,13 @@ TEST_P(ExecutorPoison, ASleepingStepAfterANonStringOutputFailsTheChain) {
 TEST_P(ExecutorPoison, ChildrenResultsOverTheOutputLimitFailTheParent) {
   auto o = fast_options();
   o.max_serialized_output_data_size = 1024;
-  DurableExecutor executor{storage(), o};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), o, detail::Engine::Mode::executor};
   (void)engine.register_task(
       simple("big", [](const std::string&) { return json(std::string(600, 'x')).dump(); }));
   auto p = engine.register_task(parent_of("parent", [](const std::string&) {
-    return std::vector<ChildSpec>{ChildSpec{"big", "1", {}}, ChildSpec{"big", "2", {}}};
+    return std::vector<ChildTask>{ChildTask{"big", "1", {}}, ChildTask{"big", "2", {}}};
   }));
-  executor.start();
+  engine.start();
   const auto rec = finished(engine, "parent", engine.enqueue(p, "null", {}));
   EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
   EXPECT_TRUE(contains(rec.error, "2 children's results")) << message_of(rec);
@@ -348,14 +322,13 @@ TEST_P(ExecutorPoison, ChildrenResultsOverTheOutputLimitFailTheParent) {
 }
 
 TEST_P(ExecutorPoison, AThousandChildrenOfAKilobyteEachFailTheParentAtTheDefaultLimit) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), fast_options(), detail::Engine::Mode::executor};
   (void)engine.register_task(
       simple("big", [](const std::string&) { return json(std::string(1100, 'x')).dump(); }));
   auto p = engine.register_task(parent_of("parent", [](const std::string&) {
-    return std::vector<ChildSpec>(1000, ChildSpec{"big", "1", {}});
+    return std::vector<ChildTask>(1000, ChildTask{"big", "1", {}});
   }));
-  executor.start();
+  engine.start();
   const auto rec = engine.wait_finished("parent", engine.enqueue(p, "null", {}), bounded_wait(30s));
   EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
   EXPECT_TRUE(contains(rec.error, "1000 children's results")) << message_of(rec);
@@ -365,17 +338,16 @@ TEST_P(ExecutorPoison, AThousandChildrenOfAKilobyteEachFailTheParentAtTheDefault
 TEST_P(ExecutorPoison, AFinalizeInputOverTheInputLimitFailsTheParent) {
   auto o = fast_options();
   o.max_serialized_input_data_size = 1024;
-  DurableExecutor executor{storage(), o};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), o, detail::Engine::Mode::executor};
   (void)engine.register_task(
       simple("big", [](const std::string&) { return json(std::string(600, 'x')).dump(); }));
   (void)engine.register_task(simple("fin", [](const std::string&) { return "1"; }));
   auto def = parent_of("parent", [](const std::string&) {
-    return std::vector<ChildSpec>{ChildSpec{"big", "1", {}}, ChildSpec{"big", "2", {}}};
+    return std::vector<ChildTask>{ChildTask{"big", "1", {}}, ChildTask{"big", "2", {}}};
   });
   def.finalize_task_id = "fin";
   auto p = engine.register_task(std::move(def));
-  executor.start();
+  engine.start();
   const auto rec = finished(engine, "parent", engine.enqueue(p, "null", {}));
   EXPECT_EQ(rec.status, TaskExecutionStatus::failed);
   EXPECT_TRUE(contains(rec.error, "Input of finalize task fin")) << message_of(rec);
@@ -385,15 +357,16 @@ TEST_P(ExecutorPoison, AFinalizeInputOverTheInputLimitFailsTheParent) {
 TEST_P(ExecutorPoison, AFinalizeFunctionOutputOverTheLimitIsTheFinalizesFault) {
   auto o = fast_options();
   o.max_serialized_output_data_size = 1024;
-  DurableExecutor executor{storage(), o};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), o, detail::Engine::Mode::executor};
   (void)engine.register_task(simple("echo", [](const std::string& in) { return in; }));
   auto def = parent_of("parent", [](const std::string&) {
-    return std::vector<ChildSpec>{ChildSpec{"echo", "1", {}}};
+    return std::vector<ChildTask>{ChildTask{"echo", "1", {}}};
   });
-  def.finalize_function = [](const std::string&) { return json(std::string(2000, 'y')).dump(); };
+  def.finalize_function = [](const detail::ParentResultView&) {
+    return json(std::string(2000, 'y')).dump();
+  };
   auto p = engine.register_task(std::move(def));
-  executor.start();
+  engine.start();
   const auto rec = finished(engine, "parent", engine.enqueue(p, "null", {}));
   EXPECT_EQ(rec.status, TaskExecutionStatus::finalize_failed);
   EXPECT_TRUE(contains(rec.error,
@@ -403,14 +376,13 @@ TEST_P(ExecutorPoison, AFinalizeFunctionOutputOverTheLimitIsTheFinalizesFault) {
 }
 
 TEST_P(ExecutorPoison, AChildOutputThatCannotBeDecodedFailsTheParent) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), fast_options(), detail::Engine::Mode::executor};
   auto hook = engine.register_task(sleeping("hook"));
   (void)engine.register_task(simple("echo", [](const std::string& in) { return in; }));
   auto p = engine.register_task(parent_of("parent", [](const std::string&) {
-    return std::vector<ChildSpec>{ChildSpec{"echo", "1", {}}, ChildSpec{"hook", "h1", {}}};
+    return std::vector<ChildTask>{ChildTask{"echo", "1", {}}, ChildTask{"hook", "h1", {}}};
   }));
-  executor.start();
+  engine.start();
   const auto id = engine.enqueue(p, "null", {});
   ASSERT_TRUE(wait_until([&] { return by_unique_id(storage(), "h1").has_value(); }));
   // The untyped engine (another program, in effect) stores text that is not JSON.
@@ -423,13 +395,12 @@ TEST_P(ExecutorPoison, AChildOutputThatCannotBeDecodedFailsTheParent) {
 }
 
 TEST_P(ExecutorPoison, AChildErrorThatIsNotUtf8DoesNotStallItsParent) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), fast_options(), detail::Engine::Mode::executor};
   auto hook = engine.register_task(sleeping("hook"));
   auto p = engine.register_task(parent_of("parent", [](const std::string&) {
-    return std::vector<ChildSpec>{ChildSpec{"hook", "h1", {}}};
+    return std::vector<ChildTask>{ChildTask{"hook", "h1", {}}};
   }));
-  executor.start();
+  engine.start();
   const auto id = engine.enqueue(p, "null", {});
   ASSERT_TRUE(wait_until([&] { return by_unique_id(storage(), "h1").has_value(); }));
   try {
@@ -445,18 +416,17 @@ TEST_P(ExecutorPoison, AChildErrorThatIsNotUtf8DoesNotStallItsParent) {
 // ---- item 13: children's overrides are validated like enqueue_task's --------------------------
 
 TEST_P(ExecutorPoison, InvalidChildOverridesFailTheParentLikeAnInvalidEnqueue) {
-  DurableExecutor executor{storage(), fast_options()};
-  auto& engine = *executor.engine();
+  detail::Engine engine{storage(), fast_options(), detail::Engine::Mode::executor};
   auto echo = engine.register_task(simple("echo", [](const std::string& in) { return in; }));
   auto with = [&](const std::string& id, EnqueueOptions o) {
     return engine.register_task(parent_of(id, [o](const std::string&) {
-      return std::vector<ChildSpec>{ChildSpec{"echo", "1", o}};
+      return std::vector<ChildTask>{ChildTask{"echo", "1", o}};
     }));
   };
   auto many = with("many_retries", {.retry = RetryOptions{.max_attempts = 500}});
   auto negative = with("negative_timeout", {.timeout = std::chrono::milliseconds{-5}});
   auto sleep = with("negative_sleep", {.sleep_before_run = std::chrono::milliseconds{-1}});
-  executor.start();
+  engine.start();
   const std::vector<std::pair<std::string, std::string>> cases{
       {"many_retries", "max_attempts must be between 0 and 100 (got 500)"},
       {"negative_timeout", "Invalid timeout value for task echo: must be at least 1 ms (got -5)"},

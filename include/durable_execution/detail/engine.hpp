@@ -9,46 +9,25 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "durable_execution/export.hpp"
 #include "durable_execution/options.hpp"
 #include "durable_execution/storage.hpp"
 #include "durable_execution/task_context.hpp"
+#include "durable_execution/task_descriptor.hpp"
 #include "durable_execution/task_execution.hpp"
 
-namespace durable_execution {
+namespace durable_execution::detail {
 
 /**
- * @brief What enqueues, child declarations and the client need to know of a registered task:
- * its id, kind and effective default options (SPEC.md §1.2).
+ * @brief What a run returns: its serialized output and the children it declares. A typed parent's
+ * ParentRunResult<O> becomes one in detail::to_run_result (parent_task.hpp).
  */
-struct TaskDescriptor {
-  std::string id{};
-  bool is_sleeping_task = false;
-  RetryOptions retry{};
-  std::chrono::milliseconds sleep_before_run{0};
-  std::chrono::milliseconds timeout{0};
-  bool are_children_sequential = false;
-
-  friend bool operator==(const TaskDescriptor&, const TaskDescriptor&) = default;
-};
-
-namespace detail {
-
-/** @brief One child declared by a parent run. */
-struct ChildSpec {
-  std::string task_id{};
-  /** Serialized input (for a sleeping child: its unique id, verbatim). */
-  std::string input{};
-  /** Per-child overrides laid over the child task's registered options. */
-  EnqueueOptions options{};
-};
-
-/** @brief What a run returns: its serialized output and the children it declares. */
 struct RunParentResult {
   std::string output{};
-  std::vector<ChildSpec> children{};
+  std::vector<ChildTask> children{};
 };
 
 /**
@@ -58,11 +37,39 @@ struct RunParentResult {
 using RunFunction = std::function<RunParentResult(TaskRunContext& ctx, const std::string& input)>;
 
 /**
- * @brief A finalize function: receives the serialized `{"output": .., "children": [..]}` of its
- * parent and returns the parent's serialized output. Runs on an engine thread, with no timeout
- * and no retries; a throw makes the parent `finalize_failed`.
+ * @brief One child's result as a finalize function sees it. The views point into the engine's
+ * records and stay valid for the duration of the call only.
  */
-using FinalizeFunction = std::function<std::string(const std::string& parent_result)>;
+struct ChildResultView {
+  std::string_view task_id{};
+  std::string_view execution_id{};
+  TaskExecutionStatus status = TaskExecutionStatus::completed;
+  /** The serialized output (JSON text; "null" if none was stored); set when completed. */
+  std::optional<std::string_view> output{};
+  /**
+   * Set when the child did not complete ("Unknown error" if none was stored). Its message is
+   * what JSON carries: invalid UTF-8 replaced by U+FFFD, as in the stored text of the result.
+   */
+  std::optional<StoredError> error{};
+};
+
+/**
+ * @brief A parent's result: its run's serialized output and its children's results, in
+ * declaration order. Stored as JSON text only where it must be (a parent's output without
+ * finalize, a finalize task's input); finalize functions get it as is.
+ */
+struct ParentResultView {
+  /** The run's serialized output ("null" if none). */
+  std::string_view output{"null"};
+  std::vector<ChildResultView> children{};
+};
+
+/**
+ * @brief A finalize function: receives its parent's result and returns the parent's serialized
+ * output. Runs on an engine thread, with no timeout and no retries; a throw makes the parent
+ * `finalize_failed`.
+ */
+using FinalizeFunction = std::function<std::string(const ParentResultView& parent_result)>;
 
 /** @brief A task as the engine registers it. */
 struct TaskDefinition {
@@ -82,9 +89,13 @@ struct TaskDefinition {
  * @brief The untyped engine. In executor mode start() launches the dispatcher, the background
  * processes, the timer and the worker pool; in client mode nothing runs in the background.
  *
+ * DurableExecutor and DurableExecutorClient own one each and never hand it out. Only the members
+ * the header-only typed front calls (and the destructor, which its handles' shared_ptr needs) are
+ * exported; the rest is reached from src/ and the engine's own tests (a static build).
+ *
  * @note Thread safety: thread-safe.
  */
-class DURABLE_EXECUTION_EXPORT Engine {
+class Engine {
  public:
   enum class Mode { executor, client };
 
@@ -94,39 +105,48 @@ class DURABLE_EXECUTION_EXPORT Engine {
   Engine& operator=(const Engine&) = delete;
   Engine(Engine&&) = delete;
   Engine& operator=(Engine&&) = delete;
-  ~Engine();
+  DURABLE_EXECUTION_EXPORT ~Engine();
 
-  [[nodiscard]] TaskDescriptor register_task(TaskDefinition definition);
+  [[nodiscard]] DURABLE_EXECUTION_EXPORT TaskDescriptor register_task(TaskDefinition definition);
   /** @brief Client mode: makes a task known without a run function. */
   void register_descriptor(const TaskDescriptor& descriptor);
 
   /** @brief Validates, checks limits and inserts; @return the new execution id. */
-  [[nodiscard]] std::string enqueue(const TaskDescriptor& task, std::string input,
-                                    const EnqueueOptions& options);
+  [[nodiscard]] DURABLE_EXECUTION_EXPORT std::string enqueue(const TaskDescriptor& task,
+                                                             std::string input,
+                                                             const EnqueueOptions& options);
   /** @brief Throws not-found unless the task is known and the execution belongs to it. */
-  void check_handle(const std::string& task_id, const std::string& execution_id);
-  [[nodiscard]] TaskExecutionRecord get_execution(const std::string& task_id,
-                                                  const std::string& execution_id);
-  [[nodiscard]] TaskExecutionRecord wait_finished(const std::string& task_id,
-                                                  const std::string& execution_id,
-                                                  const WaitOptions& options);
-  void cancel(const std::string& execution_id);
+  DURABLE_EXECUTION_EXPORT void check_handle(const std::string& task_id,
+                                             const std::string& execution_id);
+  [[nodiscard]] DURABLE_EXECUTION_EXPORT TaskExecutionRecord
+  get_execution(const std::string& task_id, const std::string& execution_id);
+  [[nodiscard]] DURABLE_EXECUTION_EXPORT TaskExecutionRecord wait_finished(
+      const std::string& task_id, const std::string& execution_id, const WaitOptions& options);
+  DURABLE_EXECUTION_EXPORT void cancel(const std::string& execution_id);
   /** @brief SPEC.md §3.7. `completed`: payload is the serialized output; `failed`: the message. */
-  [[nodiscard]] TaskExecutionRecord wakeup_sleeping(const TaskDescriptor& task,
-                                                    const std::string& unique_id,
-                                                    TaskExecutionStatus status,
-                                                    std::string payload);
+  [[nodiscard]] DURABLE_EXECUTION_EXPORT TaskExecutionRecord
+  wakeup_sleeping(const TaskDescriptor& task, const std::string& unique_id,
+                  TaskExecutionStatus status, std::string payload);
 
   /** @brief The descriptor of a registered task. @throws DurableExecutionNotFoundError. */
-  [[nodiscard]] TaskDescriptor find_descriptor(const std::string& task_id) const;
+  [[nodiscard]] DURABLE_EXECUTION_EXPORT TaskDescriptor
+  find_descriptor(const std::string& task_id) const;
 
   /**
    * @brief Registers the three tasks of a polling task (SPEC.md §3.9): `<id>_inner_finalize`,
    * `<id>_inner` and `<id>`. @throws DurableExecutionError for max_attempts <= 0.
    */
-  void register_polling_task(const std::string& id, const std::string& poll_task_id,
-                             std::int32_t max_attempts,
-                             std::function<std::chrono::milliseconds(std::int32_t)> sleep);
+  DURABLE_EXECUTION_EXPORT void register_polling_task(
+      const std::string& id, const std::string& poll_task_id, std::int32_t max_attempts,
+      std::function<std::chrono::milliseconds(std::int32_t)> sleep);
+  /**
+   * @brief Registers a sequential chain (SPEC.md §3.8): a parent `<id>` whose children are the
+   * tasks `step_ids`, run one at a time, each output being the next input. Its output is the last
+   * step's; if step k fails it ends `finalize_failed` with "Task at index k failed: <message>".
+   * @return its descriptor. @throws DurableExecutionError for a bad id or no steps.
+   */
+  [[nodiscard]] DURABLE_EXECUTION_EXPORT TaskDescriptor
+  register_sequential_task(const std::string& id, const std::vector<std::string>& step_ids);
 
   void start();
   /** @throws DurableExecutionError when called from one of this engine's task functions. */
@@ -145,14 +165,7 @@ class DURABLE_EXECUTION_EXPORT Engine {
   std::shared_ptr<Impl> impl_{};
 };
 
-/**
- * @brief The finalize function of a sequential chain of `count` tasks: the last step's output,
- * or a non-retryable "Task at index n-1 failed: <message>".
- */
-[[nodiscard]] DURABLE_EXECUTION_EXPORT FinalizeFunction sequential_finalize(std::size_t count);
-
 /** @brief Validates task options; throws DurableExecutionError naming the field. */
 DURABLE_EXECUTION_EXPORT void validate_task_options(const TaskOptions& options);
 
-}  // namespace detail
-}  // namespace durable_execution
+}  // namespace durable_execution::detail

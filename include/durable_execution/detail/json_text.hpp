@@ -33,6 +33,22 @@ namespace durable_execution::detail {
 }
 
 /**
+ * @brief Appends `text` as a JSON string token, exactly as nlohmann::json(text).dump() writes it
+ * (and throws as it does on invalid UTF-8). The one writer of string tokens: plain text is
+ * quoted as is, anything else is left to nlohmann.
+ */
+inline void append_json_string(std::string& out, std::string_view text) {
+  if (is_plain_json_text(text)) {
+    out.reserve(out.size() + text.size() + 2);
+    out += '"';
+    out += text;
+    out += '"';
+  } else {
+    out += nlohmann::json(std::string{text}).dump();
+  }
+}
+
+/**
  * @brief A forward-only reader over JSON text. It splits a document into raw value slices
  * without building a DOM; the slices are parsed (and so validated) by whoever reads them. It
  * throws Malformed wherever the text is not what it expects; callers then fall back to
@@ -198,12 +214,8 @@ struct JsonCodec {
 template <>
 struct JsonCodec<std::string> {
   static std::string serialize(const std::string& value) {
-    if (!is_plain_json_text(value)) return nlohmann::json(value).dump();
     std::string out;
-    out.reserve(value.size() + 2);
-    out += '"';
-    out += value;
-    out += '"';
+    append_json_string(out, value);
     return out;
   }
   static std::string deserialize(std::string_view text) {

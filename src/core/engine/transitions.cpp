@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <unordered_map>
 
-#include "../executor_support.hpp"
 #include "../executor_validation.hpp"
 #include "durable_execution/detail/json_limits.hpp"
 #include "durable_execution/detail/json_text.hpp"
@@ -82,10 +81,11 @@ Status status_for_error(const StoredError& e) {
 
 /** The string a JSON text holds (a step's output as a sleeping step's unique id), if any. */
 std::optional<std::string> unique_id_from_output(const std::string& output) {
-  if (auto plain = plain_json_string(output)) return std::string{*plain};
-  const auto j = nlohmann::json::parse(output, nullptr, false);
-  if (!j.is_string()) return std::nullopt;
-  return j.get<std::string>();
+  try {
+    return JsonCodec<std::string>::deserialize(output);
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;  // not JSON, or not a string
+  }
 }
 
 /** Whether `text` is one JSON value (a plain string is checked without the parser). */
@@ -166,49 +166,31 @@ void set_running_update(RunWrite& c, const TaskExecutionRecord& rec, TaskExecuti
   if (c.update->parent_update && rec.parent) c.settled_parent_id = rec.parent->execution_id;
 }
 
-/**
- * `{"children": [<entries>], "output": <run output>}`, the input of finalize steps (keys in the
- * order nlohmann would write them). Built as text: outputs are stored JSON already, so they are
- * spliced in verbatim instead of parsed and dumped again, which matters for wide parents.
- */
-std::string parent_result_json(const std::string& run_output,
-                               std::string_view children_entries = {}) {
-  std::string out;
-  out.reserve(32 + children_entries.size() + run_output.size());
-  out += R"({"children":[)";
-  out += children_entries;
-  out += R"(],"output":)";
-  out += run_output.empty() ? std::string_view{"null"} : std::string_view{run_output};
-  out += '}';
-  return out;
+/** What JSON carries of a message: invalid UTF-8 replaced by U+FFFD, as nlohmann writes it. */
+std::string json_safe_message(std::string message) {
+  if (is_plain_json_text(message)) return message;
+  return nlohmann::json::parse(
+             nlohmann::json(message).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+      .get<std::string>();
 }
 
-/**
- * Appends one child's entry, keys in nlohmann's (sorted) order: `{"executionId", "output",
- * "status", "taskId"}` for a completed child, `{"error", "executionId", "status", "taskId"}` for
- * the others, so the text is exactly what nlohmann would write for the same value.
- */
-void append_child_entry(std::string& out, const TaskExecutionRecord& child) {
-  if (!out.empty()) out += ',';
+/** A child's entry of its parent's result: views into `child`, which must outlive it. */
+ChildResultView child_result_view(const TaskExecutionRecord& child) {
+  ChildResultView v{child.task_id, child.execution_id, child.status, std::nullopt, std::nullopt};
   if (child.status == Status::completed) {
-    out += R"({"executionId":)";
-    append_json_string(out, child.execution_id);
-    out += R"(,"output":)";
-    out += child.output ? std::string_view{*child.output} : std::string_view{"null"};
+    v.output = child.output ? std::string_view{*child.output} : std::string_view{"null"};
   } else {
-    out += R"({"error":)";
-    // Invalid UTF-8 in a message (a binary wake-up message) is replaced, never thrown on.
-    out += nlohmann::json(
-               child.error.value_or(StoredError{ErrorType::generic, false, false, "Unknown error"}))
-               .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    out += R"(,"executionId":)";
-    append_json_string(out, child.execution_id);
+    v.error = child.error.value_or(StoredError{ErrorType::generic, false, false, "Unknown error"});
+    v.error->message = json_safe_message(std::move(v.error->message));
   }
-  out += R"(,"status":)";
-  append_json_string(out, to_string(child.status));
-  out += R"(,"taskId":)";
-  append_json_string(out, child.task_id);
-  out += '}';
+  return v;
+}
+
+/** The view of a run's result before any child ran (no children). */
+ParentResultView run_result_view(const std::string& run_output) {
+  ParentResultView view;  // its output "null" unless the run returned one
+  if (!run_output.empty()) view.output = run_output;
+  return view;
 }
 
 /** The parent's guarded write (its outcome, or its next children), appended to `writes`. */
@@ -231,6 +213,39 @@ void plan_parent_write(const TaskExecutionRecord& parent, TaskExecutionUpdate u,
 }
 
 }  // namespace
+
+std::string parent_result_json(const ParentResultView& result) {
+  std::size_t size = 32 + result.output.size();
+  for (const auto& c : result.children) size += 96 + (c.output ? c.output->size() : 64);
+  std::string out;
+  out.reserve(size);
+  out += R"({"children":[)";
+  for (const auto& child : result.children) {
+    if (&child != result.children.data()) out += ',';
+    // Keys in nlohmann's (sorted) order; a completed child has "output", the others "error".
+    if (child.output) {
+      out += R"({"executionId":)";
+      append_json_string(out, child.execution_id);
+      out += R"(,"output":)";
+      out += *child.output;
+    } else {
+      out += R"({"error":)";
+      out += nlohmann::json(child.error.value_or(StoredError{}))
+                 .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      out += R"(,"executionId":)";
+      append_json_string(out, child.execution_id);
+    }
+    out += R"(,"status":)";
+    append_json_string(out, to_string(child.status));
+    out += R"(,"taskId":)";
+    append_json_string(out, child.task_id);
+    out += '}';
+  }
+  out += R"(],"output":)";
+  out += result.output;
+  out += '}';
+  return out;
+}
 
 // ---- new executions ---------------------------------------------------------------------------
 
@@ -331,7 +346,7 @@ RunWrite Transitions::run_succeeded(const TaskExecutionRecord& rec, const TaskDe
         throw DurableExecutionError::non_retryable(
             fmt::format("Finalize task {} cannot be a sleeping task", fin->options.id));
       }
-      auto input = parent_result_json(result.output);
+      auto input = parent_result_json(run_result_view(result.output));
       check_size(input, options_.max_serialized_input_data_size);
       auto child = child_record(
           rec, *fin, std::move(input), EnqueueOptions{},
@@ -350,9 +365,8 @@ RunWrite Transitions::run_succeeded(const TaskExecutionRecord& rec, const TaskDe
     }
     std::string output;
     if (def.finalize_function) {
-      auto input = parent_result_json(result.output);
       try {
-        output = def.finalize_function(input);
+        output = def.finalize_function(run_result_view(result.output));
       } catch (...) {
         TaskExecutionUpdate u;
         u.status = Status::finalize_failed;
@@ -363,7 +377,7 @@ RunWrite Transitions::run_succeeded(const TaskExecutionRecord& rec, const TaskDe
         return c;
       }
     } else if (def.is_parent) {
-      output = parent_result_json(result.output);
+      output = parent_result_json(run_result_view(result.output));
     } else {
       output = std::move(result.output);
     }
@@ -471,7 +485,9 @@ void Transitions::plan_parent(const TaskExecutionRecord& parent,
       return;
     }
   }
-  std::string entries;
+  ParentResultView view;  // its output "null" unless the run stored one
+  if (parent.run_output && !parent.run_output->empty()) view.output = *parent.run_output;
+  view.children.reserve(declared.size());
   std::size_t missing = 0;
   for (std::size_t k = 0; k < declared.size(); ++k) {
     auto found = by_id.find(declared[k].execution_id);
@@ -491,7 +507,7 @@ void Transitions::plan_parent(const TaskExecutionRecord& parent,
                .to_stored());
       return;
     }
-    append_child_entry(entries, child);
+    view.children.push_back(child_result_view(child));
   }
   if (missing > 0) {
     fail(Status::failed, DurableExecutionNotFoundError(
@@ -500,10 +516,10 @@ void Transitions::plan_parent(const TaskExecutionRecord& parent,
                              .to_stored());
     return;
   }
-  auto result = parent_result_json(parent.run_output.value_or(""), entries);
   // The sizes below are deterministic: the parent ends with an error naming them instead of
   // failing again at every attempt of the step.
   if (fin) {
+    auto result = parent_result_json(view);
     if (static_cast<std::int64_t>(result.size()) > options_.max_serialized_input_data_size) {
       fail(Status::failed,
            DurableExecutionError::non_retryable(
@@ -532,7 +548,7 @@ void Transitions::plan_parent(const TaskExecutionRecord& parent,
   if (def->finalize_function) {
     std::string output;
     try {
-      output = def->finalize_function(result);
+      output = def->finalize_function(view);
     } catch (...) {
       fail(Status::finalize_failed,
            StoredError{ErrorType::generic, false, false, error_message(std::current_exception())});
@@ -551,6 +567,7 @@ void Transitions::plan_parent(const TaskExecutionRecord& parent,
     u.status = Status::completed;
     u.output = std::move(output);
   } else {
+    auto result = parent_result_json(view);
     if (static_cast<std::int64_t>(result.size()) > limit) {
       fail(Status::failed,
            DurableExecutionError::non_retryable(

@@ -65,6 +65,14 @@ struct ExpiryRequests {
   UpdateByCloseExpiresAtLessThanRequest close;
 };
 
+/**
+ * @brief The stored text of a parent's result, `{"children":[...],"output":...}`: a parent's
+ * output without finalize, a finalize task's input. Exactly what nlohmann::json::dump() writes
+ * for the same value; the outputs, stored JSON already, are spliced in verbatim (a wide parent's
+ * are never parsed). The one writer of this text.
+ */
+[[nodiscard]] std::string parent_result_json(const ParentResultView& result);
+
 class Transitions {
  public:
   Transitions(const TaskRegistry& registry, const DurableExecutorOptions& options)
