@@ -84,6 +84,7 @@ void Background::loop() {
     }
     const auto errors =
         std::max({mark_errors, close_errors, children_errors, cancel_errors, expire_errors});
+    c_.pool.report_thread_cpu();
     const auto wait = backoff.next(work > 0, errors);
     if (work > 0 && errors == 0) continue;
     c_.signals.background_wait_until(

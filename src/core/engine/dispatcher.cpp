@@ -135,10 +135,12 @@ void Dispatcher::loop() {
       c_.logger.error(fmt::format("Error in ready: consecutive_errors={}: {}", errors, e.what()));
     }
     if (full) {
+      c_.pool.report_thread_cpu();
       // More may be ready: keep claiming (the claim limit already accounts for free slots).
       backoff.reset();
       continue;
     }
+    c_.pool.report_thread_cpu();
     c_.signals.dispatcher_wait(jittered(backoff.next(claimed > 0, errors)));
   }
 }

@@ -75,8 +75,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
                   [this](const std::shared_ptr<Run>& run, RunDeadlines::Slot& slot) {
                     runner.execute(run, slot);
                   }};
-  EngineContext context{clock,    options,     executor_id, logger, caller,  writes,
-                        registry, transitions, runs,        runner, signals, waiters};
+  EngineContext context{clock,       options, executor_id, logger, caller,  writes, registry,
+                        transitions, runs,    runner,      pool,   signals, waiters};
   Dispatcher dispatcher{context};
   Background background{context};
 

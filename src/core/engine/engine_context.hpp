@@ -25,6 +25,8 @@ struct EngineContext {
   const Transitions& transitions;
   RunTable& runs;
   Runner& runner;
+  /** For report_thread_cpu(): the loops' CPU counts toward the pool's brake. */
+  WorkerPool& pool;
   LoopSignals& signals;
   Waiters& waiters;
 };

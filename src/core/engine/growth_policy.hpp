@@ -51,7 +51,10 @@ class GrowthPolicy {
   [[nodiscard]] std::size_t on_submit(std::size_t queued, std::int64_t busy, std::int64_t idle,
                                       std::int64_t run_wait_ns_mean) const noexcept;
 
-  /** @brief Feeds the process's CPU time (ns) at `now` into the moving CPU utilization. */
+  /**
+   * @brief Feeds the CPU time (ns) the engine's threads used so far, at `now`, into the moving
+   * CPU utilization (a share of the cores).
+   */
   void sample_cpu(std::int64_t cpu_ns, std::chrono::steady_clock::time_point now) noexcept;
   [[nodiscard]] double cpu_utilization() const noexcept { return cpu_utilization_; }
 

@@ -18,7 +18,18 @@ std::int64_t cpu_time_ns(clockid_t clock) noexcept {
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+/** Adds the calling thread's CPU time since its last report (at `now_ns`) to `total`. */
+void add_thread_cpu(std::atomic<std::int64_t>& total, std::int64_t now_ns) noexcept {
+  thread_local std::int64_t reported_ns = 0;
+  total.fetch_add(now_ns - reported_ns, std::memory_order_relaxed);
+  reported_ns = now_ns;
+}
+
 }  // namespace
+
+void WorkerPool::report_thread_cpu() noexcept {
+  add_thread_cpu(engine_cpu_ns_, cpu_time_ns(CLOCK_THREAD_CPUTIME_ID));
+}
 
 WorkerPool::UserCode::UserCode(WorkerPool& pool) : pool_(pool) {
   pool_.in_user_code_.fetch_add(1, std::memory_order_relaxed);
@@ -36,8 +47,9 @@ WorkerPool::UserCode::~UserCode() {
   const auto wall =
       std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now() - wall_start_)
           .count();
-  const auto waited =
-      std::max<std::int64_t>(0, wall - (cpu_time_ns(CLOCK_THREAD_CPUTIME_ID) - cpu_start_));
+  const auto cpu_end = cpu_time_ns(CLOCK_THREAD_CPUTIME_ID);
+  const auto waited = std::max<std::int64_t>(0, wall - (cpu_end - cpu_start_));
+  add_thread_cpu(pool_.engine_cpu_ns_, cpu_end);  // the same reading: no extra system call
   // A racy moving mean (weight 1/8) is enough for a pool heuristic.
   const auto mean = pool_.run_wait_ns_mean_.load(std::memory_order_relaxed);
   pool_.run_wait_ns_mean_.store(mean + (waited - mean) / 8, std::memory_order_relaxed);
@@ -93,7 +105,7 @@ void WorkerPool::stall_check() {
   check_scheduled_ = false;
   if (queue_.empty() || stop_) return;
   const auto now = SteadyClock::now();
-  policy_.sample_cpu(cpu_time_ns(CLOCK_PROCESS_CPUTIME_ID), now);
+  policy_.sample_cpu(engine_cpu_ns_.load(std::memory_order_relaxed), now);
   const auto busy = static_cast<std::int64_t>(threads_.size()) - idle_;
   const auto grow = policy_.on_stall_check(
       queue_.size(), busy, in_user_code_.load(std::memory_order_relaxed),

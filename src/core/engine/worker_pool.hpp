@@ -59,6 +59,14 @@ class WorkerPool {
   [[nodiscard]] std::int32_t threads() const;
 
   /**
+   * @brief Adds the CPU time the calling engine thread used since its last report to the
+   * engine's CPU total, which the growth policy's brake reads: the engine's own threads, not the
+   * host process's (whose other threads are none of the pool's business). The dispatcher and the
+   * background thread call it once per pass; workers report on sampled runs.
+   */
+  void report_thread_cpu() noexcept;
+
+  /**
    * @brief Marks the calling worker as inside a task function for the scope's lifetime, and
    * samples one run in four for the mean time runs spend waiting (wall minus the thread's CPU
    * time): the growth policy's inputs.
@@ -113,6 +121,8 @@ class WorkerPool {
   /** Workers inside a task function now, and the moving mean of runs' waiting time. */
   std::atomic<std::int64_t> in_user_code_{0};
   std::atomic<std::int64_t> run_wait_ns_mean_{0};
+  /** CPU time the engine's threads reported (report_thread_cpu). */
+  std::atomic<std::int64_t> engine_cpu_ns_{0};
 };
 
 }  // namespace durable_execution::detail
