@@ -8,6 +8,8 @@
 #include <pqxx/pqxx>
 #include <utility>
 
+#include "pg_exec.hpp"
+
 namespace durable_execution::postgres {
 
 std::string channel_name(std::string_view schema, std::string_view table) {
@@ -82,7 +84,7 @@ void Notifications::notifier_loop() {
         notifier_pid_.store(conn->backendpid());
       }
       pqxx::nontransaction tx(*conn);
-      tx.exec_params("SELECT pg_notify($1, '')", channel_);
+      exec_params(tx, "SELECT pg_notify($1, '')", channel_);
       tx.commit();
       sent = true;
     } catch (...) {

@@ -8,6 +8,7 @@
 #include <random>
 #include <thread>
 
+#include "pg_exec.hpp"
 #include "pg_text.hpp"
 
 namespace durable_execution::postgres {
@@ -159,7 +160,7 @@ bool Pool::committed(std::string_view operation, std::int64_t xid) {
     try {
       c = acquire();
       pqxx::nontransaction tx(*c->conn);
-      const auto r = tx.exec_params("SELECT txid_status($1)", xid);
+      const auto r = exec_params(tx, "SELECT txid_status($1)", xid);
       tx.commit();
       const bool known = !r.empty() && !r[0][0].is_null();
       const std::string status = known ? r[0][0].c_str() : "";

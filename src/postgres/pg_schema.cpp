@@ -10,6 +10,7 @@
 
 #include "durable_execution/errors.hpp"
 #include "durable_execution/postgres/postgres_storage.hpp"
+#include "pg_exec.hpp"
 #include "pg_text.hpp"
 
 namespace durable_execution::postgres {
@@ -58,10 +59,10 @@ class Migration {
         versions_(quote_identifier(table.schema()) + "." + std::string{kSchemaTable}) {}
 
   std::optional<std::int64_t> read_version() const {
-    const auto exists = tx_.exec_params("SELECT to_regclass($1) IS NOT NULL", versions_);
+    const auto exists = exec_params(tx_, "SELECT to_regclass($1) IS NOT NULL", versions_);
     if (exists.empty() || !exists[0][0].as<bool>()) return std::nullopt;
-    const auto r = tx_.exec_params("SELECT version FROM " + versions_ + " WHERE table_name = $1",
-                                   table_.table());
+    const auto r = exec_params(tx_, "SELECT version FROM " + versions_ + " WHERE table_name = $1",
+                               table_.table());
     if (r.empty()) return std::nullopt;
     return r[0][0].as<std::int64_t>();
   }
@@ -85,7 +86,8 @@ class Migration {
     auto version = read_version();
     refuse_newer(version);  // again, under the lock
     if (!version) {
-      const auto exists = tx_.exec_params("SELECT to_regclass($1) IS NOT NULL", table_.qualified());
+      const auto exists =
+          exec_params(tx_, "SELECT to_regclass($1) IS NOT NULL", table_.qualified());
       if (exists[0][0].as<bool>()) {
         adopt_existing_table();
       } else {
@@ -116,16 +118,18 @@ class Migration {
 
  private:
   void set_version(std::int64_t version) {
-    tx_.exec_params("INSERT INTO " + versions_ +
-                        " (table_name, version) VALUES ($1, $2) ON CONFLICT (table_name) DO "
-                        "UPDATE SET version = excluded.version",
-                    table_.table(), version);
+    exec_params(tx_,
+                "INSERT INTO " + versions_ +
+                    " (table_name, version) VALUES ($1, $2) ON CONFLICT (table_name) DO "
+                    "UPDATE SET version = excluded.version",
+                table_.table(), version);
   }
 
   // A table of that name without a version row (e.g. the reference engine's drizzle schema,
   // same columns): adopt it if every column is there, refuse otherwise.
   void adopt_existing_table() {
-    const auto r = tx_.exec_params(
+    const auto r = exec_params(
+        tx_,
         "SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND "
         "table_name = $2",
         table_.schema(), table_.table());
