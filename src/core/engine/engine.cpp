@@ -30,8 +30,13 @@ namespace durable_execution::detail {
 
 using Status = TaskExecutionStatus;
 
-struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
-  Impl(TaskExecutionsStorage& storage, const DurableExecutorOptions& opts, Mode m)
+/**
+ * What every component is built from: the options, the executor's identity and logger, the
+ * storage caller (through the batching wrapper when enabled), the clock and the timer thread. Set
+ * once at construction; the components hold references into it.
+ */
+struct Foundation {
+  Foundation(TaskExecutionsStorage& storage, const DurableExecutorOptions& opts, Engine::Mode m)
       : options(opts),
         mode(m),
         executor_id(make_executor_id()),
@@ -42,13 +47,10 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
         caller(batching ? *batching : storage, opts.storage_max_retry_attempts),
         clock_owner(opts.clock ? opts.clock : SystemClock::instance()),
         clock(*clock_owner),
-        timer(m == Mode::executor ? std::make_unique<TimerThread>(clock) : nullptr) {
-    runner.attach(pool, deadlines, [this](std::size_t running) { dispatcher.slot_freed(running); });
-  }
+        timer(m == Engine::Mode::executor ? std::make_unique<TimerThread>(clock) : nullptr) {}
 
-  // Configuration.
   const DurableExecutorOptions options;
-  const Mode mode;
+  const Engine::Mode mode;
   const std::string executor_id;
   const EngineLogger logger;
   /** With enable_storage_batching: the wrapper the caller goes through (docs/batching.md). */
@@ -57,6 +59,17 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   std::shared_ptr<const Clock> clock_owner;
   const Clock& clock;
   std::unique_ptr<TimerThread> timer;  // executor mode only
+};
+
+/**
+ * The composition root: the foundation, the components wired to each other, and the lifecycle.
+ * Its methods only order start-up and shutdown; the public calls below reach the components.
+ */
+struct Engine::Impl : Foundation, std::enable_shared_from_this<Engine::Impl> {
+  Impl(TaskExecutionsStorage& storage, const DurableExecutorOptions& opts, Mode m)
+      : Foundation(storage, opts, m) {
+    runner.attach(pool, deadlines, [this](std::size_t running) { dispatcher.slot_freed(running); });
+  }
 
   // Components, in the order they depend on each other.
   TaskRegistry registry;
