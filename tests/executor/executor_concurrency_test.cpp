@@ -61,6 +61,11 @@ TEST_P(ExecutorConcurrency, TenQuickTasksNeverExceedTheLimit) {
   ConcurrencyMeter meter;
   auto t = executor.task({.id = "t", .timeout = 5s}, [&](const int& i) {
     meter.enter();
+    // Stays until a second task is in (or 1 s): overlap is shown even on a loaded machine.
+    const auto until = std::chrono::steady_clock::now() + 1s;
+    while (meter.max_seen.load() < 2 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(1ms);
+    }
     std::this_thread::sleep_for(5ms);
     meter.leave();
     return i;
