@@ -36,17 +36,18 @@ std::map<std::string, ProcessBatchStats> Background::stats() const {
 }
 
 template <class F>
-std::int64_t Background::step(const char* name, ProcessStats& stats, std::int32_t& errors, F&& fn) {
+Background::StepOutcome Background::step(const char* name, ProcessStats& stats,
+                                         std::int32_t& errors, F&& fn) {
   const auto start = SteadyClock::now();
   try {
-    const std::int64_t n = fn();
-    stats.record(n, SteadyClock::now() - start);
+    const StepOutcome outcome = fn();
+    stats.record(outcome.items, SteadyClock::now() - start);
     errors = 0;
-    return n;
+    return outcome;
   } catch (const std::exception& e) {
     ++errors;
     c_.logger.error(fmt::format("Error in {}: consecutive_errors={}: {}", name, errors, e.what()));
-    return 0;
+    return {};
   }
 }
 
@@ -56,8 +57,10 @@ void Background::loop() {
     std::atomic<bool>& flag;
     ~Done() { flag.store(true); }
   } done{done_};
-  const auto base = c_.options.background_process_intra_batch_sleep;
+  const auto& o = c_.options;
+  const auto base = o.background_process_intra_batch_sleep;
   IdleBackoff backoff{base};
+  StepDemand demand;
   auto next_cancel = SteadyClock::now() + jittered(base * 2);
   auto next_expire = SteadyClock::now() + jittered(base * 10);
   std::int32_t mark_errors = 0;
@@ -67,45 +70,69 @@ void Background::loop() {
   std::int32_t expire_errors = 0;
   while (!c_.signals.stopped()) {
     const auto pass = c_.signals.background_begin_pass();
+    demand.add(pass.steps);
     std::int64_t work = 0;
-    work += step("mark", mark_stats_, mark_errors, [this] { return mark_step(); });
-    work += step("close", close_stats_, close_errors, [this] { return close_step(); });
-    work += step("children", children_stats_, children_errors, [this] { return children_step(); });
+    // The chained steps run when due (step_demand.hpp); each one's outcome says what is due next.
+    const auto chained = [&](BackgroundStep which, const char* name, ProcessStats& stats,
+                             std::int32_t& errors, std::int64_t batch_size, auto&& fn) {
+      if (!demand.due(which)) return;
+      const auto outcome = step(name, stats, errors, fn);
+      demand.ran(which, outcome.items, batch_size, outcome.finished, errors > 0);
+      work += outcome.items;
+    };
+    chained(BackgroundStep::mark, "mark", mark_stats_, mark_errors,
+            o.mark_finished_task_executions_as_close_status_ready_batch_size,
+            [this] { return mark_step(); });
+    chained(BackgroundStep::close, "close", close_stats_, close_errors,
+            o.close_finished_task_executions_batch_size, [this] { return close_step(); });
+    chained(BackgroundStep::children, "children", children_stats_, children_errors,
+            o.process_on_children_finished_task_executions_batch_size,
+            [this] { return children_step(); });
     auto now = SteadyClock::now();
     if (pass.cancel_now || now >= next_cancel) {
-      work += step("cancel", cancel_stats_, cancel_errors, [this] { return cancel_step(); });
+      work += step("cancel", cancel_stats_, cancel_errors, [this] {
+                return StepOutcome{cancel_step()};
+              }).items;
       next_cancel = now + jittered(base * 2);
     }
     if (pass.expire_now || now >= next_expire) {
-      const auto n = step("expire", expire_stats_, expire_errors, [this] { return expire_step(); });
+      const auto n = step("expire", expire_stats_, expire_errors, [this] {
+                       return StepOutcome{expire_step()};
+                     }).items;
+      // Expired leases give any step work (reset parents, failed executions to close).
+      if (n > 0) demand.add(all_background_steps);
       work += n;
-      const bool busy = n >= c_.options.retry_expired_task_executions_batch_size / 2;
+      const bool busy = n >= o.retry_expired_task_executions_batch_size / 2;
       next_expire = now + (busy ? milliseconds{0} : jittered(base * 10));
     }
     const auto errors =
         std::max({mark_errors, close_errors, children_errors, cancel_errors, expire_errors});
     c_.pool.report_thread_cpu();
     const auto wait = backoff.next(work > 0, errors);
-    if (work > 0 && errors == 0) continue;
-    c_.signals.background_wait_until(
-        std::min({SteadyClock::now() + jittered(wait), next_cancel, next_expire}));
+    if (demand.any() && errors == 0) continue;
+    // Woken: the next pass runs what the wake-ups named. Polled (the interval passed): every step,
+    // for work of other processes and anything else nobody signalled.
+    if (!c_.signals.background_wait_until(
+            std::min({SteadyClock::now() + jittered(wait), next_cancel, next_expire}))) {
+      demand.add(all_background_steps);
+    }
   }
 }
 
-std::int64_t Background::mark_step() {
+Background::StepOutcome Background::mark_step() {
   const auto req = c_.transitions.mark_finished(c_.clock.now());
-  return c_.caller.call(StorageMethod::mark_finished, [&](TaskExecutionsStorage& s) {
+  return {c_.caller.call(StorageMethod::mark_finished, [&](TaskExecutionsStorage& s) {
     return s.update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(req);
-  });
+  })};
 }
 
-std::int64_t Background::close_step() {
+Background::StepOutcome Background::close_step() {
   const auto now = c_.clock.now();
   const auto req = c_.transitions.claim_close(now);
   auto rows = c_.caller.call(StorageMethod::claim_close, [&](TaskExecutionsStorage& s) {
     return s.update_by_close_status_and_return(req);
   });
-  if (rows.empty()) return 0;
+  if (rows.empty()) return {};
   auto w = c_.transitions.plan_close(rows, now);
   // Transient failures are retried with back-off; if they persist, the close leases expire and
   // the close runs again (its writes are idempotent). A request rejected for good is dropped
@@ -123,10 +150,11 @@ std::int64_t Background::close_step() {
   if (!w.cancel_children.empty()) {
     c_.writes.store(w.cancel_children);
     c_.waiters.notify_all();  // the cancelled children's ids are not known here
-    c_.signals.wake_background(true);
+    c_.signals.wake_background(all_background_steps, true);
   }
   (void)c_.writes.write_isolated("close", w.closes, nothing);
-  return static_cast<std::int64_t>(rows.size());
+  // Parents settled by their finalize children are finished: the mark step has work.
+  return {static_cast<std::int64_t>(rows.size()), !w.parent_updates.empty()};
 }
 
 void Background::read_children(const std::vector<TaskExecutionRecord>& parents,
@@ -178,13 +206,13 @@ void Background::read_children(const std::vector<TaskExecutionRecord>& parents,
   }
 }
 
-std::int64_t Background::children_step() {
+Background::StepOutcome Background::children_step() {
   auto rows = c_.caller.call(StorageMethod::claim_children_finished, [&](TaskExecutionsStorage& s) {
     return s
         .update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(
             c_.transitions.claim_children_finished(c_.clock.now()));
   });
-  if (rows.empty()) return 0;
+  if (rows.empty()) return {};
   // One read for the children of every claimed parent, one or two writes for all outcomes.
   // Transient failures are retried with back-off; if they persist, the parents' processing
   // leases expire and the expiry process resets them to idle: the step runs again then.
@@ -241,7 +269,7 @@ std::int64_t Background::children_step() {
     if (w.update.is_finished) finished.emplace_back(w.execution_id);
   }
   c_.waiters.notify(finished);
-  return static_cast<std::int64_t>(rows.size());
+  return {static_cast<std::int64_t>(rows.size()), !finished.empty()};
 }
 
 std::int64_t Background::cancel_step() {

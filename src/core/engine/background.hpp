@@ -5,7 +5,8 @@
 // (T15-T17), deliver cancellations to this executor's runs (T23) and return expired executions
 // (T13, T14, processing reset, T22). Each step plans with Transitions and writes in batches
 // (failures isolated, storage_writes.hpp). Woken by local completions, cancels and expiry times;
-// otherwise it polls with back-off. Entered by its own thread only (stats: any thread).
+// otherwise it polls with back-off. A pass after one with work runs only the steps that may have
+// work (step_demand.hpp). Entered by its own thread only (stats: any thread).
 
 #include <atomic>
 #include <map>
@@ -35,12 +36,18 @@ class Background {
   [[nodiscard]] std::map<std::string, ProcessBatchStats> stats() const;
 
  private:
+  /** What a step did: items taken, and whether it finished executions (mark work). */
+  struct StepOutcome {
+    std::int64_t items = 0;
+    bool finished = false;
+  };
+
   void loop();
   template <class F>
-  std::int64_t step(const char* name, ProcessStats& stats, std::int32_t& errors, F&& fn);
-  std::int64_t mark_step();
-  std::int64_t close_step();
-  std::int64_t children_step();
+  StepOutcome step(const char* name, ProcessStats& stats, std::int32_t& errors, F&& fn);
+  StepOutcome mark_step();
+  StepOutcome close_step();
+  StepOutcome children_step();
   std::int64_t cancel_step();
   std::int64_t expire_step();
   /** One read for the children of every claimed parent (each parent alone if one is damaged). */

@@ -88,21 +88,29 @@ void CompletionWriter::write(Batch& batch) {
   std::vector<UpdateByIdAndInsertChildrenRequest> with_children;
   updates.reserve(batch.size());
   std::set<Timestamp> with_children_starts;
-  // Work for the background thread: executions left to the close path, and parents whose active
-  // children count a closed child decremented (possibly to zero).
-  bool wake_close_path = false;
+  // Work for the background thread's steps: executions left to the close path (mark), and
+  // parents whose active children count a closed child decremented, possibly to zero, or that
+  // were just given their children (children).
+  unsigned wake_steps = 0;
   for (auto& node : batch) {
     auto& c = node->write;
     if (c.update) {
-      wake_close_path = wake_close_path || c.update->decrement_parent_active_children_count ||
-                        c.update->update.close_status != CloseStatus::closed;
+      // Its own row, or the parent a finalize child settles, left to the close path.
+      const auto& settled = c.update->parent_update;
+      if (c.update->update.close_status != CloseStatus::closed ||
+          (settled && settled->update.close_status != CloseStatus::closed)) {
+        wake_steps |= bit(BackgroundStep::mark);
+      }
+      if (c.update->decrement_parent_active_children_count) {
+        wake_steps |= bit(BackgroundStep::children);
+      }
       updates.push_back(std::move(*c.update));
     }
     if (c.update_with_children) {
       signals_.expect_children(c.update_with_children->children_to_insert_if_updated,
                                with_children_starts);
       with_children.push_back(std::move(*c.update_with_children));
-      wake_close_path = true;
+      wake_steps |= bit(BackgroundStep::children);
     }
   }
   // Each kind of write is one storage call; a failing one is retried or split so that one bad
@@ -125,7 +133,7 @@ void CompletionWriter::write(Batch& batch) {
   if (!with_children.empty()) {
     poisoned += writes_.write_isolated("complete", with_children, failure_of(true));
   }
-  wake_close_path = wake_close_path || poisoned > 0;
+  if (poisoned > 0) wake_steps = all_background_steps;
   stats_.record(static_cast<std::int64_t>(batch.size()), SteadyClock::now() - start);
   for (const auto& node : batch) {
     if (node->write.wake_at) signals_.dispatch_at(*node->write.wake_at);
@@ -148,7 +156,7 @@ void CompletionWriter::write(Batch& batch) {
     waiters_.notify(finished);
   }
   runs_.completions_written(static_cast<std::int64_t>(batch.size()));
-  if (wake_close_path) signals_.wake_background();
+  if (wake_steps != 0) signals_.wake_background(wake_steps);
 }
 
 }  // namespace durable_execution::detail

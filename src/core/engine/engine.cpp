@@ -334,7 +334,7 @@ void Engine::cancel(const std::string& execution_id) {
                 [&](TaskExecutionsStorage& st) { st.update_many_by_id(reqs); });
   s.runner.cancel(execution_id);
   s.waiters.notify(execution_id);
-  if (s.mode == Mode::executor) s.signals.wake_background(true);
+  if (s.mode == Mode::executor) s.signals.wake_background(all_background_steps, true);
 }
 
 TaskExecutionRecord Engine::wakeup_sleeping(const TaskDescriptor& task,

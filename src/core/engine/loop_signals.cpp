@@ -14,10 +14,11 @@ void LoopSignals::wake_dispatcher() {
   dispatch_cv_.notify_one();
 }
 
-void LoopSignals::wake_background(bool cancel_now) {
+void LoopSignals::wake_background(unsigned steps, bool cancel_now) {
   {
     std::lock_guard lock(bg_mutex_);
     bg_wake_ = true;
+    bg_steps_ |= steps;
     bg_cancel_now_ = bg_cancel_now_ || cancel_now;
   }
   bg_cv_.notify_one();
@@ -79,16 +80,18 @@ void LoopSignals::dispatcher_wait(SteadyClock::duration d) {
 
 LoopSignals::BackgroundPass LoopSignals::background_begin_pass() {
   std::lock_guard lock(bg_mutex_);
-  BackgroundPass pass{bg_cancel_now_, bg_expire_now_};
+  BackgroundPass pass{bg_cancel_now_, bg_expire_now_, bg_steps_};
   bg_wake_ = false;
+  bg_steps_ = 0;
   bg_cancel_now_ = false;
   bg_expire_now_ = false;
   return pass;
 }
 
-void LoopSignals::background_wait_until(SteadyClock::time_point until) {
+bool LoopSignals::background_wait_until(SteadyClock::time_point until) {
   std::unique_lock lock(bg_mutex_);
-  bg_cv_.wait_until(lock, until, [this] { return bg_wake_ || bg_cancel_now_ || stop_.load(); });
+  return bg_cv_.wait_until(lock, until,
+                           [this] { return bg_wake_ || bg_cancel_now_ || stop_.load(); });
 }
 
 }  // namespace durable_execution::detail

@@ -15,6 +15,7 @@
 #include "../executor_support.hpp"
 #include "durable_execution/clock.hpp"
 #include "durable_execution/task_execution.hpp"
+#include "step_demand.hpp"
 #include "timer.hpp"
 
 namespace durable_execution::detail {
@@ -50,8 +51,11 @@ class LoopSignals {
   LoopSignals(const Clock& clock, TimerThread* timer) : clock_(clock), timer_(timer) {}
 
   void wake_dispatcher();
-  /** `cancel_now`: run the cancel step in this pass (a cancellation reached storage). */
-  void wake_background(bool cancel_now = false);
+  /**
+   * `steps`: the background steps that may have work now (step_demand.hpp); `cancel_now`: run
+   * the cancel step in this pass (a cancellation reached storage).
+   */
+  void wake_background(unsigned steps = all_background_steps, bool cancel_now = false);
   /** The dispatcher claims at `start_at` (at once if due). */
   void dispatch_at(Timestamp start_at);
   /** The expiry step runs at `expires_at` (a local sleeping execution times out then). */
@@ -75,10 +79,13 @@ class LoopSignals {
   struct BackgroundPass {
     bool cancel_now = false;
     bool expire_now = false;
+    /** The steps that wake-ups since the last pass named. */
+    unsigned steps = 0;
   };
   /** Clears the background thread's wake-up flags and returns what they asked for. */
   [[nodiscard]] BackgroundPass background_begin_pass();
-  void background_wait_until(SteadyClock::time_point until);
+  /** @return false if `until` passed without a wake-up or stop. */
+  bool background_wait_until(SteadyClock::time_point until);
 
  private:
   const Clock& clock_;
@@ -92,6 +99,7 @@ class LoopSignals {
   bool bg_wake_ = false;
   bool bg_cancel_now_ = false;
   bool bg_expire_now_ = false;
+  unsigned bg_steps_ = 0;
 };
 
 }  // namespace durable_execution::detail
