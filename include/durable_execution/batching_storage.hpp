@@ -64,8 +64,10 @@ namespace durable_execution {
 class DURABLE_EXECUTION_EXPORT TaskExecutionsStorageWithBatching final
     : public ForwardingTaskExecutionsStorage {
  public:
+  /// @brief Wraps a borrowed storage, which must outlive the wrapper.
   explicit TaskExecutionsStorageWithBatching(TaskExecutionsStorage& inner,
                                              const StorageBatchingOptions& options = {});
+  /// @brief Wraps a storage the wrapper owns and destroys with it.
   explicit TaskExecutionsStorageWithBatching(std::unique_ptr<TaskExecutionsStorage> inner,
                                              const StorageBatchingOptions& options = {});
   /** @brief Calls shutdown(). */

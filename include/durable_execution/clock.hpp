@@ -47,6 +47,7 @@ class DURABLE_EXECUTION_EXPORT Clock {
    * unsubscribe_from_jumps(); 0 if the clock never jumps (the system clock).
    */
   virtual std::uint64_t subscribe_to_jumps(std::function<void()> fn) const;
+  /// @brief Stops the calls of a subscribe_to_jumps() subscription; an unknown id or 0 is ignored.
   virtual void unsubscribe_from_jumps(std::uint64_t id) const noexcept;
 };
 
@@ -84,7 +85,9 @@ class DURABLE_EXECUTION_EXPORT ManualClock final : public Clock {
   /** @brief Moves both times forward by `d` (>= 0) and wakes whoever waits on this clock. */
   void advance(std::chrono::milliseconds d);
 
+  /// @brief Calls `fn` after every advance(); see Clock::subscribe_to_jumps().
   std::uint64_t subscribe_to_jumps(std::function<void()> fn) const override;
+  /// @brief Stops the calls of one subscription; see Clock::unsubscribe_from_jumps().
   void unsubscribe_from_jumps(std::uint64_t id) const noexcept override;
 
  private:

@@ -1,6 +1,11 @@
 #pragma once
 
-// Umbrella header: every public header of the core library.
+/**
+ * @file
+ * @brief Umbrella header: every public header of the core library. Each storage backend has
+ * its own header (durable_execution/sqlite/sqlite_storage.hpp,
+ * durable_execution/postgres/postgres_storage.hpp).
+ */
 
 #include "durable_execution/batching_storage.hpp"
 #include "durable_execution/durable_executor.hpp"
@@ -17,3 +22,9 @@
 #include "durable_execution/task_context.hpp"
 #include "durable_execution/task_descriptor.hpp"
 #include "durable_execution/task_execution.hpp"
+
+/**
+ * @brief Everything public of the library. The nested namespace `detail` is the
+ * implementation's and is not part of the API.
+ */
+namespace durable_execution {}

@@ -71,6 +71,8 @@ struct LastOf<T, Ts...> : LastOf<Ts...> {};
 template <class Raw, class I>
 class InputValidatedTaskBuilder {
  public:
+  /// @brief Made by DurableExecutor::validate_input(); defines tasks on `executor`, which must
+  /// outlive the builder.
   InputValidatedTaskBuilder(DurableExecutor& executor, std::function<I(const Raw&)> validate)
       : executor_(&executor), validate_(std::move(validate)) {}
 
@@ -306,7 +308,9 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
    */
   void shutdown();
 
+  /// @brief Whether shutdown() has been called.
   [[nodiscard]] bool is_shutdown() const noexcept;
+  /// @brief A snapshot of the executor's settings and counters (ExecutorStats).
   [[nodiscard]] ExecutorStats stats() const;
   /** @brief Ids of the executions running in this executor now. */
   [[nodiscard]] std::vector<std::string> running_execution_ids() const;

@@ -50,6 +50,9 @@ class DURABLE_EXECUTION_EXPORT DurableExecutorClient {
     return detail::enqueue_typed(engine_, task, std::forward<V>(input), options);
   }
 
+  /// @brief As DurableExecutor::get_task_execution_handle: a handle on an existing execution.
+  /// @throws DurableExecutionNotFoundError for a task not in the client's list or an unknown
+  /// execution.
   template <class I, class O>
   [[nodiscard]] TaskExecutionHandle<O> get_task_execution_handle(const Task<I, O>& task,
                                                                  const std::string& execution_id) {

@@ -46,6 +46,7 @@ struct FaultInjectionOptions {
   bool failures_are_retryable = true;
   /** Each call first waits a random time in [min_latency, max_latency]. */
   std::chrono::milliseconds min_latency{0};
+  /// Upper bound of that wait (>= min_latency).
   std::chrono::milliseconds max_latency{0};
 };
 
@@ -85,9 +86,14 @@ class DURABLE_EXECUTION_EXPORT FaultInjectingTaskExecutionsStorage final
    */
   using RequestPredicate = std::function<bool(StorageOperation op, const std::string& id)>;
 
-  /** @throws DurableExecutionError for a failure rate outside [0, 1] or min > max latency. */
+  /**
+   * @brief Wraps a borrowed storage, which must outlive the wrapper.
+   * @throws DurableExecutionError for a failure rate outside [0, 1] or min > max latency.
+   */
   explicit FaultInjectingTaskExecutionsStorage(TaskExecutionsStorage& inner,
                                                const FaultInjectionOptions& options = {});
+  /// @brief Wraps a storage the wrapper owns and destroys with it.
+  /// @throws DurableExecutionError for a failure rate outside [0, 1] or min > max latency.
   explicit FaultInjectingTaskExecutionsStorage(std::unique_ptr<TaskExecutionsStorage> inner,
                                                const FaultInjectionOptions& options = {});
   ~FaultInjectingTaskExecutionsStorage() override;
@@ -109,7 +115,9 @@ class DURABLE_EXECUTION_EXPORT FaultInjectingTaskExecutionsStorage final
 
   /** @brief Calls received, and calls failed on purpose (by any fault). */
   [[nodiscard]] std::int64_t calls() const noexcept;
+  /// @brief Calls failed on purpose, by any fault.
   [[nodiscard]] std::int64_t injected_failures() const noexcept;
+  /// @brief Calls of `op` failed on purpose, by any fault.
   [[nodiscard]] std::int64_t injected_failures(StorageOperation op) const noexcept;
 
   void insert_many(const std::vector<TaskExecutionRecord>& executions) override;

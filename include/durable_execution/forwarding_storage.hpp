@@ -70,6 +70,7 @@ class DURABLE_EXECUTION_EXPORT ForwardingTaskExecutionsStorage : public TaskExec
   void unsubscribe_from_external_work(std::uint64_t token) noexcept override;
 
  protected:
+  /// @brief The wrapped storage, borrowed or owned.
   [[nodiscard]] TaskExecutionsStorage& inner() const noexcept { return *inner_; }
   /** @brief Destroys an owned storage now (for example to delete its files after). */
   void reset_owned() noexcept;

@@ -156,10 +156,15 @@ struct DurableExecutorOptions {
 
 /** @brief Options of a DurableExecutorClient: the subset of DurableExecutorOptions it uses. */
 struct DurableExecutorClientOptions {
+  /// As DurableExecutorOptions::max_serialized_input_data_size.
   std::int64_t max_serialized_input_data_size = 1'048'576;
+  /// As DurableExecutorOptions::storage_max_retry_attempts.
   std::int32_t storage_max_retry_attempts = 1;
+  /// As DurableExecutorOptions::log_level.
   LogLevel log_level = LogLevel::info;
+  /// As DurableExecutorOptions::logger_name.
   std::string logger_name{};
+  /// As DurableExecutorOptions::log_sink.
   LogSink log_sink{};
   /** The time the client stamps on what it writes; unset: the system's clocks. */
   std::shared_ptr<const Clock> clock{};
@@ -174,16 +179,23 @@ struct DurableExecutorClientOptions {
  * `sleep_before_run`: >= 0.
  */
 struct TaskOptions {
+  /// The task id: 1-255 characters of [A-Za-z0-9_], unique per executor.
   std::string id{};
+  /// The timeout of one run; >= 1 ms, required.
   std::chrono::milliseconds timeout{0};
+  /// The retry policy (default: no retries).
   RetryOptions retry{};
+  /// The delay between enqueue and the first run.
   std::chrono::milliseconds sleep_before_run{0};
 };
 
 /** @brief Per-enqueue overrides of a task's registered options (validated like TaskOptions). */
 struct EnqueueOptions {
+  /// Replaces TaskOptions::retry for this execution.
   std::optional<RetryOptions> retry{};
+  /// Replaces TaskOptions::sleep_before_run for this execution.
   std::optional<std::chrono::milliseconds> sleep_before_run{};
+  /// Replaces TaskOptions::timeout for this execution.
   std::optional<std::chrono::milliseconds> timeout{};
 };
 
@@ -196,14 +208,19 @@ struct EnqueueOptions {
  * `stop_token` throws DurableExecutionCancelledError.
  */
 struct WaitOptions {
+  /// How often to re-read an execution other processes may finish.
   std::chrono::milliseconds polling_interval{100};
+  /// Bound of the whole wait; unset: no bound.
   std::optional<std::chrono::milliseconds> timeout{};
+  /// Cancels the wait when stop is requested.
   std::stop_token stop_token{};
 };
 
 /** @brief Calls, latency and rate of one storage method (every attempt counts). */
 struct StorageCallStats {
+  /// Calls made (every attempt).
   std::int64_t count = 0;
+  /// Mean duration of a call.
   double mean_duration_ms = 0;
   /** 99th percentile of the durations, from log buckets (4 per power of two: within ~10%). */
   double p99_duration_ms = 0;
@@ -222,11 +239,13 @@ struct StorageBatchingOperationStats {
   std::int64_t batches = 0;
   /** Mean and largest number of calls per batch (1: no coalescing happened). */
   double mean_calls_per_batch = 0;
+  /// The largest number of calls in one batch.
   std::int64_t max_calls_per_batch = 0;
   /** Mean number of requests (records, ids, updates) per batch. */
   double mean_requests_per_batch = 0;
   /** Wait of a call, arrival to dispatch, in the window (0 for a call that went at once). */
   double mean_wait_ms = 0;
+  /// 99th percentile of that wait.
   double p99_wait_ms = 0;
   /** Extra calls made by splitting batches that failed non-retryably (error isolation). */
   std::int64_t split_calls = 0;
@@ -236,21 +255,33 @@ struct StorageBatchingOperationStats {
 
 /** @brief Count and duration of the batches one background process ran. */
 struct ProcessBatchStats {
+  /// Batches run.
   std::int64_t batches = 0;
+  /// Executions processed, over all batches.
   std::int64_t items = 0;
+  /// Mean duration of a batch.
   double mean_batch_duration_ms = 0;
 };
 
 /** @brief A snapshot of an executor's configuration and load (SPEC.md §6.4). */
 struct ExecutorStats {
+  /// DurableExecutorOptions::expire_leeway.
   std::chrono::milliseconds expire_leeway{0};
+  /// Runs in progress now.
   std::int32_t curr_concurrent_task_executions = 0;
+  /// DurableExecutorOptions::max_concurrent_task_executions.
   std::int32_t max_concurrent_task_executions = 0;
+  /// DurableExecutorOptions::max_task_executions_per_batch.
   std::int32_t max_task_executions_per_batch = 0;
+  /// DurableExecutorOptions::max_children_per_task_execution.
   std::int32_t max_children_per_task_execution = 0;
+  /// DurableExecutorOptions::max_serialized_input_data_size.
   std::int64_t max_serialized_input_data_size = 0;
+  /// DurableExecutorOptions::max_serialized_output_data_size.
   std::int64_t max_serialized_output_data_size = 0;
+  /// Tasks defined on the executor.
   std::int32_t registered_tasks_count = 0;
+  /// Whether shutdown() has been called.
   bool is_shutdown = false;
   /**
    * Worker threads alive now (reused; at most max_concurrent_task_executions; idle ones retire

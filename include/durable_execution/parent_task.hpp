@@ -35,7 +35,9 @@ template <class O>
 /** @brief What a parent run returns: its own output and the children to run. */
 template <class O>
 struct ParentRunResult {
+  /// The parent run's own output, passed on to the finalize step or the parent's output.
   O output{};
+  /// The children to run, built with child(); none completes the parent at once.
   std::vector<ChildTask> children{};
 };
 
@@ -55,12 +57,18 @@ template <class O>
  * the output stays JSON; read it with output_as<T>().
  */
 struct ChildExecutionResult {
+  /// The child's task id.
   std::string task_id{};
+  /// The child's execution id.
   std::string execution_id{};
+  /// The child's finished status.
   TaskExecutionStatus status = TaskExecutionStatus::completed;
+  /// The child's output as JSON, when it completed.
   std::optional<nlohmann::json> output{};
+  /// The child's error, when it did not complete.
   std::optional<StoredError> error{};
 
+  /// @brief Whether the child completed (its output is set).
   [[nodiscard]] bool is_completed() const noexcept {
     return status == TaskExecutionStatus::completed;
   }
@@ -79,12 +87,14 @@ struct ChildExecutionResult {
   }
 };
 
+/// @brief The JSON form: `{"taskId", "executionId", "status", "output"?, "error"?}`.
 inline void to_json(nlohmann::json& j, const ChildExecutionResult& c) {
   j = nlohmann::json{
       {"taskId", c.task_id}, {"executionId", c.execution_id}, {"status", to_string(c.status)}};
   if (c.output) j["output"] = *c.output;
   if (c.error) j["error"] = *c.error;
 }
+/// @brief Reads the JSON form written by to_json().
 inline void from_json(const nlohmann::json& j, ChildExecutionResult& c) {
   c.task_id = j.at("taskId").get<std::string>();
   c.execution_id = j.at("executionId").get<std::string>();
@@ -108,15 +118,19 @@ inline void from_json(const nlohmann::json& j, ChildExecutionResult& c) {
  */
 template <class O>
 struct ParentTaskOutput {
+  /// The parent run's output (ParentRunResult::output).
   O output{};
+  /// One result per child, in declaration order.
   std::vector<ChildExecutionResult> children{};
 };
 
 template <class O>
+/// @brief The JSON form: `{"output", "children"}`.
 void to_json(nlohmann::json& j, const ParentTaskOutput<O>& p) {
   j = nlohmann::json{{"output", p.output}, {"children", p.children}};
 }
 template <class O>
+/// @brief Reads the JSON form written by to_json().
 void from_json(const nlohmann::json& j, ParentTaskOutput<O>& p) {
   if constexpr (!std::is_same_v<O, Empty>) {
     p.output = j.at("output").get<O>();
@@ -228,16 +242,20 @@ template <class O>
 /** @brief What a poll function returns: done with an output, or not yet. */
 template <class O>
 struct PollResult {
+  /// The value has appeared: stop polling.
   bool is_done = false;
+  /// The value, when done.
   std::optional<O> output{};
 };
 
 template <class O>
+/// @brief The JSON form: `{"isDone", "output"?}`.
 void to_json(nlohmann::json& j, const PollResult<O>& p) {
   j = nlohmann::json{{"isDone", p.is_done}};
   if (p.is_done && p.output) j["output"] = *p.output;
 }
 template <class O>
+/// @brief Reads the JSON form written by to_json().
 void from_json(const nlohmann::json& j, PollResult<O>& p) {
   p.is_done = j.at("isDone").get<bool>();
   if (p.is_done && j.contains("output")) {
@@ -251,16 +269,20 @@ void from_json(const nlohmann::json& j, PollResult<O>& p) {
  * last attempt. */
 template <class O>
 struct PollingResult {
+  /// A poll found the value before the attempts ran out.
   bool is_success = false;
+  /// The value, on success.
   std::optional<O> output{};
 };
 
 template <class O>
+/// @brief The JSON form: `{"isSuccess", "output"?}`.
 void to_json(nlohmann::json& j, const PollingResult<O>& p) {
   j = nlohmann::json{{"isSuccess", p.is_success}};
   if (p.is_success && p.output) j["output"] = *p.output;
 }
 template <class O>
+/// @brief Reads the JSON form written by to_json().
 void from_json(const nlohmann::json& j, PollingResult<O>& p) {
   p.is_success = j.at("isSuccess").get<bool>();
   if (p.is_success && j.contains("output")) {
@@ -272,7 +294,9 @@ void from_json(const nlohmann::json& j, PollingResult<O>& p) {
 
 /** @brief Options of a sleeping task: only an id and a timeout (SPEC.md §6.2). */
 struct SleepingTaskOptions {
+  /// The task id, unique per executor.
   std::string id{};
+  /// How long an execution may sleep before it times out.
   std::chrono::milliseconds timeout{0};
 };
 

@@ -13,18 +13,23 @@ namespace durable_execution {
 
 /** @brief One lookup of get_many_by_id: the row with this id, if it matches `filters`. */
 struct GetByIdRequest {
+  /// The execution to read.
   std::string execution_id{};
+  /// Conditions the row must meet to be returned.
   GetByIdFilters filters{};
 };
 
 /** @brief One lookup of get_many_by_sleeping_task_unique_id (ids are unique per storage). */
 struct GetBySleepingTaskUniqueIdRequest {
+  /// The unique id of the sleeping execution to read.
   std::string sleeping_task_unique_id{};
 };
 
 /** @brief A guarded update of a row's parent, made together with the row's own update. */
 struct ParentUpdateRequest {
+  /// Conditions the parent must meet to be updated.
   GetByIdFilters filters{};
+  /// The parent's update.
   TaskExecutionUpdate update{};
 };
 
@@ -34,8 +39,11 @@ struct ParentUpdateRequest {
  * so are its parent's count and `parent_update`.
  */
 struct UpdateByIdRequest {
+  /// The row to update.
   std::string execution_id{};
+  /// The guard: the row is updated only if it matches.
   GetByIdFilters filters{};
+  /// The update.
   TaskExecutionUpdate update{};
   /**
    * If the row is updated and has a parent, also decrement the parent's active children count
@@ -57,9 +65,13 @@ struct UpdateByIdRequest {
  * children, or the next step of a sequential chain), atomically with it.
  */
 struct UpdateByIdAndInsertChildrenRequest {
+  /// The row to update.
   std::string execution_id{};
+  /// The guard: the row is updated only if it matches.
   GetByIdFilters filters{};
+  /// The update.
   TaskExecutionUpdate update{};
+  /// Records inserted only if the update took effect.
   std::vector<TaskExecutionRecord> children_to_insert_if_updated{};
 };
 
@@ -68,11 +80,15 @@ struct UpdateByIdAndInsertChildrenRequest {
  * start_at_less_than`, ascending `start_at`, each given `update`.
  */
 struct UpdateByStatusAndStartAtLessThanRequest {
+  /// The status of the rows to claim.
   TaskExecutionStatus status = TaskExecutionStatus::ready;
+  /// Claims rows whose `start_at` is before this time.
   Timestamp start_at_less_than{};
+  /// The update of each claimed row.
   TaskExecutionUpdate update{};
   /** Each selected row gets `expires_at = update_expires_at_with_started_at + row.timeout`. */
   Timestamp update_expires_at_with_started_at{};
+  /// The most rows to claim.
   std::int64_t limit = 0;
 };
 
@@ -81,17 +97,24 @@ struct UpdateByStatusAndStartAtLessThanRequest {
  * processing status whose `active_children_count` is 0, oldest `updated_at` first.
  */
 struct UpdateByStatusAndOnChildrenFinishedProcessingStatusRequest {
+  /// The status of the parents to claim.
   TaskExecutionStatus status = TaskExecutionStatus::waiting_for_children;
+  /// The processing status of the parents to claim.
   OnChildrenFinishedProcessingStatus on_children_finished_processing_status =
       OnChildrenFinishedProcessingStatus::idle;
+  /// The update of each claimed parent.
   TaskExecutionUpdate update{};
+  /// The most rows to claim.
   std::int64_t limit = 0;
 };
 
 /** @brief The close-step claim (T19): up to `limit` rows with this close status, oldest first. */
 struct UpdateByCloseStatusRequest {
+  /// The close status of the rows to claim.
   CloseStatus close_status = CloseStatus::ready;
+  /// The update of each claimed row.
   TaskExecutionUpdate update{};
+  /// The most rows to claim.
   std::int64_t limit = 0;
 };
 
@@ -100,9 +123,13 @@ struct UpdateByCloseStatusRequest {
  * `expires_at < expires_at_less_than`, ascending `expires_at`, each given `update`.
  */
 struct UpdateByIsSleepingTaskAndExpiresAtLessThanRequest {
+  /// Selects sleeping executions, or the others.
   bool is_sleeping_task = false;
+  /// Selects rows whose `expires_at` is before this time.
   Timestamp expires_at_less_than{};
+  /// The update of each selected row.
   TaskExecutionUpdate update{};
+  /// The most rows to update.
   std::int64_t limit = 0;
   /**
    * If set, a selected row whose `lease_expirations` is already >= this value gets
@@ -110,21 +137,28 @@ struct UpdateByIsSleepingTaskAndExpiresAtLessThanRequest {
    * two updates together touch at most `limit` rows, each selected by ascending `expires_at`.
    */
   std::optional<std::int32_t> max_lease_expirations{};
+  /// The update of a selected row past `max_lease_expirations`.
   TaskExecutionUpdate exhausted_update{};
 };
 
 /** @brief Children steps whose lease expired (T17): ascending processing expiry, at most `limit`.
  */
 struct UpdateByOnChildrenFinishedProcessingExpiresAtLessThanRequest {
+  /// Selects parents whose processing lease ends before this time.
   Timestamp on_children_finished_processing_expires_at_less_than{};
+  /// The update of each selected row.
   TaskExecutionUpdate update{};
+  /// The most rows to update.
   std::int64_t limit = 0;
 };
 
 /** @brief Close steps whose lease expired (T21): ascending `close_expires_at`, at most `limit`. */
 struct UpdateByCloseExpiresAtLessThanRequest {
+  /// Selects rows whose `close_expires_at` is before this time.
   Timestamp close_expires_at_less_than{};
+  /// The update of each selected row.
   TaskExecutionUpdate update{};
+  /// The most rows to update.
   std::int64_t limit = 0;
 };
 
@@ -133,14 +167,19 @@ struct UpdateByCloseExpiresAtLessThanRequest {
  * `needs_promise_cancellation`, oldest `updated_at` first.
  */
 struct UpdateByExecutorIdAndNeedsPromiseCancellationRequest {
+  /// The executor whose runs are selected.
   std::string executor_id{};
+  /// Selects rows with this cancellation flag.
   bool needs_promise_cancellation = true;
+  /// The update of each selected row.
   TaskExecutionUpdate update{};
+  /// The most rows to update.
   std::int64_t limit = 0;
 };
 
 /** @brief One lookup of get_many_by_parent_execution_id: every child of this parent. */
 struct GetByParentExecutionIdRequest {
+  /// The parent whose children are read.
   std::string parent_execution_id{};
 };
 
@@ -149,8 +188,11 @@ struct GetByParentExecutionIdRequest {
  * parent whose `is_finished` equals this value gets `update` (no limit).
  */
 struct UpdateByParentExecutionIdAndIsFinishedRequest {
+  /// The parent whose children are updated.
   std::string parent_execution_id{};
+  /// Selects the children with this `is_finished`.
   bool is_finished = false;
+  /// The update of each selected child.
   TaskExecutionUpdate update{};
 };
 
@@ -159,14 +201,19 @@ struct UpdateByParentExecutionIdAndIsFinishedRequest {
  * oldest `updated_at` first, each given `update`; see the method.
  */
 struct UpdateAndDecrementParentActiveChildrenCountRequest {
+  /// Selects rows with this `is_finished`.
   bool is_finished = true;
+  /// Selects rows with this close status.
   CloseStatus close_status = CloseStatus::idle;
+  /// The update of each selected row.
   TaskExecutionUpdate update{};
+  /// The most rows to update.
   std::int64_t limit = 0;
 };
 
 /** @brief delete_by_id: the row with this id (none: no-op). */
 struct DeleteByIdRequest {
+  /// The row to delete.
   std::string execution_id{};
 };
 

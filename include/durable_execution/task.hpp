@@ -28,11 +28,15 @@ namespace durable_execution {
 
 /** @brief The input of a task whose run takes none, and the output of one that returns void. */
 struct Empty {
+  /// All Empty values are equal.
   friend bool operator==(const Empty&, const Empty&) = default;
 };
+/// @brief The JSON form of Empty: `null`.
 inline void to_json(nlohmann::json& j, const Empty& /*unused*/) { j = nullptr; }
+/// @brief Accepts any JSON as Empty.
 inline void from_json(const nlohmann::json& /*unused*/, Empty& /*unused*/) {}
 
+/// @cond DETAIL
 namespace detail {
 
 /** @brief Serializes a value as JSON; failures become "Error serializing value: ...". */
@@ -161,6 +165,7 @@ O run_to_output(F& run, TaskRunContext& ctx, const I& input) {
 }
 
 }  // namespace detail
+/// @endcond
 
 /**
  * @brief A value a caller may pass as a task's input: the input type itself, or a type that
@@ -183,7 +188,9 @@ concept InputFor = std::same_as<std::remove_cvref_t<V>, I> ||
 template <class Input, class Output>
 class Task {
  public:
+  /// The input type, for generic code.
   using InputType = Input;
+  /// The output type, for generic code.
   using OutputType = Output;
 
   /** @brief Wraps a descriptor; used by the executor and to name a task on a client. */
@@ -203,7 +210,9 @@ class Task {
                                .are_children_sequential = false}};
   }
 
+  /// @brief The task id.
   [[nodiscard]] const std::string& id() const noexcept { return descriptor_.id; }
+  /// @brief The options the task was registered with, as a DurableExecutorClient takes them.
   [[nodiscard]] const TaskDescriptor& descriptor() const noexcept { return descriptor_; }
 
  private:
@@ -216,33 +225,54 @@ class Task {
  */
 template <class Output>
 struct TaskExecution {
+  /// The top-level execution of the tree; unset on a top-level execution.
   std::optional<TaskExecutionSummary> root{};
+  /// The parent, on children and finalize executions.
   std::optional<ParentTaskExecutionSummary> parent{};
+  /// The task id.
   std::string task_id{};
+  /// The execution id.
   std::string execution_id{};
+  /// The effective retry policy.
   RetryOptions retry_options{};
+  /// The effective delay before the first run.
   std::chrono::milliseconds sleep_before_run{0};
+  /// The effective timeout of one run.
   std::chrono::milliseconds timeout{0};
   /** The serialized input (JSON). */
   std::string input{};
+  /// The status; see is_finished().
   TaskExecutionStatus status = TaskExecutionStatus::ready;
   /** Set when completed. */
   std::optional<Output> output{};
   /** Set when errored; on `ready` the previous attempt's error. */
   std::optional<StoredError> error{};
+  /// Retries scheduled so far.
   std::int32_t retry_attempts = 0;
+  /// When the execution was enqueued.
   Timestamp created_at{};
+  /// The time of the latest change.
   Timestamp updated_at{};
+  /// The time of the latest claim.
   std::optional<Timestamp> started_at{};
+  /// The lease deadline while running.
   std::optional<Timestamp> expires_at{};
+  /// When it finished.
   std::optional<Timestamp> finished_at{};
+  /// A parent's children, in declaration order.
   std::optional<std::vector<TaskExecutionSummary>> children{};
+  /// Children not yet closed.
   std::int32_t active_children_count = 0;
+  /// A parent's finalize execution, once enqueued.
   std::optional<TaskExecutionSummary> finalize{};
+  /// Whether a parent's finished children have been processed.
   OnChildrenFinishedProcessingStatus on_children_finished_processing_status =
       OnChildrenFinishedProcessingStatus::idle;
+  /// When a parent's children outcome was written.
   std::optional<Timestamp> on_children_finished_processing_finished_at{};
+  /// The close sub-state.
   CloseStatus close_status = CloseStatus::idle;
+  /// When closing completed.
   std::optional<Timestamp> closed_at{};
   /**
    * Set when the execution is completed but its stored output does not decode as an Output (a
@@ -252,6 +282,7 @@ struct TaskExecution {
    */
   std::optional<StoredError> output_error{};
 
+  /// @brief Whether the status is a finished one (it will not change again).
   [[nodiscard]] bool is_finished() const noexcept { return durable_execution::is_finished(status); }
 
   /**
@@ -305,13 +336,16 @@ struct TaskExecution {
 template <class Output>
 class TaskExecutionHandle {
  public:
+  /// @brief Made by the executor and the client (enqueue_task, get_task_execution_handle).
   TaskExecutionHandle(std::shared_ptr<detail::Engine> engine, std::string task_id,
                       std::string execution_id)
       : engine_(std::move(engine)),
         task_id_(std::move(task_id)),
         execution_id_(std::move(execution_id)) {}
 
+  /// @brief The task id.
   [[nodiscard]] const std::string& task_id() const noexcept { return task_id_; }
+  /// @brief The execution id.
   [[nodiscard]] const std::string& execution_id() const noexcept { return execution_id_; }
 
   /** @brief The current view. @throws DurableExecutionNotFoundError if the record is gone. */

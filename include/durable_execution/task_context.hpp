@@ -20,8 +20,11 @@ enum class StopReason : std::uint8_t { none, timed_out, cancelled, shutdown };
  * engine's own copy of its execution (no per-run copies of ids).
  */
 struct TaskRunContextData {
+  /// The engine's record of the execution being run; valid during the run.
   const TaskExecutionRecord* execution = nullptr;
+  /// Fires on timeout, cancellation or shutdown.
   std::stop_token stop_token{};
+  /// Why the token fired; null when it cannot fire.
   const std::atomic<StopReason>* stop_reason = nullptr;
 };
 
@@ -39,9 +42,12 @@ struct TaskRunContextData {
  */
 class TaskRunContext {
  public:
+  /// @brief Made by the engine for each run.
   explicit TaskRunContext(TaskRunContextData data) : data_(std::move(data)) {}
 
+  /// @brief The id of the task being run.
   [[nodiscard]] const std::string& task_id() const noexcept { return data_.execution->task_id; }
+  /// @brief The id of the execution being run.
   [[nodiscard]] const std::string& execution_id() const noexcept {
     return data_.execution->execution_id;
   }
@@ -59,8 +65,11 @@ class TaskRunContext {
   [[nodiscard]] const std::optional<StoredError>& prev_error() const noexcept {
     return data_.execution->error;
   }
+  /// @brief Fires when the run times out, its execution is cancelled, or the executor shuts down.
   [[nodiscard]] std::stop_token stop_token() const noexcept { return data_.stop_token; }
+  /// @brief Whether the stop token has fired: a long run polls this and returns early.
   [[nodiscard]] bool stop_requested() const noexcept { return data_.stop_token.stop_requested(); }
+  /// @brief Why the stop token fired; StopReason::none while it has not.
   [[nodiscard]] StopReason stop_reason() const noexcept {
     return data_.stop_reason != nullptr ? data_.stop_reason->load(std::memory_order_acquire)
                                         : StopReason::none;

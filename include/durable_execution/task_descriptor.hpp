@@ -24,15 +24,20 @@ namespace durable_execution {
  * @note Thread safety: a plain value; immutable once built.
  */
 struct TaskDescriptor {
+  /// The task id, unique per executor (TaskOptions::id).
   std::string id{};
   /** Sleeping tasks take a unique id string as input and have no retries or delay. */
   bool is_sleeping_task = false;
+  /// The retry policy (TaskOptions::retry).
   RetryOptions retry{};
+  /// The delay before the first run (TaskOptions::sleep_before_run).
   std::chrono::milliseconds sleep_before_run{0};
+  /// The timeout of one run (TaskOptions::timeout).
   std::chrono::milliseconds timeout{0};
   /** Sequential chains (DurableExecutor::sequential_tasks) run their children one at a time. */
   bool are_children_sequential = false;
 
+  /// Equal when every field is equal.
   friend bool operator==(const TaskDescriptor&, const TaskDescriptor&) = default;
 };
 
@@ -43,6 +48,7 @@ struct TaskDescriptor {
  * @note Thread safety: a plain value.
  */
 struct ChildTask {
+  /// The child task's id.
   std::string task_id{};
   /** Serialized input (a sleeping child's unique id, verbatim). */
   std::string input{};

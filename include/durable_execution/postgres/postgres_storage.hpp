@@ -103,6 +103,7 @@ class DURABLE_EXECUTION_EXPORT PostgresTaskExecutionsStorage final : public Task
    * @param connection_string a libpq connection string or URL, e.g.
    *   `postgresql://user:password@host:5432/db` or `host=a,b dbname=db
    * target_session_attrs=read-write`.
+   * @param options the schema and table, the pool, timeouts and retries (PostgresStorageOptions).
    */
   explicit PostgresTaskExecutionsStorage(std::string connection_string,
                                          PostgresStorageOptions options = {});

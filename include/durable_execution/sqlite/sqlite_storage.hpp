@@ -107,6 +107,7 @@ class DURABLE_EXECUTION_EXPORT SqliteTaskExecutionsStorage final : public TaskEx
   /**
    * @brief Opens (creating if missing) the database at `path` and prepares the table.
    * @param path a file path, or a SQLite URI starting with `file:`.
+   * @param options the table, busy handling, the cache and the read pool (SqliteStorageOptions).
    */
   explicit SqliteTaskExecutionsStorage(std::string path, SqliteStorageOptions options = {});
   /** @brief Closes the connection; never throws. */

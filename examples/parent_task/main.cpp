@@ -2,7 +2,8 @@
 // outputs. The second parent shows the "all settled" pattern: a child fails, and finalize
 // reports partial success instead of failing the whole workflow.
 //
-// Build with -DDE_BUILD_EXAMPLES=ON and run ./examples/parent_task.
+// Build it standalone or in the project's tree (examples/README.md); in the tree it is
+// ./examples/parent_task/parent_task.
 
 #include <chrono>
 #include <iostream>

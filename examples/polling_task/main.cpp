@@ -2,7 +2,8 @@
 // before each. Here the "external system" is an atomic set by another thread after ~200 ms; the
 // second polling task gives up after 3 polls and reports {is_success = false}.
 //
-// Build with -DDE_BUILD_EXAMPLES=ON and run ./examples/polling_task.
+// Build it standalone or in the project's tree (examples/README.md); in the tree it is
+// ./examples/polling_task/polling_task.
 
 #include <atomic>
 #include <chrono>

@@ -2,7 +2,8 @@
 // next step's input (checked at compile time). A failing middle step ends the chain
 // finalize_failed with "Task at index 1 failed: ..." and the later steps never run.
 //
-// Build with -DDE_BUILD_EXAMPLES=ON and run ./examples/sequential_tasks.
+// Build it standalone or in the project's tree (examples/README.md); in the tree it is
+// ./examples/sequential_tasks/sequential_tasks.
 
 #include <algorithm>
 #include <atomic>

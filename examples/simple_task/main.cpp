@@ -1,6 +1,7 @@
 // A simple task: typed input and output, retries, a timeout, and a handle to wait on.
 //
-// Build with -DDE_BUILD_EXAMPLES=ON and run ./examples/simple_task.
+// Build it standalone or in the project's tree (examples/README.md); in the tree it is
+// ./examples/simple_task/simple_task.
 
 #include <chrono>
 #include <iostream>

@@ -6,7 +6,8 @@
 // transaction. Part 2 turns the same wrapper on for an executor (enable_storage_batching) and
 // reads what it did from executor.stats().
 //
-// Build with -DDE_BUILD_EXAMPLES=ON and run ./examples/batching_storage.
+// Build it standalone or in the project's tree (examples/README.md); in the tree it is
+// ./examples/batching_storage/batching_storage.
 
 #include <atomic>
 #include <chrono>

@@ -2,7 +2,8 @@
 // something outside wakes it by its unique id — here another thread standing in for a webhook
 // handler — with an output. A second one is never woken and times out.
 //
-// Build with -DDE_BUILD_EXAMPLES=ON and run ./examples/sleeping_task.
+// Build it standalone or in the project's tree (examples/README.md); in the tree it is
+// ./examples/sleeping_task/sleeping_task.
 
 #include <chrono>
 #include <iostream>

@@ -1,0 +1,288 @@
+# cmake -D SOURCE_DIR=<repository root> -D VERSION=<project version> [-D PORT_DIR=<port>]
+#       -P port_consistency.cmake
+#
+# Checks that the vcpkg overlay port (ports/durable-execution) says what the build says, so the
+# port cannot drift from the project between releases (no vcpkg runs here; docs/packaging.md):
+#   - vcpkg.json's name and version are the package's (the project version);
+#   - its features are the backends, one per DE_WITH_<BACKEND> option of CMakeLists.txt, and
+#     portfile.cmake's vcpkg_check_features maps each feature to that option;
+#   - its default features are the backends whose option defaults to ON;
+#   - its dependencies are the packages the installed config looks for (find_dependency for the
+#     core, the component's find in cmake/durable_execution-config.cmake.in for each feature),
+#     as vcpkg port names;
+#   - every -D option the portfile passes exists, the config fixup path is the install's, and
+#     the usage file names each feature's target.
+# Prints every mismatch, then fails if there was one.
+foreach(var SOURCE_DIR VERSION)
+  if(NOT DEFINED ${var} OR "${${var}}" STREQUAL "")
+    message(FATAL_ERROR "port_consistency.cmake: ${var} is not set")
+  endif()
+endforeach()
+if(NOT DEFINED PORT_DIR OR PORT_DIR STREQUAL "")
+  set(PORT_DIR "${SOURCE_DIR}/ports/durable-execution")
+endif()
+
+# CMake package name -> vcpkg port name. An empty value: provided by the platform or the
+# toolchain, not a port. A package missing here fails the check until it is added.
+set(port_of_Threads "")
+set(port_of_PkgConfig "")
+set(port_of_nlohmann_json "nlohmann-json")
+set(port_of_fmt "fmt")
+set(port_of_spdlog "spdlog")
+set(port_of_SQLiteCpp "sqlitecpp")
+set(port_of_libpqxx "libpqxx")
+# Host-only helper ports every port built with vcpkg_cmake_* needs.
+set(host_ports vcpkg-cmake vcpkg-cmake-config)
+
+set(errors "")
+# fail(<text>...): records one mismatch; the texts are joined (ARGV<n> keeps a list's ';').
+function(fail)
+  set(text "")
+  math(EXPR last "${ARGC} - 1")
+  foreach(i RANGE ${last})
+    string(APPEND text "${ARGV${i}}")
+  endforeach()
+  set(errors "${errors}  - ${text}\n" PARENT_SCOPE)
+endfunction()
+
+# Sorted, deduplicated copy of a list, so sets compare as strings.
+function(as_set out)
+  set(items ${ARGN})
+  list(REMOVE_DUPLICATES items)
+  list(SORT items)
+  set(${out} "${items}" PARENT_SCOPE)
+endfunction()
+
+# The vcpkg port names for CMake packages (`out` gets them; unknown packages are reported).
+function(ports_of out context)
+  set(ports "")
+  foreach(package IN LISTS ARGN)
+    if(NOT DEFINED port_of_${package})
+      string(APPEND errors "  - ${context}: no vcpkg port known for CMake package '${package}' "
+             "(add it to port_of_* in port_consistency.cmake)\n")
+    elseif(NOT port_of_${package} STREQUAL "")
+      list(APPEND ports ${port_of_${package}})
+    endif()
+  endforeach()
+  as_set(ports ${ports})
+  set(${out} "${ports}" PARENT_SCOPE)
+  set(errors "${errors}" PARENT_SCOPE)
+endfunction()
+
+# Names of the packages searched by find_package/find_dependency in `text` (first argument).
+function(found_packages out text)
+  string(REGEX MATCHALL "find_(package|dependency)\\([A-Za-z0-9_]+" calls "${text}")
+  set(names "")
+  foreach(call IN LISTS calls)
+    string(REGEX REPLACE "^find_(package|dependency)\\(" "" name "${call}")
+    list(APPEND names ${name})
+  endforeach()
+  set(${out} "${names}" PARENT_SCOPE)
+endfunction()
+
+# The ports of the vcpkg.json dependency array at the JSON path ARGN: `out` gets the ordinary
+# ones, `out`_host the host-only ones.
+function(json_dependencies out json)
+  set(deps "")
+  set(hosts "")
+  string(JSON count ERROR_VARIABLE err LENGTH "${json}" ${ARGN})
+  if(err)
+    set(count 0)
+  endif()
+  if(count GREATER 0)
+    math(EXPR last "${count} - 1")
+    foreach(i RANGE ${last})
+      string(JSON type TYPE "${json}" ${ARGN} ${i})
+      if(type STREQUAL "OBJECT")
+        string(JSON name GET "${json}" ${ARGN} ${i} name)
+        string(JSON host ERROR_VARIABLE no_host GET "${json}" ${ARGN} ${i} host)
+        if(NOT no_host AND host)
+          list(APPEND hosts ${name})
+          continue()
+        endif()
+      else()
+        string(JSON name GET "${json}" ${ARGN} ${i})
+      endif()
+      list(APPEND deps ${name})
+    endforeach()
+  endif()
+  as_set(deps ${deps})
+  as_set(hosts ${hosts})
+  set(${out} "${deps}" PARENT_SCOPE)
+  set(${out}_host "${hosts}" PARENT_SCOPE)
+endfunction()
+
+file(READ "${PORT_DIR}/vcpkg.json" manifest)
+file(READ "${PORT_DIR}/portfile.cmake" portfile)
+file(READ "${PORT_DIR}/usage" usage)
+file(READ "${SOURCE_DIR}/CMakeLists.txt" root_lists)
+file(READ "${SOURCE_DIR}/cmake/durable_execution-config.cmake.in" config)
+file(READ "${SOURCE_DIR}/cmake/de_install.cmake" install_rules)
+
+# ---- name and version ------------------------------------------------------------------------
+string(JSON port_name GET "${manifest}" name)
+if(NOT port_name STREQUAL "durable-execution")
+  fail("vcpkg.json name is '${port_name}', want 'durable-execution'")
+endif()
+set(port_version "")
+foreach(key version version-semver version-string)
+  string(JSON value ERROR_VARIABLE missing GET "${manifest}" ${key})
+  if(NOT missing)
+    set(port_version "${value}")
+  endif()
+endforeach()
+if(NOT port_version STREQUAL VERSION)
+  fail("vcpkg.json version is '${port_version}', the project's is '${VERSION}'")
+endif()
+
+# ---- features = backends = DE_WITH_* options = vcpkg_check_features -------------------------
+string(REGEX MATCHALL "option\\(DE_WITH_[A-Z0-9_]+ [^\n]*" with_options "${root_lists}")
+set(backends "")
+set(default_backends "")
+foreach(opt IN LISTS with_options)
+  string(REGEX MATCH "DE_WITH_([A-Z0-9_]+)" _ "${opt}")
+  string(TOLOWER "${CMAKE_MATCH_1}" backend)
+  list(APPEND backends ${backend})
+  if(opt MATCHES "\\) *ON\\)$|\" ON\\)$")
+    list(APPEND default_backends ${backend})
+  endif()
+endforeach()
+as_set(backends ${backends})
+as_set(default_backends ${default_backends})
+if(NOT backends)
+  fail("CMakeLists.txt declares no option(DE_WITH_<BACKEND> ...)")
+endif()
+
+string(JSON feature_count ERROR_VARIABLE no_features LENGTH "${manifest}" features)
+set(features "")
+if(NOT no_features AND feature_count GREATER 0)
+  math(EXPR last "${feature_count} - 1")
+  foreach(i RANGE ${last})
+    string(JSON feature MEMBER "${manifest}" features ${i})
+    list(APPEND features ${feature})
+  endforeach()
+endif()
+as_set(features ${features})
+if(NOT features STREQUAL backends)
+  fail("vcpkg.json features are '${features}', the DE_WITH_* backends are '${backends}'")
+endif()
+
+string(JSON default_count ERROR_VARIABLE no_defaults LENGTH "${manifest}" default-features)
+set(default_features "")
+if(NOT no_defaults AND default_count GREATER 0)
+  math(EXPR last "${default_count} - 1")
+  foreach(i RANGE ${last})
+    string(JSON feature GET "${manifest}" default-features ${i})
+    list(APPEND default_features ${feature})
+  endforeach()
+endif()
+as_set(default_features ${default_features})
+if(NOT default_features STREQUAL default_backends)
+  fail("vcpkg.json default-features are '${default_features}', the backends whose option "
+       "defaults to ON are '${default_backends}'")
+endif()
+
+if(NOT portfile MATCHES "vcpkg_check_features\\(([^)]*)\\)")
+  fail("portfile.cmake has no vcpkg_check_features(...)")
+else()
+  set(check_features "${CMAKE_MATCH_1}")
+  string(REGEX REPLACE "^.*FEATURES" "" mapping "${check_features}")
+  string(REGEX MATCHALL "[a-z0-9-]+[ \t]+[A-Z0-9_]+" pairs "${mapping}")
+  set(mapped "")
+  foreach(pair IN LISTS pairs)
+    string(REGEX MATCH "^([a-z0-9-]+)[ \t]+([A-Z0-9_]+)$" _ "${pair}")
+    set(feature "${CMAKE_MATCH_1}")
+    set(variable "${CMAKE_MATCH_2}")
+    string(TOUPPER "${feature}" upper)
+    if(NOT variable STREQUAL "DE_WITH_${upper}")
+      fail("vcpkg_check_features maps feature '${feature}' to ${variable}, want DE_WITH_${upper}")
+    endif()
+    list(APPEND mapped ${feature})
+  endforeach()
+  as_set(mapped ${mapped})
+  if(NOT mapped STREQUAL features)
+    fail("vcpkg_check_features maps '${mapped}', vcpkg.json's features are '${features}'")
+  endif()
+endif()
+
+# ---- dependencies = what the installed config looks for -------------------------------------
+# The core: every find_dependency of the config (components use find_package, see below).
+set(core_packages "")
+string(REGEX MATCHALL "find_dependency\\([A-Za-z0-9_]+" core_calls "${config}")
+foreach(call IN LISTS core_calls)
+  string(REGEX REPLACE "^find_dependency\\(" "" name "${call}")
+  list(APPEND core_packages ${name})
+endforeach()
+ports_of(core_ports "the config's find_dependency" ${core_packages})
+json_dependencies(manifest_core "${manifest}" dependencies)
+if(NOT manifest_core STREQUAL core_ports)
+  fail("vcpkg.json dependencies are '${manifest_core}', the config's find_dependency calls "
+       "(${core_packages}) need the ports '${core_ports}'")
+endif()
+as_set(host_ports ${host_ports})
+if(NOT manifest_core_host STREQUAL host_ports)
+  fail("vcpkg.json's host dependencies are '${manifest_core_host}', the portfile's "
+       "vcpkg_cmake_* functions need '${host_ports}'")
+endif()
+
+# Each feature: the packages the config's branch for that component finds, including those of
+# a helper module it includes from its own directory (cmake/de_find_pqxx.cmake).
+foreach(feature IN LISTS features)
+  set(branch "")
+  if(config MATCHES "STREQUAL \"${feature}\"\\)(.*)")
+    set(rest "${CMAKE_MATCH_1}")
+    string(REGEX REPLACE "(elseif\\(|else\\(\\)|endif\\(\\)).*$" "" branch "${rest}")
+  else()
+    fail("cmake/durable_execution-config.cmake.in has no branch for component '${feature}'")
+  endif()
+  found_packages(packages "${branch}")
+  string(REGEX MATCHALL "CMAKE_CURRENT_LIST_DIR}/[A-Za-z0-9_]+\\.cmake" modules "${branch}")
+  foreach(module IN LISTS modules)
+    string(REGEX REPLACE "^CMAKE_CURRENT_LIST_DIR}/" "" module "${module}")
+    if(NOT EXISTS "${SOURCE_DIR}/cmake/${module}")
+      fail("the config's '${feature}' branch includes ${module}, which is not in cmake/")
+      continue()
+    endif()
+    file(READ "${SOURCE_DIR}/cmake/${module}" module_text)
+    found_packages(module_packages "${module_text}")
+    list(APPEND packages ${module_packages})
+  endforeach()
+  if(NOT packages)
+    fail("the config's '${feature}' branch finds no package")
+  endif()
+  ports_of(feature_ports "the config's '${feature}' component" ${packages})
+  json_dependencies(manifest_feature "${manifest}" features ${feature} dependencies)
+  if(NOT manifest_feature STREQUAL feature_ports)
+    fail("vcpkg.json feature '${feature}' depends on '${manifest_feature}', the config's "
+         "'${feature}' component finds ${packages}: ports '${feature_ports}'")
+  endif()
+  if(NOT usage MATCHES "durable_execution::${feature}")
+    fail("ports/durable-execution/usage does not name the target durable_execution::${feature}")
+  endif()
+endforeach()
+
+# ---- the portfile's options and paths --------------------------------------------------------
+string(REGEX MATCHALL "-D[A-Z0-9_]+=" port_options "${portfile}")
+foreach(opt IN LISTS port_options)
+  string(REGEX REPLACE "^-D|=$" "" name "${opt}")
+  if(name STREQUAL "BUILD_TESTING")
+    continue()  # CTest's option
+  endif()
+  if(NOT root_lists MATCHES "option\\(${name} ")
+    fail("portfile.cmake sets -D${name}, which is not an option of CMakeLists.txt")
+  endif()
+endforeach()
+if(NOT portfile MATCHES "PACKAGE_NAME durable_execution CONFIG_PATH lib/cmake/durable_execution")
+  fail("portfile.cmake's vcpkg_cmake_config_fixup does not name durable_execution and "
+       "lib/cmake/durable_execution")
+endif()
+if(NOT install_rules MATCHES "\\\${CMAKE_INSTALL_LIBDIR}/cmake/durable_execution\"")
+  fail("cmake/de_install.cmake no longer installs the config to lib/cmake/durable_execution; "
+       "update the portfile's CONFIG_PATH")
+endif()
+
+if(errors)
+  message(FATAL_ERROR "The vcpkg port disagrees with the build:\n${errors}")
+endif()
+message(STATUS "port durable-execution ${port_version}: features '${features}' "
+               "(default '${default_features}'), dependencies '${manifest_core}'; consistent")
