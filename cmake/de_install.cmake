@@ -7,9 +7,10 @@
 #     durable_execution-config.cmake
 #     durable_execution-config-version.cmake
 #     durable_execution-targets.cmake                   core (always)
-#     durable_execution-<component>-targets.cmake       one per backend (sqlite, postgres)
+#     durable_execution-<component>-targets.cmake       one per component (sqlite, postgres,
+#                                                       testing: the kit of src/testing)
 #
-# Backends register their targets with
+# Components (backends and the testing kit) register their targets with
 #   set_property(GLOBAL APPEND PROPERTY DE_COMPONENT_TARGETS <target>)
 # and the component name is the target's EXPORT_NAME. One export set per component lets a
 # consumer ask for only the backends it uses, and lets an install without a backend still load.
@@ -34,7 +35,7 @@ endfunction()
 
 de_install_target(durable_execution durable_execution-targets)
 
-# ---- components (storage backends) ---------------------------------------------------------
+# ---- components (storage backends, testing kit) --------------------------------------------
 get_property(_de_component_targets GLOBAL PROPERTY DE_COMPONENT_TARGETS)
 list(REMOVE_DUPLICATES _de_component_targets)
 set(DE_INSTALLED_COMPONENTS "")

@@ -247,8 +247,9 @@ struct DeleteByIdRequest {
  * `updated_at`, always written); or call back into the engine. Values are stored and returned
  * verbatim (ids, inputs and outputs are arbitrary text: parameterize, never splice).
  *
- * Every backend runs the same conformance suite (tests/conformance/), which is the executable
- * form of this contract.
+ * Every backend runs the same conformance suite, which is the executable form of this contract:
+ * the testing kit's DE_STORAGE_CONFORMANCE_SUITE (durable_execution/testing/, src/testing/;
+ * docs/custom-storage.md), which a custom backend runs too.
  *
  * @note Thread safety: implementations must be thread-safe: any number of threads (and, for
  *   database backends, processes) may call any method concurrently, without deadlock.

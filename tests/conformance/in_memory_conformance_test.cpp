@@ -1,33 +1,25 @@
 // The storage conformance suite over the in-memory store, and over the naive reference store
 // (which checks the checks: a test failing on both is a wrong test), and over the fault-injection
 // wrapper with no fault set (it must forward every call faithfully), and through the batching
-// wrapper (combined calls must keep the contract).
+// wrapper (combined calls must keep the contract). Each runs with the macro a user calls.
 
-#include "durable_execution/fault_injection_storage.hpp"
-#include "durable_execution/in_memory_storage.hpp"
+#include "durable_execution/testing/storage_conformance.hpp"
+#include "durable_execution/testing/storage_factory.hpp"
 #include "reference_storage.hpp"
-#include "storage_conformance.hpp"
-#include "storage_factory.hpp"
 
-INSTANTIATE_TEST_SUITE_P(InMemory, StorageConformance,
-                         ::testing::Values(durable_execution::testing::in_memory_factory()),
-                         durable_execution::testing::factory_name);
+namespace {
 
-INSTANTIATE_TEST_SUITE_P(Reference, StorageConformance,
-                         ::testing::Values(durable_execution::testing::reference_factory()),
-                         durable_execution::testing::factory_name);
+namespace det = durable_execution::testing;
 
-INSTANTIATE_TEST_SUITE_P(
-    FaultInjection, StorageConformance,
-    ::testing::Values(durable_execution::testing::StorageFactory{
-        "FaultInjectionWithoutFaults",
-        [] {
-          return std::make_unique<durable_execution::FaultInjectingTaskExecutionsStorage>(
-              std::make_unique<durable_execution::InMemoryTaskExecutionsStorage>());
-        }}),
-    durable_execution::testing::factory_name);
+det::StorageFactory fault_injection_without_faults() {
+  auto factory = det::fault_injection_factory(det::in_memory_factory());
+  factory.name = "FaultInjectionWithoutFaults";
+  return factory;
+}
 
-INSTANTIATE_TEST_SUITE_P(BatchingInMemory, StorageConformance,
-                         ::testing::Values(durable_execution::testing::batching_factory(
-                             durable_execution::testing::in_memory_factory())),
-                         durable_execution::testing::factory_name);
+}  // namespace
+
+DE_STORAGE_CONFORMANCE_SUITE(InMemory, det::in_memory_factory());
+DE_STORAGE_CONFORMANCE_SUITE(Reference, det::reference_factory());
+DE_STORAGE_CONFORMANCE_SUITE(FaultInjection, fault_injection_without_faults());
+DE_STORAGE_CONFORMANCE_SUITE(BatchingInMemory, det::batching_factory(det::in_memory_factory()));

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "durable_execution/storage.hpp"
-#include "storage_factory.hpp"
+#include "durable_execution/testing/storage_factory.hpp"
 
 namespace durable_execution::testing {
 

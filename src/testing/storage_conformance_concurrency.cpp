@@ -13,7 +13,8 @@
 #include <thread>
 
 #include "durable_execution/errors.hpp"
-#include "storage_conformance.hpp"
+#include "durable_execution/testing/storage_conformance.hpp"
+#include "storage_conformance_parts.hpp"
 
 using durable_execution::CloseStatus;
 using durable_execution::ErrorType;
@@ -22,8 +23,13 @@ using durable_execution::StoredError;
 using durable_execution::TaskExecutionRecord;
 using durable_execution::TaskExecutionStatus;
 using durable_execution::TaskExecutionSummary;
+using durable_execution::testing::StorageConformance;
 using durable_execution::testing::with_storage_retries;
 using std::chrono::milliseconds;
+
+int durable_execution::testing::detail::storage_conformance_concurrency_part() noexcept {
+  return 0;
+}
 
 namespace {
 

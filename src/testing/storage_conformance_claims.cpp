@@ -5,7 +5,8 @@
 #include <algorithm>
 
 #include "durable_execution/errors.hpp"
-#include "storage_conformance.hpp"
+#include "durable_execution/testing/storage_conformance.hpp"
+#include "storage_conformance_parts.hpp"
 
 using durable_execution::CloseStatus;
 using durable_execution::ErrorType;
@@ -14,7 +15,10 @@ using durable_execution::StoredError;
 using durable_execution::TaskExecutionRecord;
 using durable_execution::TaskExecutionStatus;
 using durable_execution::TaskExecutionUpdate;
+using durable_execution::testing::StorageConformance;
 using std::chrono::milliseconds;
+
+int durable_execution::testing::detail::storage_conformance_claims_part() noexcept { return 0; }
 
 namespace {
 

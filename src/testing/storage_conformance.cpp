@@ -1,13 +1,14 @@
 // Storage conformance, part 1: the fixture, inserts, lookups, by-id updates, update-and-insert,
 // by-parent methods, deletes, copy semantics and bad input (SPEC.md §4.1, §4.3 Part B).
 
-#include "storage_conformance.hpp"
+#include "durable_execution/testing/storage_conformance.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <stdexcept>
 
 #include "durable_execution/errors.hpp"
+#include "storage_conformance_parts.hpp"
 
 using durable_execution::CloseStatus;
 using durable_execution::DeleteByIdRequest;
@@ -27,6 +28,7 @@ using durable_execution::UpdateByIdAndInsertChildrenRequest;
 using durable_execution::UpdateByIdRequest;
 using durable_execution::UpdateByParentExecutionIdAndIsFinishedRequest;
 using durable_execution::testing::new_task_id;
+using durable_execution::testing::StorageConformance;
 using std::chrono::milliseconds;
 
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(StorageConformance);
@@ -35,12 +37,18 @@ GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(StorageConformance);
 
 namespace durable_execution::testing {
 
+namespace detail {
+
+int link_storage_conformance_suite() noexcept {
+  return storage_conformance_claims_part() + storage_conformance_concurrency_part();
+}
+
+}  // namespace detail
+
 std::string new_task_id() {
   static std::atomic<std::uint64_t> counter{0};
   return "task_" + generate_execution_id().substr(3) + "_" + std::to_string(counter.fetch_add(1));
 }
-
-}  // namespace durable_execution::testing
 
 void StorageConformance::SetUp() {
   DE_SKIP_IF_STORAGE_UNAVAILABLE(GetParam());
@@ -159,6 +167,8 @@ std::vector<StorageConformance::Record> StorageConformance::fetch_all(
 StorageConformance::Update StorageConformance::normalized(Timestamp now, Update update) {
   return durable_execution::normalize_update(now, std::move(update));
 }
+
+}  // namespace durable_execution::testing
 
 // ---- shared data ----------------------------------------------------------------------------
 
