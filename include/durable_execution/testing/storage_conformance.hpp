@@ -34,13 +34,20 @@ namespace durable_execution::testing {
  */
 class StorageConformance : public ::testing::TestWithParam<StorageFactory> {
  protected:
+  /** @brief A stored row. */
   using Record = TaskExecutionRecord;
+  /** @brief The changes of an update request. */
   using Update = TaskExecutionUpdate;
+  /** @brief The storage's time type. */
   using Timestamp = ::durable_execution::Timestamp;
 
+  /** @brief Makes the storage with the parameter's factory (skips, or fails in CI, if unavailable).
+   */
   void SetUp() override;
+  /** @brief delete_all(), then destroys the storage. */
   void TearDown() override;
 
+  /** @brief The storage under test. */
   [[nodiscard]] TaskExecutionsStorage& storage() { return *storage_; }
 
   /** @brief A fresh ready record as the engine inserts it (make_task_execution_record at now_),
@@ -61,12 +68,14 @@ class StorageConformance : public ::testing::TestWithParam<StorageFactory> {
   /** @brief Every row among `ids`, in order, each fetched. */
   [[nodiscard]] std::vector<Record> fetch_all(const std::vector<std::string>& ids);
 
+  /** @brief storage().insert_many(records). */
   void insert(const std::vector<Record>& records) { storage().insert_many(records); }
   /** @brief normalize_update(now, update), i.e. the update as the engine would send it. */
   [[nodiscard]] static Update normalized(Timestamp now, Update update);
 
   /** @brief A fixed reference time for the test; rows are keyed relative to it. */
   Timestamp now_{};
+  /** @brief The storage under test (null before SetUp and after TearDown). */
   std::unique_ptr<TaskExecutionsStorage> storage_;
 };
 

@@ -29,7 +29,9 @@ namespace durable_execution::testing {
  * @note Thread safety: `make` is called from the test thread, once per test.
  */
 struct StorageFactory {
+  /** The backend's name in the test names (letters, digits, underscores). */
   std::string name;
+  /** Makes a fresh, empty storage. */
   std::function<std::unique_ptr<TaskExecutionsStorage>()> make;
   /** Why this backend cannot run here (say, no database server configured); empty if it can. */
   std::function<std::string()> unavailable_reason{};

@@ -39,6 +39,7 @@ class TempDirectory {
   TempDirectory(TempDirectory&&) = delete;
   TempDirectory& operator=(TempDirectory&&) = delete;
 
+  /** @brief The directory. */
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
   /** @brief `path() / name`; nothing is created. */
   [[nodiscard]] std::filesystem::path file(std::string_view name) const { return path_ / name; }
@@ -55,6 +56,7 @@ class TempDirectory {
  */
 class TempFile {
  public:
+  /** @brief Picks the path (temp_path(stem) + `extension`); creates nothing. */
   explicit TempFile(const std::string& stem = "de_test", std::string_view extension = "");
   /** @brief Removes the file and its side files; never throws. */
   ~TempFile();
@@ -63,6 +65,7 @@ class TempFile {
   TempFile(TempFile&&) = delete;
   TempFile& operator=(TempFile&&) = delete;
 
+  /** @brief The file's path. */
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
 
  private:
