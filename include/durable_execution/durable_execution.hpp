@@ -17,3 +17,4 @@
 #include "durable_execution/task_context.hpp"
 #include "durable_execution/task_descriptor.hpp"
 #include "durable_execution/task_execution.hpp"
+#include "durable_execution/task_submitter.hpp"

@@ -270,10 +270,4 @@ void from_json(const nlohmann::json& j, PollingResult<O>& p) {
   }
 }
 
-/** @brief Options of a sleeping task: only an id and a timeout (SPEC.md §6.2). */
-struct SleepingTaskOptions {
-  std::string id{};
-  std::chrono::milliseconds timeout{0};
-};
-
 }  // namespace durable_execution
