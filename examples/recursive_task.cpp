@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <future>
 #include <iostream>
+#include <mutex>
 
 #include "durable_execution/durable_execution.hpp"
 
@@ -23,6 +24,7 @@ int main() {
   de::Task<int, std::int64_t> fib;
   de::Task<int, int> countdown;
   std::promise<void> reached_zero;
+  std::once_flag reached_once;  // a run may repeat (at-least-once): signal the first one
   de::DurableExecutor executor{storage, {.background_process_intra_batch_sleep = 20ms}};
 
   // fib(n): a parent whose children are fib(n - 1) and fib(n - 2); its finalize adds their
@@ -45,7 +47,7 @@ int main() {
     if (n > 0) {
       (void)executor.enqueue_task(countdown, n - 1);
     } else {
-      reached_zero.set_value();
+      std::call_once(reached_once, [&] { reached_zero.set_value(); });
     }
     return n;
   });
