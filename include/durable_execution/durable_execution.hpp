@@ -22,6 +22,7 @@
 #include "durable_execution/task_context.hpp"
 #include "durable_execution/task_descriptor.hpp"
 #include "durable_execution/task_execution.hpp"
+#include "durable_execution/task_submitter.hpp"
 
 /**
  * @brief Everything public of the library. The nested namespace `detail` is the

@@ -13,6 +13,7 @@
 #include "durable_execution/parent_task.hpp"
 #include "durable_execution/storage.hpp"
 #include "durable_execution/task.hpp"
+#include "durable_execution/task_submitter.hpp"
 
 namespace durable_execution {
 
@@ -105,6 +106,9 @@ class InputValidatedTaskBuilder {
  * executor.shutdown();
  * @endcode
  *
+ * Enqueueing, handles, cancel(execution_id) and sleeping-task wake-ups are TaskSubmitter's calls,
+ * the same as a DurableExecutorClient's.
+ *
  * Every executor sharing a storage must register the same tasks. Work created by this executor
  * wakes its loops at once; work created by other processes is found by polling every
  * `background_process_intra_batch_sleep` (with back-off while idle).
@@ -113,7 +117,7 @@ class InputValidatedTaskBuilder {
  *   functions on its background thread. The storage must outlive the executor and every handle.
  *   The destructor calls shutdown(): it stops the loops, then waits for running tasks.
  */
-class DURABLE_EXECUTION_EXPORT DurableExecutor {
+class DURABLE_EXECUTION_EXPORT DurableExecutor final : public TaskSubmitter {
  public:
   /** @throws DurableExecutionError "Invalid options: <field> ..." for a bad option. */
   explicit DurableExecutor(TaskExecutionsStorage& storage,
@@ -154,39 +158,6 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
     using Raw = std::remove_cvref_t<std::tuple_element_t<0, typename Traits::Args>>;
     using In = std::remove_cvref_t<typename Traits::Result>;
     return InputValidatedTaskBuilder<Raw, In>{*this, std::function<In(const Raw&)>(std::move(fn))};
-  }
-
-  /**
-   * @brief Enqueues an execution of `task`. `input` must be of the task's input type (or convert
-   * to it without narrowing); anything else does not compile.
-   *
-   * @throws DurableExecutionNotFoundError for a task not registered here; DurableExecutionError
-   *   for invalid options, an input over the size limit, after shutdown, or a storage failure.
-   *   Nothing is written when it throws.
-   */
-  template <class I, class O, class V>
-  requires InputFor<V, I>
-  [[nodiscard]] TaskExecutionHandle<O> enqueue_task(const Task<I, O>& task, V&& input,
-                                                    const EnqueueOptions& options = {}) {
-    return detail::enqueue_typed(engine_, task, std::forward<V>(input), options);
-  }
-
-  /** @brief Enqueues a task whose input is Empty. */
-  template <class O>
-  [[nodiscard]] TaskExecutionHandle<O> enqueue_task(const Task<Empty, O>& task) {
-    return detail::enqueue_typed(engine_, task, Empty{}, EnqueueOptions{});
-  }
-
-  /**
-   * @brief A handle on an existing execution.
-   * @throws DurableExecutionNotFoundError for an unknown task or execution, or an execution of
-   *   another task.
-   */
-  template <class I, class O>
-  [[nodiscard]] TaskExecutionHandle<O> get_task_execution_handle(const Task<I, O>& task,
-                                                                 const std::string& execution_id) {
-    engine_->check_handle(task.id(), execution_id);
-    return TaskExecutionHandle<O>{engine_, task.id(), execution_id};
   }
 
   /**
@@ -257,7 +228,8 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
 
   /**
    * @brief A sleeping task: no function; its input is a unique id string. An execution stays
-   * `running` until woken by that id (wakeup_sleeping_task_execution) or until its timeout,
+   * `running` until woken by that id (wakeup_sleeping_task_execution or
+   * fail_sleeping_task_execution, here or on a client) or until its timeout,
    * when it becomes `timed_out`. Its output type is O.
    */
   template <class O>
@@ -266,28 +238,6 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
     def.options = TaskOptions{.id = options.id, .timeout = options.timeout};
     def.is_sleeping_task = true;
     return Task<std::string, O>{engine_->register_task(std::move(def))};
-  }
-
-  /**
-   * @brief Completes the sleeping execution with `unique_id` with `output` and returns its view;
-   * an already finished execution is returned unchanged.
-   * @throws DurableExecutionNotFoundError for an unknown unique id or one of another task.
-   */
-  template <class O, class V>
-  requires InputFor<V, O> TaskExecution<O> wakeup_sleeping_task_execution(
-      const Task<std::string, O>& task, const std::string& unique_id, V&& output) {
-    return TaskExecution<O>::from_record(
-        engine_->wakeup_sleeping(task.descriptor(), unique_id, TaskExecutionStatus::completed,
-                                 detail::serialize_as<O>(std::forward<V>(output))));
-  }
-
-  /** @brief Fails the sleeping execution with `unique_id` (non-retryable, `message`). */
-  template <class O>
-  TaskExecution<O> fail_sleeping_task_execution(const Task<std::string, O>& task,
-                                                const std::string& unique_id,
-                                                const std::string& message) {
-    return TaskExecution<O>::from_record(engine_->wakeup_sleeping(
-        task.descriptor(), unique_id, TaskExecutionStatus::failed, message));
   }
 
   /** @brief Starts the worker pool, the timer and the background processes. Idempotent.
@@ -370,7 +320,7 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
       return Task<Raw, typename Fin::OutputType>{engine_->register_task(std::move(def))};
     } else {
       using Result = std::invoke_result_t<Fin&, const ParentTaskOutput<O>&>;
-      using R = detail::VoidToEmpty<std::remove_cvref_t<Result>>;
+      using R = detail::OutputOfResult<Result>;
       def.finalize_function =
           [fin = std::move(finalize)](const detail::ParentResultView& result) mutable {
             auto parent_output = detail::to_parent_task_output<O>(result);
@@ -384,8 +334,6 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor {
       return Task<Raw, R>{engine_->register_task(std::move(def))};
     }
   }
-
-  std::shared_ptr<detail::Engine> engine_;
 };
 
 template <class Raw, class I>

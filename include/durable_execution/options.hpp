@@ -189,6 +189,17 @@ struct TaskOptions {
   std::chrono::milliseconds sleep_before_run{0};
 };
 
+/**
+ * @brief Options of a sleeping task (DurableExecutor::sleeping_task, or
+ * Task::sleeping_reference for a client): only an id and a timeout (SPEC.md §6.2).
+ */
+struct SleepingTaskOptions {
+  /// The task id, unique per executor.
+  std::string id{};
+  /// How long an execution may sleep before it times out.
+  std::chrono::milliseconds timeout{0};
+};
+
 /** @brief Per-enqueue overrides of a task's registered options (validated like TaskOptions). */
 struct EnqueueOptions {
   /// Replaces TaskOptions::retry for this execution.

@@ -292,12 +292,4 @@ void from_json(const nlohmann::json& j, PollingResult<O>& p) {
   }
 }
 
-/** @brief Options of a sleeping task: only an id and a timeout (SPEC.md §6.2). */
-struct SleepingTaskOptions {
-  /// The task id, unique per executor.
-  std::string id{};
-  /// How long an execution may sleep before it times out.
-  std::chrono::milliseconds timeout{0};
-};
-
 }  // namespace durable_execution

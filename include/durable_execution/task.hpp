@@ -7,6 +7,7 @@
 #include <chrono>
 #include <concepts>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -106,8 +107,22 @@ struct CallableTraits<R (C::*)(A...) noexcept> : CallableTraits<R (*)(A...)> {};
 template <class C, class R, class... A>
 struct CallableTraits<R (C::*)(A...) const noexcept> : CallableTraits<R (*)(A...)> {};
 
-template <class T>
-using VoidToEmpty = std::conditional_t<std::is_void_v<T>, Empty, T>;
+/**
+ * @brief The output type of a function returning `R`: void gives Empty, and text that does not
+ * own its characters (`return "hello";` returns a `const char*`) gives std::string, which is what
+ * a reader of the stored output gets back.
+ */
+template <class R>
+struct OutputOfResultImpl {
+  using T = std::remove_cvref_t<R>;
+  using type = std::conditional_t<
+      std::is_void_v<T>, Empty,
+      std::conditional_t<std::is_same_v<T, const char*> || std::is_same_v<T, char*> ||
+                             std::is_same_v<T, std::string_view>,
+                         std::string, T>>;
+};
+template <class R>
+using OutputOfResult = typename OutputOfResultImpl<R>::type;
 
 /** @brief Input and output types deduced from `run(ctx, input)`, `run(input)`, `run(ctx)` or
  * `run()`. */
@@ -125,7 +140,7 @@ struct RunSignature {
       return std::is_same_v<Arg<0>, TaskRunContext>;
     }
   }();
-  using Input = decltype([] {
+  using Input = typename decltype([] {
     if constexpr (arity == 2) {
       return std::type_identity<Arg<1>>{};
     } else if constexpr (arity == 1 && !first_is_context) {
@@ -134,7 +149,7 @@ struct RunSignature {
       return std::type_identity<Empty>{};
     }
   }())::type;
-  using Output = VoidToEmpty<std::remove_cvref_t<typename Traits::Result>>;
+  using Output = OutputOfResult<typename Traits::Result>;
 };
 
 /** @brief Calls a run callable in whichever of the four shapes it has. */
@@ -164,18 +179,47 @@ O run_to_output(F& run, TaskRunContext& ctx, const I& input) {
   }
 }
 
+/**
+ * @brief Whether every value of the arithmetic type `From` is exactly a value of `To` (the
+ * conversions C++ does not call narrowing, plus an integer to a floating type wide enough for
+ * all of its values: `int` to `double`, but not `std::int64_t` to `double`). bool and the
+ * numbers never mix: passing `true` for a count is a slip, not a conversion.
+ */
+template <class From, class To>
+constexpr bool is_value_preserving() {
+  if constexpr (std::is_same_v<From, bool> || std::is_same_v<To, bool>) {
+    return std::is_same_v<From, To>;
+  } else if constexpr (std::is_integral_v<From> && std::is_floating_point_v<To>) {
+    return std::numeric_limits<From>::digits <= std::numeric_limits<To>::digits;
+  } else {
+    return requires(From f) { To{f}; };  // list-initialization refuses narrowing
+  }
+}
+
+/** @brief InputFor's rule, one case at a time. */
+template <class V, class I>
+constexpr bool is_input_for() {
+  using T = std::remove_cvref_t<V>;
+  if constexpr (std::is_same_v<T, I>) {
+    return true;
+  } else if constexpr (std::is_arithmetic_v<T> && std::is_arithmetic_v<I>) {
+    return is_value_preserving<T, I>();
+  } else {
+    return std::is_convertible_v<V, I> && requires(V && v) { I{std::forward<V>(v)}; };
+  }
+}
+
 }  // namespace detail
 /// @endcond
 
 /**
- * @brief A value a caller may pass as a task's input: the input type itself, or a type that
- * converts to it without narrowing (a string literal for std::string). Anything else does not
- * compile.
+ * @brief A value a caller may pass as a task's input (or a sleeping task's output): the type
+ * itself, or a type that converts to it without narrowing — a string literal for std::string,
+ * an `int` for `std::int64_t` or `double`. Narrowing conversions (`double` to `int`,
+ * `std::int64_t` to `std::int32_t` or to `double`) and anything else do not compile.
  */
 template <class V, class I>
-concept InputFor = std::same_as<std::remove_cvref_t<V>, I> ||
-    (std::convertible_to<V, I>&& requires(V&& v) { I{std::forward<V>(v)}; } &&
-     !(std::is_arithmetic_v<std::remove_cvref_t<V>> && std::is_arithmetic_v<I>));
+concept InputFor = detail::is_input_for<V, I>();
 
 /**
  * @brief A registered task: a cheap, copyable descriptor that carries the input and output
@@ -193,6 +237,13 @@ class Task {
   /// The output type, for generic code.
   using OutputType = Output;
 
+  /**
+   * @brief An unset task (empty id), to be assigned a registered one later: what a recursive
+   * task's run captures by reference to name itself (docs/workflows.md, "Recursive tasks").
+   * Enqueueing it, or declaring it as a child, throws not-found.
+   */
+  Task() = default;
+
   /** @brief Wraps a descriptor; used by the executor and to name a task on a client. */
   explicit Task(TaskDescriptor descriptor) : descriptor_(std::move(descriptor)) {}
 
@@ -208,6 +259,17 @@ class Task {
                                .sleep_before_run = options.sleep_before_run,
                                .timeout = options.timeout,
                                .are_children_sequential = false}};
+  }
+
+  /**
+   * @brief A typed reference to a sleeping task (DurableExecutor::sleeping_task) registered by
+   * executors elsewhere: a client enqueues it with a unique id and wakes or fails it by that id.
+   */
+  [[nodiscard]] static Task sleeping_reference(
+      const SleepingTaskOptions& options) requires std::same_as<Input, std::string> {
+    detail::validate_task_options(TaskOptions{.id = options.id, .timeout = options.timeout});
+    return Task{
+        TaskDescriptor{.id = options.id, .is_sleeping_task = true, .timeout = options.timeout}};
   }
 
   /// @brief The task id.
@@ -239,7 +301,7 @@ struct TaskExecution {
   std::chrono::milliseconds sleep_before_run{0};
   /// The effective timeout of one run.
   std::chrono::milliseconds timeout{0};
-  /** The serialized input (JSON). */
+  /** The serialized input (JSON; "null" for a sleeping task). Decoded: input_as(). */
   std::string input{};
   /// The status; see is_finished().
   TaskExecutionStatus status = TaskExecutionStatus::ready;
@@ -282,8 +344,32 @@ struct TaskExecution {
    */
   std::optional<StoredError> output_error{};
 
+  /** Set for an execution of a sleeping task: the unique id it was enqueued with (its input). */
+  std::optional<std::string> sleeping_task_unique_id{};
+
   /// @brief Whether the status is a finished one (it will not change again).
   [[nodiscard]] bool is_finished() const noexcept { return durable_execution::is_finished(status); }
+
+  /**
+   * @brief The input, decoded as the task's input type `I` (a sleeping task's: its unique id,
+   * as a std::string).
+   * @throws DurableExecutionError "Error deserializing value: ..." when the stored input is not
+   *   an `I`.
+   */
+  template <class I>
+  [[nodiscard]] I input_as() const {
+    if (sleeping_task_unique_id) {
+      if constexpr (std::is_constructible_v<I, const std::string&>) {
+        return I(*sleeping_task_unique_id);
+      } else {
+        throw DurableExecutionError::non_retryable(
+            "Error deserializing value: the input of sleeping task " + task_id +
+            " is its unique id, a string");
+      }
+    } else {
+      return detail::deserialize_value<I>(input);
+    }
+  }
 
   /**
    * @brief Builds the view of a record; the output is parsed only when completed. Never throws
@@ -300,6 +386,7 @@ struct TaskExecution {
     v.timeout = r.timeout;
     v.input = r.input;
     v.status = r.status;
+    if (r.is_sleeping_task) v.sleeping_task_unique_id = r.sleeping_task_unique_id;
     if (r.status == TaskExecutionStatus::completed && r.output) {
       try {
         v.output = detail::deserialize_value<Output>(*r.output);

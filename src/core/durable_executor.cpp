@@ -6,7 +6,8 @@ namespace durable_execution {
 
 DurableExecutor::DurableExecutor(TaskExecutionsStorage& storage,
                                  const DurableExecutorOptions& options)
-    : engine_(std::make_shared<detail::Engine>(storage, options, detail::Engine::Mode::executor)) {}
+    : TaskSubmitter(
+          std::make_shared<detail::Engine>(storage, options, detail::Engine::Mode::executor)) {}
 
 DurableExecutor::~DurableExecutor() { engine_->shutdown_or_defer(); }
 
@@ -42,16 +43,12 @@ DurableExecutorOptions client_engine_options(const DurableExecutorClientOptions&
 DurableExecutorClient::DurableExecutorClient(TaskExecutionsStorage& storage,
                                              const std::vector<TaskDescriptor>& tasks,
                                              const DurableExecutorClientOptions& options)
-    : engine_(std::make_shared<detail::Engine>(storage, client_engine_options(options),
-                                               detail::Engine::Mode::client)) {
+    : TaskSubmitter(std::make_shared<detail::Engine>(storage, client_engine_options(options),
+                                                     detail::Engine::Mode::client)) {
   for (const auto& t : tasks) engine_->register_descriptor(t);
 }
 
 DurableExecutorClient::~DurableExecutorClient() { engine_->shutdown_or_defer(); }
-
-void DurableExecutorClient::cancel(const std::string& execution_id) {
-  engine_->cancel(execution_id);
-}
 
 void DurableExecutorClient::shutdown() noexcept { engine_->shutdown_or_defer(); }
 
