@@ -33,8 +33,8 @@ namespace durable_execution {
  * de::DurableExecutorClient client{storage, {add_one.descriptor(), webhook.descriptor()}};
  * auto handle = client.enqueue_task(add_one, 41);   // an executor elsewhere runs it
  * (void)client.enqueue_task(webhook, "order_42");
- * auto woken = client.wakeup_sleeping_task_execution(webhook, "order_42", 7);  //
- * TaskExecution<int>
+ * // A TaskExecution<int>; an output of another type does not compile.
+ * auto woken = client.wakeup_sleeping_task_execution(webhook, "order_42", 7);
  * @endcode
  *
  * @note Thread safety: thread-safe. The storage must outlive the client and its handles.
