@@ -48,6 +48,26 @@ TEST_P(ExecutorClock, ASleepingTaskTimesOutOnlyWhenTheClockPassesItsTimeout) {
   EXPECT_EQ(woken.output, "paid");
 }
 
+/** Executions of task `task_id` below `root` in storage (a breadth-first walk of children). */
+int stored_descendants_of_task(TaskExecutionsStorage& storage, const std::string& root,
+                               const std::string& task_id) {
+  int found = 0;
+  std::vector<std::string> level{root};
+  while (!level.empty()) {
+    std::vector<GetByParentExecutionIdRequest> reqs;
+    for (const auto& id : level) reqs.push_back({id});
+    std::vector<std::string> next;
+    for (const auto& children : storage.get_many_by_parent_execution_id(reqs)) {
+      for (const auto& c : children) {
+        if (c.task_id == task_id) ++found;
+        next.push_back(c.execution_id);
+      }
+    }
+    level = std::move(next);
+  }
+  return found;
+}
+
 TEST_P(ExecutorClock, APollingTaskSleepsBetweenPollsOnTheClock) {
   auto clock = std::make_shared<ManualClock>();
   DurableExecutor executor{storage(), on(clock)};
@@ -60,7 +80,11 @@ TEST_P(ExecutorClock, APollingTaskSleepsBetweenPollsOnTheClock) {
   executor.start();
   auto h = executor.enqueue_task(wait_job);
   for (int expected = 1; expected <= 3; ++expected) {
-    // Each poll waits its hour; none runs early.
+    // Each poll waits its hour, from when its attempt stored it (so the clock moves only after
+    // that); none runs early.
+    ASSERT_TRUE(wait_until([&] {
+      return stored_descendants_of_task(storage(), h.execution_id(), "poll") == expected;
+    })) << expected;
     std::this_thread::sleep_for(50ms);
     EXPECT_EQ(polls.load(), expected - 1);
     clock->advance(1h);

@@ -61,6 +61,9 @@ void Background::loop() {
   const auto base = o.background_process_intra_batch_sleep;
   IdleBackoff backoff{base};
   StepDemand demand;
+  // Every step is asked at least once per polling interval, however many named wake-ups come
+  // in between: the bound on work nobody signalled (other processes', damaged rows set aside).
+  auto next_poll = SteadyClock::now();
   auto next_cancel = SteadyClock::now() + jittered(base * 2);
   auto next_expire = SteadyClock::now() + jittered(base * 10);
   std::int32_t mark_errors = 0;
@@ -71,6 +74,8 @@ void Background::loop() {
   while (!c_.signals.stopped()) {
     const auto pass = c_.signals.background_begin_pass();
     demand.add(pass.steps);
+    const bool poll = SteadyClock::now() >= next_poll;
+    if (poll) demand.add(all_background_steps);
     std::int64_t work = 0;
     // The chained steps run when due (step_demand.hpp); each one's outcome says what is due next.
     const auto chained = [&](BackgroundStep which, const char* name, ProcessStats& stats,
@@ -109,13 +114,10 @@ void Background::loop() {
         std::max({mark_errors, close_errors, children_errors, cancel_errors, expire_errors});
     c_.pool.report_thread_cpu();
     const auto wait = backoff.next(work > 0, errors);
+    if (poll) next_poll = SteadyClock::now() + jittered(wait);
     if (demand.any() && errors == 0) continue;
-    // Woken: the next pass runs what the wake-ups named. Polled (the interval passed): every step,
-    // for work of other processes and anything else nobody signalled.
-    if (!c_.signals.background_wait_until(
-            std::min({SteadyClock::now() + jittered(wait), next_cancel, next_expire}))) {
-      demand.add(all_background_steps);
-    }
+    // Woken, the next pass runs what the wake-ups named; at next_poll, every step.
+    c_.signals.background_wait_until(std::min({next_poll, next_cancel, next_expire}));
   }
 }
 

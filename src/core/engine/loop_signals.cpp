@@ -88,10 +88,9 @@ LoopSignals::BackgroundPass LoopSignals::background_begin_pass() {
   return pass;
 }
 
-bool LoopSignals::background_wait_until(SteadyClock::time_point until) {
+void LoopSignals::background_wait_until(SteadyClock::time_point until) {
   std::unique_lock lock(bg_mutex_);
-  return bg_cv_.wait_until(lock, until,
-                           [this] { return bg_wake_ || bg_cancel_now_ || stop_.load(); });
+  bg_cv_.wait_until(lock, until, [this] { return bg_wake_ || bg_cancel_now_ || stop_.load(); });
 }
 
 }  // namespace durable_execution::detail

@@ -84,8 +84,7 @@ class LoopSignals {
   };
   /** Clears the background thread's wake-up flags and returns what they asked for. */
   [[nodiscard]] BackgroundPass background_begin_pass();
-  /** @return false if `until` passed without a wake-up or stop. */
-  bool background_wait_until(SteadyClock::time_point until);
+  void background_wait_until(SteadyClock::time_point until);
 
  private:
   const Clock& clock_;

@@ -6,7 +6,8 @@
 // trip: before this, the empty asks were ~40% of an executor's statements). A step stays due
 // while it fills its batch; work it does makes the steps it feeds due; wake-ups name the steps
 // they feed; a wake-up without names, and the polling interval, make all three due (work of
-// other processes, expired leases, anything not tracked here). Pure: no threads, no time.
+// other processes, expired leases, anything not tracked here): the loop asks every step at least
+// once per polling interval, however many named wake-ups come between. Pure: no threads, no time.
 // Entered by the background thread only (LoopSignals carries the wake-ups' names).
 
 #include <cstdint>
