@@ -57,6 +57,12 @@ struct UpdateByIdRequest {
    * write instead of a later close step.
    */
   std::optional<ParentUpdateRequest> parent_update{};
+  /**
+   * The caller can redo this write if a crash of the store loses it (a run's result: the run
+   * re-runs when its lease expires): the store may return before it is on disk. See "Deferred
+   * durability" in TaskExecutionsStorage.
+   */
+  bool defer_durability = false;
 };
 
 /**
@@ -73,6 +79,8 @@ struct UpdateByIdAndInsertChildrenRequest {
   TaskExecutionUpdate update{};
   /// Records inserted only if the update took effect.
   std::vector<TaskExecutionRecord> children_to_insert_if_updated{};
+  /// As UpdateByIdRequest::defer_durability (the inserted records included).
+  bool defer_durability = false;
 };
 
 /**
@@ -246,6 +254,22 @@ struct DeleteByIdRequest {
  * on PostgreSQL, the write lock on SQLite); change a field the update does not name (except
  * `updated_at`, always written); or call back into the engine. Values are stored and returned
  * verbatim (ids, inputs and outputs are arbitrary text: parameterize, never splice).
+ *
+ * Deferred durability: a write returns once it is durable (on disk, and wherever the backend
+ * replicates synchronously), except a call whose every request has `defer_durability`: the
+ * backend may then return before it is durable (PostgreSQL commits it with
+ * `synchronous_commit = off`), under three rules that keep "nothing acted on is lost":
+ * (1) order: a crash that loses a deferred write loses every write committed after it too (a
+ * store whose log is not in commit order must ignore the flag); (2) a durable write also makes
+ * every write committed before it durable; (3) get_many_by_id and
+ * get_many_by_sleeping_task_unique_id never return a finished execution that is not durable yet
+ * (PostgreSQL makes the read's view durable first, on the same connection).
+ * get_many_by_parent_execution_id may: the engine reads children only after a durable claim of
+ * their parent, which made their results durable (rule 2). Every claim is a durable write, so a
+ * run never starts on state that a crash could take back; what a crash can lose is only results
+ * nobody has read yet, and their runs re-run once their leases expire (at-least-once runs; an
+ * outcome is never seen and then replaced). Ignoring the flag (every write durable) is always
+ * correct.
  *
  * Every backend runs the same conformance suite, which is the executable form of this contract:
  * the testing kit's DE_STORAGE_CONFORMANCE_SUITE (durable_execution/testing/, src/testing/;

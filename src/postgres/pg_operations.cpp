@@ -24,6 +24,14 @@ void PostgresTaskExecutionsStorage::Impl::warn(std::string_view message) noexcep
   }
 }
 
+void PostgresTaskExecutionsStorage::Impl::make_view_durable(
+    Ctx& ctx, const std::vector<TaskExecutionRecord>& rows) {
+  if (std::none_of(rows.begin(), rows.end(), [](const auto& r) { return r.is_finished; })) return;
+  // A commit that wrote nothing but its transaction id does not wait for the disk (PostgreSQL
+  // treats it as asynchronous): the transactional message gives it a WAL record of its own.
+  (void)ctx.tx.exec("SELECT pg_logical_emit_message(true, 'durable_execution', 'durable read')");
+}
+
 void PostgresTaskExecutionsStorage::Impl::insert_rows(
     Ctx& ctx, const std::vector<const TaskExecutionRecord*>& rows) {
   if (rows.empty()) return;

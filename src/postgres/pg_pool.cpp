@@ -201,11 +201,14 @@ void Pool::run_body(std::string_view operation, Mode mode, const Body& body,
     bool commit_sent = false;
     try {
       pqxx::nontransaction tx(*c->conn);
-      if (mode == Mode::transaction) {
-        xid = tx.exec("BEGIN; SELECT txid_current()")[0][0].as<std::int64_t>();
+      if (in_transaction(mode)) {
+        xid = tx.exec(mode == Mode::deferred_transaction
+                          ? "BEGIN; SET LOCAL synchronous_commit = off; SELECT txid_current()"
+                          : "BEGIN; SELECT txid_current()")[0][0]
+                  .as<std::int64_t>();
       }
       body(*c, tx);
-      if (mode == Mode::transaction) {
+      if (in_transaction(mode)) {
         commit_sent = true;
         tx.exec("COMMIT");
       }
@@ -216,13 +219,13 @@ void Pool::run_body(std::string_view operation, Mode mode, const Body& body,
       discard(std::move(c));
       last = e.what();
       // Lost at COMMIT: the transaction may have committed. Ask the server, never repeat it.
-      if (mode == Mode::transaction && commit_sent && committed(operation, xid)) return;
+      if (in_transaction(mode) && commit_sent && committed(operation, xid)) return;
       if (mode == Mode::single && recheck && recheck()) return;
     } catch (const pqxx::statement_completion_unknown& e) {
       // The statement's outcome is unknown (40003): as for a connection lost at COMMIT.
       discard(std::move(c));
       last = e.what();
-      if (mode == Mode::transaction && commit_sent && committed(operation, xid)) return;
+      if (in_transaction(mode) && commit_sent && committed(operation, xid)) return;
       if (mode == Mode::single && recheck && recheck()) return;
     } catch (const pqxx::transaction_rollback& e) {
       // A serialization failure or a deadlock: the server rolled the statement back; the
@@ -231,7 +234,7 @@ void Pool::run_body(std::string_view operation, Mode mode, const Body& body,
       rollback_or_discard(mode, std::move(c));
     } catch (const pqxx::sql_error& e) {
       const auto kind = classify(e.sqlstate());
-      if (mode == Mode::transaction && kind != SqlErrorKind::connection) {
+      if (in_transaction(mode) && kind != SqlErrorKind::connection) {
         try {
           pqxx::nontransaction rollback(*c->conn);
           rollback.exec("ROLLBACK");
@@ -276,7 +279,7 @@ void Pool::run_body(std::string_view operation, Mode mode, const Body& body,
 
 void Pool::rollback_or_discard(Mode mode, std::unique_ptr<Connection> c) noexcept {
   if (!c) return;
-  if (mode != Mode::transaction) {
+  if (!in_transaction(mode)) {
     release(std::move(c));
     return;
   }

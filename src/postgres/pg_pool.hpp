@@ -45,14 +45,22 @@ enum class SqlErrorKind { retry_in_place, connection, duplicate, fatal };
 
 /**
  * How an operation is run and, when its connection is lost, how its outcome is settled:
- * - read: one statement, no transaction; repeated freely.
+ * - read: one statement, no transaction (then make_view_durable's, if needed); repeated freely.
  * - single: one guarded statement, autocommitted; a repeat cannot write an outcome twice (its
  *   guards no longer match rows it already changed; a claim whose result was lost leaves its
  *   rows to expire and be claimed again).
  * - transaction: BEGIN … COMMIT; the transaction id is read at BEGIN, and a COMMIT whose
  *   outcome is unknown is settled with txid_status() on a new connection.
+ * - deferred_transaction: a transaction whose COMMIT does not wait for the disk
+ *   (`SET LOCAL synchronous_commit = off`; the contract's defer_durability). PostgreSQL's log
+ *   is in commit order, so a crash loses such a commit only together with every later one.
  */
-enum class Mode { read, single, transaction };
+enum class Mode { read, single, transaction, deferred_transaction };
+
+/** Whether `mode` runs its body between BEGIN and COMMIT. */
+[[nodiscard]] constexpr bool in_transaction(Mode mode) {
+  return mode == Mode::transaction || mode == Mode::deferred_transaction;
+}
 
 /**
  * The storage's connections. Thread safety: thread-safe; run() may be called from any number of

@@ -64,6 +64,25 @@ struct PostgresTaskExecutionsStorage::Impl {
         std::forward<Recheck>(recheck));
   }
 
+  /**
+   * Rule 3 of deferred durability (storage.hpp): if `rows`, just read on ctx's connection, hold a
+   * finished execution, commits a one-record transaction synchronously on that connection (a
+   * transactional logical-decoding message, prefix "durable_execution", that consumers of
+   * logical replication may see). Its commit follows every commit the read saw, so once it is
+   * flushed (and, with synchronous replication, replicated) so are they. Lost with its
+   * connection, it is retried with the read.
+   */
+  static void make_view_durable(Ctx& ctx, const std::vector<TaskExecutionRecord>& rows);
+
+  /** The mode of a write whose requests may all defer their durability, or not. */
+  template <class Req>
+  static postgres::Mode write_mode(const std::vector<Req>& requests) {
+    for (const auto& r : requests) {
+      if (!r.defer_durability) return postgres::Mode::transaction;
+    }
+    return postgres::Mode::deferred_transaction;
+  }
+
   /** Marks that a write may have created work for other processes (postgres::Notifications). */
   void work_created() { notifications.work_created(); }
 

@@ -103,6 +103,7 @@ std::vector<std::optional<TaskExecutionRecord>> PostgresTaskExecutionsStorage::g
     keys.reserve(requests.size());
     for (const auto& r : requests) keys.push_back(&r.execution_id);
     auto rows = impl_->select_by_keys(ctx, q_get_by_ids, "execution_id", keys);
+    Impl::make_view_durable(ctx, rows);
     std::unordered_map<std::string_view, const TaskExecutionRecord*> by_id;
     for (const auto& r : rows) by_id.emplace(r.execution_id, &r);
     std::vector<std::optional<TaskExecutionRecord>> out;
@@ -128,6 +129,7 @@ PostgresTaskExecutionsStorage::get_many_by_sleeping_task_unique_id(
     keys.reserve(requests.size());
     for (const auto& r : requests) keys.push_back(&r.sleeping_task_unique_id);
     auto rows = impl_->select_by_keys(ctx, q_get_by_unique_ids, "sleeping_task_unique_id", keys);
+    Impl::make_view_durable(ctx, rows);
     std::unordered_map<std::string_view, const TaskExecutionRecord*> by_key;
     for (const auto& r : rows) {
       if (r.sleeping_task_unique_id) by_key.emplace(*r.sleeping_task_unique_id, &r);
@@ -191,7 +193,7 @@ void PostgresTaskExecutionsStorage::update_many_by_id(
     return r.parent_update.has_value() ||
            (shape_of(r.update, std::nullopt).set >> s_active_children_count) & 1U;
   });
-  impl_->run("update_many_by_id", Mode::transaction, [&](Impl::Ctx& ctx) {
+  impl_->run("update_many_by_id", Impl::write_mode(requests), [&](Impl::Ctx& ctx) {
     // Decrements of one call, applied once per parent. A decrement commutes with writes to
     // other rows, so it is applied early only before a later group writes the parent itself.
     std::map<std::string, std::pair<std::int64_t, Timestamp>> pending;
@@ -255,7 +257,7 @@ void PostgresTaskExecutionsStorage::update_many_by_id_and_insert_children_if_upd
   if (requests.empty()) return;
   const auto groups =
       consecutive_groups(requests, [](const UpdateByIdAndInsertChildrenRequest&) { return false; });
-  impl_->run("update_many_by_id_and_insert_children_if_updated", Mode::transaction,
+  impl_->run("update_many_by_id_and_insert_children_if_updated", Impl::write_mode(requests),
              [&](Impl::Ctx& ctx) {
                for (const auto& group : groups) {
                  const auto updated = impl_->update_group(ctx, group, false);
@@ -411,6 +413,8 @@ PostgresTaskExecutionsStorage::get_many_by_parent_execution_id(
     std::vector<const std::string*> keys;
     keys.reserve(requests.size());
     for (const auto& r : requests) keys.push_back(&r.parent_execution_id);
+    // No make_view_durable: see the contract method (the engine reads children only after a
+    // durable claim of their parent).
     auto rows = impl_->select_by_keys(ctx, q_get_by_parent_ids, "parent_execution_id", keys);
     std::unordered_map<std::string_view, std::vector<const TaskExecutionRecord*>> by_parent;
     for (const auto& r : rows) {

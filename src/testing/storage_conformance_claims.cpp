@@ -750,6 +750,73 @@ TEST_P(StorageConformance, UpdateByIdDecrementsTheParentOnlyWhenTheGuardedUpdate
 
 // A backend may optimise for the values the engine queries (the in-memory store keeps partial
 // indexes); every other value must still select the right rows in the contract's order.
+// ---- deferred durability: same effects, guards and atomicity as any write --------------------
+
+TEST_P(StorageConformance, WritesThatDeferTheirDurabilityApplyLikeAnyOther) {
+  auto parent = new_record();
+  parent.status = TaskExecutionStatus::waiting_for_children;
+  parent.active_children_count = 2;
+  auto c0 = new_child_record(parent, 0);
+  c0.status = TaskExecutionStatus::running;
+  auto c1 = new_child_record(parent, 1);
+  c1.status = TaskExecutionStatus::running;
+  auto next = new_record();
+  next.status = TaskExecutionStatus::running;
+  insert({parent, c0, c1, next});
+
+  const auto t = now_ + milliseconds{10};
+  const auto done = normalized(t, {.status = TaskExecutionStatus::completed,
+                                   .output = std::string{"out"},
+                                   .close_status = CloseStatus::closed,
+                                   .closed_at = t});
+  const durable_execution::GetByIdFilters running{.status = TaskExecutionStatus::running};
+  // One call mixing a deferred and a durable request, and a deferred one whose guard fails.
+  storage().update_many_by_id({{.execution_id = c0.execution_id,
+                                .filters = running,
+                                .update = done,
+                                .decrement_parent_active_children_count = true,
+                                .defer_durability = true},
+                               {.execution_id = c1.execution_id,
+                                .filters = running,
+                                .update = done,
+                                .decrement_parent_active_children_count = true}});
+  storage().update_many_by_id({{.execution_id = c0.execution_id,
+                                .filters = running,
+                                .update = done,
+                                .decrement_parent_active_children_count = true,
+                                .defer_durability = true}});
+  EXPECT_EQ(fetch(c0.execution_id).output, "out");
+  EXPECT_EQ(fetch(c1.execution_id).output, "out");
+  EXPECT_EQ(fetch(parent.execution_id).active_children_count, 0);
+
+  // Deferred update-and-insert: the children come with the update, and not without it.
+  const auto child = new_child_record(next, 0);
+  const auto waiting = normalized(
+      t, {.status = TaskExecutionStatus::waiting_for_children,
+          .children = std::vector<durable_execution::TaskExecutionSummary>{{child.task_id,
+                                                                            child.execution_id}},
+          .active_children_count = 1});
+  storage().update_many_by_id_and_insert_children_if_updated(
+      {{.execution_id = next.execution_id,
+        .filters = running,
+        .update = waiting,
+        .children_to_insert_if_updated = {child},
+        .defer_durability = true}});
+  EXPECT_EQ(fetch(next.execution_id).status, TaskExecutionStatus::waiting_for_children);
+  EXPECT_EQ(fetch(child.execution_id), child);
+  auto other = new_child_record(next, 1);
+  storage().update_many_by_id_and_insert_children_if_updated(
+      {{.execution_id = next.execution_id,
+        .filters = running,
+        .update = waiting,
+        .children_to_insert_if_updated = {other},
+        .defer_durability = true}});
+  EXPECT_FALSE(find(other.execution_id).has_value());
+  const auto children = storage().get_many_by_parent_execution_id({{parent.execution_id}});
+  ASSERT_EQ(children.size(), 1U);
+  EXPECT_EQ(children[0].size(), 2U);
+}
+
 TEST_P(StorageConformance, ClaimsForValuesTheEngineNeverAsksForSelectInOrder) {
   const auto past = now_ - milliseconds{1000};
   auto row = [&](TaskExecutionStatus status, Timestamp start_at, Timestamp updated_at) {

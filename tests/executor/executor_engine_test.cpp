@@ -2,6 +2,9 @@
 // functions and tasks, sequential chains, sleeping tasks and wake-ups, cancellation of
 // descendants — the base issue 4's typed front builds on. Also: store faults.
 
+#include <algorithm>
+#include <map>
+
 #include "executor_test_support.hpp"
 
 namespace durable_execution::testing {
@@ -404,6 +407,76 @@ TEST_P(ExecutorEngine, StoreFaultsPropagateToCallersAndNeverWedgeExecutions) {
   EXPECT_EQ(h4.get_execution().status, TaskExecutionStatus::running);
   faulty.fail_updates = 0;
   executor.shutdown();
+}
+
+/** Records, per execution id, the defer_durability flag of every by-id write it gets. */
+class DurabilityRecorder : public ForwardingTaskExecutionsStorage {
+ public:
+  using ForwardingTaskExecutionsStorage::ForwardingTaskExecutionsStorage;
+  void update_many_by_id(const std::vector<UpdateByIdRequest>& requests) override {
+    record(requests);
+    ForwardingTaskExecutionsStorage::update_many_by_id(requests);
+  }
+  void update_many_by_id_and_insert_children_if_updated(
+      const std::vector<UpdateByIdAndInsertChildrenRequest>& requests) override {
+    record(requests);
+    ForwardingTaskExecutionsStorage::update_many_by_id_and_insert_children_if_updated(requests);
+  }
+  std::vector<bool> flags(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    return flags_[id];
+  }
+
+ private:
+  template <class Req>
+  void record(const std::vector<Req>& requests) {
+    std::lock_guard lock(mutex_);
+    for (const auto& r : requests) flags_[r.execution_id].push_back(r.defer_durability);
+  }
+  std::mutex mutex_;
+  std::map<std::string, std::vector<bool>> flags_;
+};
+
+TEST_P(ExecutorEngine, RunResultsDeferTheirDurabilityAndCallersWritesDoNot) {
+  DurabilityRecorder recorder{storage()};
+  detail::Engine engine{recorder, fast_options(), detail::Engine::Mode::executor};
+  auto leaf = engine.register_task(simple("leaf", [](const std::string& in) { return in; }));
+  TaskDefinition parent;
+  parent.options = {.id = "parent", .timeout = 2s};
+  parent.is_parent = true;
+  parent.run = [](TaskRunContext&, const std::string&) {
+    return RunParentResult{"1", {ChildTask{"leaf", "2", {}}}};
+  };
+  auto p = engine.register_task(std::move(parent));
+  TaskDefinition sleeper;
+  sleeper.options = {.id = "sleeper", .timeout = 10s};
+  sleeper.is_sleeping_task = true;
+  auto s = engine.register_task(std::move(sleeper));
+  engine.start();
+
+  // Results of runs (a parent's with its children, a child's): written by the engine, which
+  // re-runs them if a store crash loses them.
+  const auto parent_id = engine.enqueue(p, "0", {});
+  const auto parent_record = wait_record(engine, "parent", parent_id);
+  ASSERT_EQ(parent_record.status, TaskExecutionStatus::completed);
+  ASSERT_TRUE(parent_record.children.has_value());
+  const auto child_id = parent_record.children->at(0).execution_id;
+  EXPECT_EQ(recorder.flags(parent_id).front(), true);  // its run's result, with its children
+  EXPECT_EQ(recorder.flags(child_id).front(), true);
+
+  // A caller's writes are acknowledged to the caller: durable (and so are the background
+  // steps' writes that close these executions afterwards).
+  const auto all_durable = [](const std::vector<bool>& flags) {
+    return !flags.empty() && std::none_of(flags.begin(), flags.end(), [](bool f) { return f; });
+  };
+  (void)engine.enqueue(s, "uid", {});
+  const auto woken = engine.wakeup_sleeping(s, "uid", TaskExecutionStatus::completed, "1");
+  EXPECT_TRUE(all_durable(recorder.flags(woken.execution_id)));
+  const auto later = engine.enqueue(leaf, "3", {.sleep_before_run = 1h});
+  engine.cancel(later);
+  EXPECT_EQ(engine.get_execution("leaf", later).status, TaskExecutionStatus::cancelled);
+  EXPECT_TRUE(all_durable(recorder.flags(later)));
+  engine.shutdown();
 }
 
 INSTANTIATE_TEST_SUITE_P(Storages, ExecutorEngine, ::testing::ValuesIn(all_storage_factories()),

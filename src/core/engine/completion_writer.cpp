@@ -104,17 +104,22 @@ void CompletionWriter::write(Batch& batch) {
       if (c.update->decrement_parent_active_children_count) {
         wake_steps |= bit(BackgroundStep::children);
       }
+      c.update->defer_durability = true;
       updates.push_back(std::move(*c.update));
     }
     if (c.update_with_children) {
+      c.update_with_children->defer_durability = true;
       signals_.expect_children(c.update_with_children->children_to_insert_if_updated,
                                with_children_starts);
       with_children.push_back(std::move(*c.update_with_children));
       wake_steps |= bit(BackgroundStep::children);
     }
   }
-  // Each kind of write is one storage call; a failing one is retried or split so that one bad
-  // request never holds back the others.
+  // Run results may reach the disk after the call returns (defer_durability): a store crash
+  // that loses one loses only later writes with it, never a claim that acted on it, and the run
+  // re-runs when its lease expires (storage.hpp, "Deferred durability"). Each kind of write is
+  // one storage call; a failing one is retried or split so that one bad request never holds back
+  // the others.
   const auto failure_of = [&](bool with_children_kind) {
     return [&, with_children_kind](std::size_t i, const StoredError& error) {
       // The failure path only: the run behind the i-th request of this kind.
