@@ -12,7 +12,9 @@
 //     The reference engine's storage benchmark (SPEC.md §4.4): per iteration, on a fresh store and
 //     a fresh executor, 100 parents with 50 children and a finalize task, 100 sequential chains of
 //     4 tasks and 100 polling tasks, every task function sleeping 1 ms; one warm-up iteration,
-//     then N counted ones (default 2).
+//     then N counted ones (default 2). The 300 top-level executions are enqueued one at a time,
+//     or by --enqueue-threads N threads concurrently (the reference's Promise.all: all in flight
+//     at once, as many running as its client allows).
 //
 // Every scenario takes --storage memory|sqlite|postgres; sqlite uses a fresh database file (a
 // temporary file removed at exit, or --db PATH, any existing file there being deleted first).
@@ -23,9 +25,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -33,6 +37,7 @@
 #include <memory>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -67,14 +72,15 @@ struct Args {
   int tasks = 10000;
   int iterations = 2;
   bool json = false;
-  bool batching = false;  // --batching: enable_storage_batching on every executor
+  bool batching = false;    // --batching: enable_storage_batching on every executor
+  int enqueue_threads = 1;  // --enqueue-threads: the reference scenario's concurrent enqueues
 };
 
 [[noreturn]] void usage(const std::string& error) {
   std::cerr << "error: " << error << "\n"
             << "usage: durable_execution_bench --scenario throughput|latency|reference|pickup "
                "[--storage memory|sqlite|postgres] [--db PATH] [--pg-url URL] [--tasks N] "
-               "[--iterations N] [--batching] [--json]\n";
+               "[--iterations N] [--enqueue-threads N] [--batching] [--json]\n";
   std::exit(2);
 }
 
@@ -105,6 +111,9 @@ Args parse(int argc, char** argv) {
     } else if (arg == "--iterations") {
       a.iterations = std::stoi(value());
       if (a.iterations <= 0) usage("--iterations must be positive");
+    } else if (arg == "--enqueue-threads") {
+      a.enqueue_threads = std::stoi(value());
+      if (a.enqueue_threads <= 0) usage("--enqueue-threads must be positive");
     } else if (arg == "--json") {
       a.json = true;
     } else if (arg == "--batching") {
@@ -518,6 +527,33 @@ double mean_of(const std::vector<double>& v) {
   return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
 }
 
+/**
+ * Calls f(0) ... f(n - 1) on `threads` threads (each takes the next index until none is left);
+ * an exception of any call is rethrown after all threads have stopped.
+ */
+template <class F>
+void concurrently(int n, int threads, F f) {
+  std::atomic<int> next{0};
+  std::mutex mutex;
+  std::exception_ptr error;
+  auto work = [&] {
+    for (int i; (i = next++) < n;) {
+      try {
+        f(i);
+      } catch (...) {
+        const std::lock_guard lock{mutex};
+        if (!error) error = std::current_exception();
+        next = n;
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < std::min(threads, n); ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
+}
+
 IterationResult reference_iteration(const Args& args) {
   BenchStorage storage{args};
   de::DurableExecutor executor{storage.get(), bench_options(args)};
@@ -598,16 +634,24 @@ IterationResult reference_iteration(const Args& args) {
   executor.start();
 
   const auto t0 = Clock::now();
-  std::vector<de::TaskExecutionHandle<std::string>> parents;
-  std::vector<de::TaskExecutionHandle<std::string>> chains;
-  std::vector<de::TaskExecutionHandle<de::PollingResult<std::string>>> pollings;
-  for (int i = 0; i < kParents; ++i) parents.push_back(executor.enqueue_task(parent_task, i));
-  for (int i = 0; i < kSequentialChains; ++i) {
-    chains.push_back(executor.enqueue_task(sequential, std::string{"test"}));
-  }
-  for (int i = 0; i < kPollingTasks; ++i) {
-    pollings.push_back(executor.enqueue_task(polling, "p" + std::to_string(i)));
-  }
+  std::vector<std::optional<de::TaskExecutionHandle<std::string>>> parents(kParents);
+  std::vector<std::optional<de::TaskExecutionHandle<std::string>>> chains(kSequentialChains);
+  std::vector<std::optional<de::TaskExecutionHandle<de::PollingResult<std::string>>>> pollings(
+      kPollingTasks);
+  // The reference's Promise.all: every enqueue in flight at once, as many concurrently as the
+  // client runs (--enqueue-threads), in this order.
+  concurrently(kParents + kSequentialChains + kPollingTasks, args.enqueue_threads, [&](int i) {
+    if (i < kParents) {
+      parents[static_cast<std::size_t>(i)].emplace(executor.enqueue_task(parent_task, i));
+    } else if ((i -= kParents) < kSequentialChains) {
+      chains[static_cast<std::size_t>(i)].emplace(
+          executor.enqueue_task(sequential, std::string{"test"}));
+    } else {
+      i -= kSequentialChains;
+      pollings[static_cast<std::size_t>(i)].emplace(
+          executor.enqueue_task(polling, "p" + std::to_string(i)));
+    }
+  });
   const auto t_enqueued = Clock::now();
 
   IterationResult r;
@@ -637,18 +681,18 @@ IterationResult reference_iteration(const Args& args) {
     }
   };
   for (int i = 0; i < kParents; ++i) {
-    check("parent", i, parents[static_cast<std::size_t>(i)],
+    check("parent", i, *parents[static_cast<std::size_t>(i)],
           [](const std::string& out) { return out == "finalize_output"; });
   }
   std::string chain_output = "test";
   for (int i = 0; i < kSequentialLength; ++i) chain_output = "single_output_" + chain_output;
   for (int i = 0; i < kSequentialChains; ++i) {
-    check("sequential", i, chains[static_cast<std::size_t>(i)],
+    check("sequential", i, *chains[static_cast<std::size_t>(i)],
           [&](const std::string& out) { return out == chain_output; });
   }
   for (int i = 0; i < kPollingTasks; ++i) {
     const std::string expected = "poll_output_p" + std::to_string(i);
-    check("polling", i, pollings[static_cast<std::size_t>(i)],
+    check("polling", i, *pollings[static_cast<std::size_t>(i)],
           [&](const de::PollingResult<std::string>& out) {
             return out.is_success && out.output == expected;
           });
@@ -701,9 +745,11 @@ int reference(const Args& args) {
   const double mean = mean_of(iterations_ms);
   const double min = *std::min_element(iterations_ms.begin(), iterations_ms.end());
   const double max = *std::max_element(iterations_ms.begin(), iterations_ms.end());
-  std::printf("scenario=reference storage=%s batching=%s iterations=%d executions=%lld\n",
-              args.storage.c_str(), args.batching ? "on" : "off", args.iterations,
-              static_cast<long long>(executions));
+  std::printf(
+      "scenario=reference storage=%s batching=%s iterations=%d executions=%lld "
+      "enqueue_threads=%d\n",
+      args.storage.c_str(), args.batching ? "on" : "off", args.iterations,
+      static_cast<long long>(executions), args.enqueue_threads);
   std::printf(
       "mean %.1f ms, min %.1f ms, max %.1f ms; per kind: parent %.1f ms, sequential "
       "%.1f ms, polling %.1f ms\n",
@@ -718,10 +764,11 @@ int reference(const Args& args) {
     }
     std::printf(
         "{\"scenario\":\"reference\",\"storage\":\"%s\",\"batching\":%s,\"executions\":%lld,"
+        "\"enqueue_threads\":%d,"
         "\"iterations_ms\":[%s],\"mean_ms\":%.3f,\"min_ms\":%.3f,\"max_ms\":%.3f,"
         "\"parent_mean_ms\":%.3f,\"sequential_mean_ms\":%.3f,\"polling_mean_ms\":%.3f}\n",
         args.storage.c_str(), args.batching ? "true" : "false", static_cast<long long>(executions),
-        list.c_str(), mean, min, max, mean_of(kind_means["parent"]),
+        args.enqueue_threads, list.c_str(), mean, min, max, mean_of(kind_means["parent"]),
         mean_of(kind_means["sequential"]), mean_of(kind_means["polling"]));
   }
   return 0;
