@@ -27,9 +27,13 @@ void PostgresTaskExecutionsStorage::Impl::warn(std::string_view message) noexcep
 void PostgresTaskExecutionsStorage::Impl::make_view_durable(
     Ctx& ctx, const std::vector<TaskExecutionRecord>& rows) {
   if (std::none_of(rows.begin(), rows.end(), [](const auto& r) { return r.is_finished; })) return;
-  // A commit that wrote nothing but its transaction id does not wait for the disk (PostgreSQL
-  // treats it as asynchronous): the transactional message gives it a WAL record of its own.
-  (void)ctx.tx.exec("SELECT pg_logical_emit_message(true, 'durable_execution', 'durable read')");
+  // Nothing to do when every WAL record is flushed already and no standby must confirm it (an
+  // idle server: results read long after they were written). Otherwise a commit with a record
+  // of its own (one that wrote only its transaction id would not wait for the disk).
+  (void)ctx.tx.exec(
+      "SELECT CASE WHEN current_setting('synchronous_standby_names') = '' AND "
+      "pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn() THEN NULL ELSE "
+      "pg_logical_emit_message(true, 'durable_execution', 'durable read') END");
 }
 
 void PostgresTaskExecutionsStorage::Impl::insert_rows(

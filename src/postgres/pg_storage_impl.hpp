@@ -66,7 +66,8 @@ struct PostgresTaskExecutionsStorage::Impl {
 
   /**
    * Rule 3 of deferred durability (storage.hpp): if `rows`, just read on ctx's connection, hold a
-   * finished execution, commits a one-record transaction synchronously on that connection (a
+   * finished execution and the server has WAL not yet flushed (or a synchronous standby to
+   * confirm it), commits a one-record transaction synchronously on that connection (a
    * transactional logical-decoding message, prefix "durable_execution", that consumers of
    * logical replication may see). Its commit follows every commit the read saw, so once it is
    * flushed (and, with synchronous replication, replicated) so are they. Lost with its
