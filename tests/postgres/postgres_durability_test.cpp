@@ -42,13 +42,27 @@ class PostgresDeferredDurability : public ::testing::Test {
     for (auto& f : pending_) f.wait();
   }
 
-  /** Names the synchronous standby (reloaded; no session needs to reconnect). */
+  /**
+   * Names the synchronous standby (reloaded; no session needs to reconnect). A name takes effect
+   * when the server's checkpointer has read it: waits until a durable commit waits for it.
+   */
   void set_standby(const std::string& name) {
     (void)de::testing::postgres_query(
         server_->url(), "ALTER SYSTEM SET synchronous_standby_names = '" + name + "'");
     (void)de::testing::postgres_query(server_->url(), "SELECT pg_reload_conf()");
-    // The reload reaches every backend at its next command; give the signal a moment.
-    std::this_thread::sleep_for(200ms);
+    if (name.empty()) {
+      std::this_thread::sleep_for(200ms);  // backends read the change at their next command
+      return;
+    }
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      if (!returns_within(200ms, [&] {
+            (void)de::testing::postgres_query(server_->url(),
+                                              "SELECT pg_logical_emit_message(true, 'probe', '')");
+          })) {
+        return;
+      }
+    }
+    FAIL() << "synchronous_standby_names never took effect";
   }
 
   /** Inserts a running execution (`finished`: a completed one) into `r`. */
