@@ -6,6 +6,7 @@
 // (pg_operations.cpp). Threads: every thread that calls the storage, each on its own pooled
 // connection; the shared parts guard themselves.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -75,13 +76,13 @@ struct PostgresTaskExecutionsStorage::Impl {
    */
   static void make_view_durable(Ctx& ctx, const std::vector<TaskExecutionRecord>& rows);
 
-  /** The mode of a write whose requests may all defer their durability, or not. */
+  /** Deferred if every request may defer its durability and the options allow it. */
   template <class Req>
-  static postgres::Mode write_mode(const std::vector<Req>& requests) {
-    for (const auto& r : requests) {
-      if (!r.defer_durability) return postgres::Mode::transaction;
-    }
-    return postgres::Mode::deferred_transaction;
+  postgres::Mode write_mode(const std::vector<Req>& requests) const {
+    const bool defer =
+        options.defer_run_results && std::all_of(requests.begin(), requests.end(),
+                                                 [](const Req& r) { return r.defer_durability; });
+    return defer ? postgres::Mode::deferred_transaction : postgres::Mode::transaction;
   }
 
   /** Marks that a write may have created work for other processes (postgres::Notifications). */

@@ -193,7 +193,7 @@ void PostgresTaskExecutionsStorage::update_many_by_id(
     return r.parent_update.has_value() ||
            (shape_of(r.update, std::nullopt).set >> s_active_children_count) & 1U;
   });
-  impl_->run("update_many_by_id", Impl::write_mode(requests), [&](Impl::Ctx& ctx) {
+  impl_->run("update_many_by_id", impl_->write_mode(requests), [&](Impl::Ctx& ctx) {
     // Decrements of one call, applied once per parent. A decrement commutes with writes to
     // other rows, so it is applied early only before a later group writes the parent itself.
     std::map<std::string, std::pair<std::int64_t, Timestamp>> pending;
@@ -257,7 +257,7 @@ void PostgresTaskExecutionsStorage::update_many_by_id_and_insert_children_if_upd
   if (requests.empty()) return;
   const auto groups =
       consecutive_groups(requests, [](const UpdateByIdAndInsertChildrenRequest&) { return false; });
-  impl_->run("update_many_by_id_and_insert_children_if_updated", Impl::write_mode(requests),
+  impl_->run("update_many_by_id_and_insert_children_if_updated", impl_->write_mode(requests),
              [&](Impl::Ctx& ctx) {
                for (const auto& group : groups) {
                  const auto updated = impl_->update_group(ctx, group, false);

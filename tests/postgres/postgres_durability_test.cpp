@@ -123,6 +123,21 @@ TEST_F(PostgresDeferredDurability, ADeferredWriteReturnsBeforeItIsDurableAndADur
       returns_within(1s, [&] { storage_->update_many_by_id({complete(unfinished_, false)}); }));
 }
 
+TEST_F(PostgresDeferredDurability, WithDeferRunResultsOffEveryWriteIsDurable) {
+  de::PostgresTaskExecutionsStorage strict{
+      server_->url(), de::PostgresStorageOptions{.pool_size = 2, .defer_run_results = false}};
+  EXPECT_FALSE(returns_within(1s, [&] { strict.update_many_by_id({complete(target_, true)}); }));
+  EXPECT_FALSE(returns_within(1s, [&] {
+    strict.update_many_by_id_and_insert_children_if_updated(
+        {{.execution_id = unfinished_.execution_id,
+          .filters = {.status = de::TaskExecutionStatus::running},
+          .update = complete(unfinished_, true).update,
+          .defer_durability = true}});
+  }));
+  set_standby("");  // `strict` must not be destroyed with its commits still waiting
+  for (auto& f : pending_) f.wait();
+}
+
 TEST_F(PostgresDeferredDurability, OneDurableRequestMakesTheWholeCallDurable) {
   EXPECT_FALSE(returns_within(1s, [&] {
     storage_->update_many_by_id({complete(target_, true), complete(unfinished_, false)});

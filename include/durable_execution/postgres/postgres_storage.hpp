@@ -55,6 +55,16 @@ struct PostgresStorageOptions {
    */
   bool notify = true;
   /**
+   * Commit the engine's run results without waiting for the WAL flush (the contract's
+   * `defer_durability`; storage.hpp, "Deferred durability"): a database crash or failover can
+   * then cost the results nobody has read yet, whose runs re-run after their leases, never one
+   * that a claim, a caller or a read of a finished execution acted on. `false`: every write
+   * waits for the flush (and any synchronous standby), so a database crash never re-runs a
+   * finished run; the reference scenario takes ~30 % longer. Either way, enqueues, cancels,
+   * wake-ups and claims are durable when they return.
+   */
+  bool defer_run_results = true;
+  /**
    * Receives the storage's own warnings: corrupt rows set aside by claims. Rate-limited (a burst
    * of 5, then one line per 10 s with a count of the rest). Called from the thread of the storage
    * call, never under the storage's locks; it must not call the storage. Empty: the lines go to
