@@ -30,13 +30,14 @@ namespace durable_execution {
  * the update by parent, the same parent) never share a combined call, as storage.hpp requires.
  * There is no background thread.
  *
- * Errors: a retryable error of a combined call goes back unchanged to every caller in it (they
+ * Errors: callers get the wrapped storage's own exception, of its own type. A retryable one (or
+ * one that is not a DurableExecutionError) of a combined call goes to every caller in it (they
  * retry, as they would have alone). A non-retryable one is isolated: the batch is split in
  * halves, each sent again, recursively, until each failing call gets the error it would have
  * got alone, and the others their results — the same outcome as separate calls (a duplicate id
- * of one caller's insert fails that caller only). A wrapped storage that applies part of a
- * failed call (the in-memory store applies updates request by request) sees the applied
- * requests again; guarded updates then match nothing, as a repeated separate call would.
+ * of one caller's insert fails that caller only). The stores of this library apply nothing of a
+ * call that fails; a custom one that applies part of it sees the applied requests again, where
+ * guarded updates match nothing, as a repeated separate call would.
  *
  * Shutdown (shutdown() or the destructor): queued calls are sent at once; combined calls in the
  * wrapped storage are waited for up to `shutdown_timeout`; past it each caller still waiting on

@@ -243,8 +243,8 @@ struct DeleteByIdRequest {
  * transient ones (busy database, lost connection) are marked retryable, and one whose outcome
  * the backend cannot know (a lost commit reply) too: every write of the engine is guarded, so a
  * repeated write that already took effect does nothing. A method that throws may have applied
- * some of its requests (per-request atomicity; the in-memory store applies the requests before
- * the failing one, the SQL backends none); callers must not rely on either.
+ * some of its requests (per-request atomicity; the stores of this library apply none of a call
+ * that fails with a duplicate id, a custom one may); callers must not rely on either.
  *
  * A backend may: batch, reorder or parallelize work inside one call as long as each request's
  * own guard-then-write stays atomic and the results come back in request order; return claimed

@@ -33,17 +33,15 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-/** The error a caller gets for any exception of the wrapped storage (as the engine's retry
- * layer sees it: an error that is not a DurableExecutionError counts as retryable). */
-DurableExecutionError as_storage_error(std::exception_ptr e) {
+/** Whether an exception of the wrapped storage is retryable, as the engine's retry layer sees
+ * it: one that is not a DurableExecutionError counts as retryable. */
+bool is_retryable(const std::exception_ptr& e) {
   try {
-    std::rethrow_exception(std::move(e));
+    std::rethrow_exception(e);
   } catch (const DurableExecutionError& de) {
-    return de;
-  } catch (const std::exception& ex) {
-    return DurableExecutionError::retryable(ex.what());
+    return de.is_retryable();
   } catch (...) {
-    return DurableExecutionError::retryable("Unknown error in the wrapped storage");
+    return true;
   }
 }
 
@@ -112,10 +110,10 @@ class Batcher {
     if (!queue_.empty()) queue_.front()->cv.notify_one();  // send what is queued, now
     idle_cv_.wait_until(lock, deadline, [&] { return queue_.empty() && in_flight_ == 0; });
     const auto error = [&] {
-      return DurableExecutionError::non_retryable(fmt::format(
+      return std::make_exception_ptr(DurableExecutionError::non_retryable(fmt::format(
           "storage batching shut down: the combined {} call holding this request did not "
           "return within shutdown_timeout ({} ms); its outcome is unknown",
-          name_, options_.shutdown_timeout.count()));
+          name_, options_.shutdown_timeout.count())));
     };
     // Callers waiting on a batch still in the wrapped storage: released with an error. The thread
     // that sent it (calls[0]) stays in the wrapped storage and gets its own outcome.
@@ -163,7 +161,9 @@ class Batcher {
     const std::vector<Request>* requests;
     SteadyClock::time_point arrived;
     std::optional<Results> result{};
-    std::optional<DurableExecutionError> error{};
+    /** The wrapped storage's own exception (shared by the callers of one failed combined call,
+     * as std::shared_future shares one), or the wrapper's shutdown error. */
+    std::exception_ptr error{};
     bool done = false;
     bool collector = false;  // the first queued call: it gathers and sends the next batch
     std::condition_variable cv{};
@@ -177,7 +177,7 @@ class Batcher {
     /** Call i's requests are combined[offsets[i], offsets[i + 1]). */
     std::vector<std::size_t> offsets{};
     std::vector<std::optional<Results>> results{};
-    std::vector<std::optional<DurableExecutionError>> errors{};
+    std::vector<std::exception_ptr> errors{};
     /** Set by shutdown when it released the other callers: do not touch their calls. */
     bool abandoned = false;
   };
@@ -266,7 +266,7 @@ class Batcher {
         run(batch, 0, batch.calls.size());
       }
     } catch (...) {  // out of memory splitting or slicing: every caller still gets an outcome
-      const auto error = as_storage_error(std::current_exception());
+      const auto error = std::current_exception();
       for (std::size_t i = 0; i < batch.calls.size(); ++i) {
         if (!batch.results[i] && !batch.errors[i]) batch.errors[i] = error;
       }
@@ -289,8 +289,7 @@ class Batcher {
   }
 
   /** Marks `call` done with its outcome and wakes it (under the mutex: its stack may go then). */
-  void release(Call& call, std::optional<Results> result,
-               std::optional<DurableExecutionError> error) {
+  void release(Call& call, std::optional<Results> result, std::exception_ptr error) {
     call.result = std::move(result);
     call.error = std::move(error);
     call.done = true;
@@ -298,7 +297,7 @@ class Batcher {
   }
 
   static Results take(Call& call) {
-    if (call.error) throw *call.error;
+    if (call.error) std::rethrow_exception(call.error);
     return std::move(*call.result);
   }
 
@@ -306,7 +305,7 @@ class Batcher {
     try {
       batch.results[0] = forward_(*batch.calls[0]->requests);
     } catch (...) {
-      batch.errors[0] = as_storage_error(std::current_exception());
+      batch.errors[0] = std::current_exception();
     }
   }
 
@@ -315,18 +314,18 @@ class Batcher {
     const bool whole = first == 0 && last == batch.calls.size();
     const auto begin = batch.combined.begin() + static_cast<std::ptrdiff_t>(batch.offsets[first]);
     const auto end = batch.combined.begin() + static_cast<std::ptrdiff_t>(batch.offsets[last]);
-    std::optional<DurableExecutionError> failure;
+    std::exception_ptr failure;
     try {
       Results results =
           whole ? forward_(batch.combined) : forward_(std::vector<Request>(begin, end));
       distribute(batch, first, last, std::move(results));
       return;
     } catch (...) {
-      failure = as_storage_error(std::current_exception());
+      failure = std::current_exception();
     }
     // Retryable: every caller retries, as it would have alone. Alone: the error is its own.
-    if (failure->is_retryable() || last - first == 1 || abandoned(batch)) {
-      for (auto i = first; i < last; ++i) batch.errors[i] = *failure;
+    if (is_retryable(failure) || last - first == 1 || abandoned(batch)) {
+      for (auto i = first; i < last; ++i) batch.errors[i] = failure;
       return;
     }
     const auto middle = first + (last - first) / 2;
@@ -341,9 +340,9 @@ class Batcher {
     } else {
       const auto base = batch.offsets[first];
       if (results.size() != batch.offsets[last] - base) {
-        const auto error = DurableExecutionError::non_retryable(
+        const auto error = std::make_exception_ptr(DurableExecutionError::non_retryable(
             fmt::format("The wrapped storage returned {} results for {} {} requests",
-                        results.size(), batch.offsets[last] - base, name_));
+                        results.size(), batch.offsets[last] - base, name_)));
         for (auto i = first; i < last; ++i) batch.errors[i] = error;
         return;
       }
@@ -465,6 +464,7 @@ struct TaskExecutionsStorageWithBatching::Batchers {
 
   StorageBatchingOptions options;
   std::mutex shutdown_mutex;
+  bool shut_down = false;  // under shutdown_mutex: a second shutdown() returns at once
   Batcher<TaskExecutionRecord, void> insert;
   Batcher<GetByIdRequest, std::optional<TaskExecutionRecord>> get_by_id;
   Batcher<GetBySleepingTaskUniqueIdRequest, std::optional<TaskExecutionRecord>> get_by_unique_id;
@@ -492,6 +492,7 @@ TaskExecutionsStorageWithBatching::~TaskExecutionsStorageWithBatching() { shutdo
 
 void TaskExecutionsStorageWithBatching::shutdown() noexcept {
   std::lock_guard lock(batchers_->shutdown_mutex);
+  if (std::exchange(batchers_->shut_down, true)) return;
   const auto deadline = SteadyClock::now() + batchers_->options.shutdown_timeout;
   batchers_->for_each([&](StorageOperation, auto& b) { b.shutdown(deadline); });
 }

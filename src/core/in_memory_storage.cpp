@@ -236,29 +236,40 @@ struct InMemoryTaskExecutionsStorage::Impl {
                     r.sleeping_task_unique_id.value_or("")));
   }
 
-  // Checks a whole batch before any of it is written, so a rejected insert leaves no trace.
-  void check_insertable(const Entries& entries) const {
-    // Duplicates within the batch need the local sets only when there is more than one record.
-    const bool batch = entries.size() > 1;
+  // Checks records to be inserted by one call (in groups: one per request) before any of it is
+  // written, so a rejected call leaves no trace.
+  void check_insertable(const std::vector<const Entries*>& groups) const {
+    std::size_t count = 0;
+    for (const auto* g : groups) count += g->size();
+    // Duplicates within the call need the local sets only when there is more than one record.
+    const bool batch = count > 1;
     std::unordered_set<std::string_view> ids;
     std::unordered_set<std::string_view> unique_ids;
-    for (const auto& e : entries) {
-      const auto& r = e->record;
-      if (by_id.contains(r.execution_id) || (batch && !ids.insert(r.execution_id).second)) {
-        throw_duplicate_id(r);
-      }
-      if (r.sleeping_task_unique_id &&
-          (by_unique_id.contains(*r.sleeping_task_unique_id) ||
-           (batch && !unique_ids.insert(*r.sleeping_task_unique_id).second))) {
-        throw_duplicate_unique_id(r);
+    for (const auto* g : groups) {
+      for (const auto& e : *g) {
+        const auto& r = e->record;
+        if (by_id.contains(r.execution_id) || (batch && !ids.insert(r.execution_id).second)) {
+          throw_duplicate_id(r);
+        }
+        if (r.sleeping_task_unique_id &&
+            (by_unique_id.contains(*r.sleeping_task_unique_id) ||
+             (batch && !unique_ids.insert(*r.sleeping_task_unique_id).second))) {
+          throw_duplicate_unique_id(r);
+        }
       }
     }
   }
 
   void insert(Entries& entries) {
     // A batch is checked whole first; a single record is checked by its own insertion (one hash
-    // lookup instead of two), undone if its unique id is taken.
-    if (entries.size() > 1) check_insertable(entries);
+    // lookup instead of two).
+    if (entries.size() > 1) check_insertable({&entries});
+    add(entries);
+  }
+
+  // Inserts entries checked as a whole already, or a single one (checked here, undone if its
+  // unique id is taken).
+  void add(Entries& entries) {
     for (auto& entry : entries) {
       auto& e = *entry;
       auto [it, inserted] = by_id.try_emplace(e.record.execution_id, nullptr);
@@ -420,13 +431,23 @@ void InMemoryTaskExecutionsStorage::update_many_by_id_and_insert_children_if_upd
     children.push_back(Impl::make_entries(req.children_to_insert_if_updated));
   }
   std::lock_guard lock(impl_->mutex);
+  // Every child the call would insert is checked before anything is written: a duplicate id fails
+  // the whole call with nothing applied, as the SQL backends' transaction does, so a caller that
+  // sends the other requests again (the batching wrapper isolating the bad one) finds them
+  // unapplied instead of failing on their own, already inserted, children.
+  std::vector<const Impl::Entries*> inserting;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    if (!children[i].empty() && impl_->find(requests[i].execution_id, requests[i].filters)) {
+      inserting.push_back(&children[i]);
+    }
+  }
+  impl_->check_insertable(inserting);
   for (std::size_t i = 0; i < requests.size(); ++i) {
     const auto& req = requests[i];
     auto* e = impl_->find(req.execution_id, req.filters);
     if (!e) continue;
-    impl_->check_insertable(children[i]);  // before the update: atomic
     impl_->update(*e, req.update);
-    impl_->insert(children[i]);
+    impl_->add(children[i]);
   }
 }
 

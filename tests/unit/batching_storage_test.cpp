@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -102,6 +103,11 @@ class GatedStorage final : public de::ForwardingTaskExecutionsStorage {
     }
     enter(r.size());
     ForwardingTaskExecutionsStorage::update_many_by_id(r);
+  }
+  void update_many_by_id_and_insert_children_if_updated(
+      const std::vector<de::UpdateByIdAndInsertChildrenRequest>& r) override {
+    enter(r.size());
+    ForwardingTaskExecutionsStorage::update_many_by_id_and_insert_children_if_updated(r);
   }
   std::vector<std::vector<de::TaskExecutionRecord>> get_many_by_parent_execution_id(
       const std::vector<de::GetByParentExecutionIdRequest>& r) override {
@@ -367,6 +373,103 @@ TEST(StorageBatching, ABadRequestFailsOnlyItsCallerAndRetryableErrorsReachEveryC
   EXPECT_EQ(gate.calls.load() - calls_before, 1);  // the combined call, not split or retried
 }
 
+/** An error type of a wrapped storage's own, not a DurableExecutionError. */
+struct CustomStorageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/** Throws CustomStorageError from update_many_by_id while `failing` is set. */
+class ThrowingStorage final : public de::ForwardingTaskExecutionsStorage {
+ public:
+  using ForwardingTaskExecutionsStorage::ForwardingTaskExecutionsStorage;
+  std::atomic<bool> failing{true};
+  void update_many_by_id(const std::vector<de::UpdateByIdRequest>& r) override {
+    if (failing.load()) throw CustomStorageError{"custom failure"};
+    ForwardingTaskExecutionsStorage::update_many_by_id(r);
+  }
+};
+
+TEST(StorageBatching, CallersGetTheWrappedStoragesOwnExceptionType) {
+  de::InMemoryTaskExecutionsStorage memory;
+  insert_rows(memory, 9);
+  ThrowingStorage thrower{memory};
+  GatedStorage gate{thrower};
+  de::TaskExecutionsStorageWithBatching s{gate,
+                                          {.window = 1'000'000us, .max_batches_in_flight = 1}};
+  // A lone call, sent at once.
+  EXPECT_THROW(s.update_many_by_id({set_output("e0", "\"x\"")}), CustomStorageError);
+  // The callers of a combined call: each gets it (not a DurableExecutionError: retryable, so the
+  // batch is not split).
+  std::atomic<int> custom{0};
+  auto futures =
+      queue_behind_a_blocked_call(gate, s, StorageOperation::update_many_by_id, 8, [&](int i) {
+        try {
+          s.update_many_by_id({set_output("e" + std::to_string(i), "\"x\"")});
+        } catch (const CustomStorageError& e) {
+          EXPECT_STREQ(e.what(), "custom failure");
+          custom.fetch_add(1);
+        }
+      });
+  const int calls_before = gate.calls.load();
+  gate.open();
+  for (auto& f : futures) ASSERT_EQ(f.wait_for(kBound), std::future_status::ready);
+  EXPECT_EQ(custom.load(), 9);
+  EXPECT_EQ(gate.calls.load() - calls_before, 1);  // the combined call, not split
+  EXPECT_EQ(op_stats(s, StorageOperation::update_many_by_id).split_calls, 0);
+}
+
+TEST(StorageBatching, AnUnguardedUpdateWithADuplicateChildFailsOnlyItsCaller) {
+  // The in-memory store applies nothing of a call that fails on a duplicate child, so the other
+  // requests of a split batch are not found applied when they are sent again.
+  de::InMemoryTaskExecutionsStorage memory;
+  insert_rows(memory, 9);
+  memory.insert_many({record("taken")});
+  auto with_child = [](int i, const std::string& child_id) {
+    de::TaskExecutionUpdate u;
+    u.output = "\"parent\"";
+    de::UpdateByIdAndInsertChildrenRequest r;
+    r.execution_id = "e" + std::to_string(i);  // no filters: the update always applies
+    r.update = de::normalize_update(de::now_timestamp(), std::move(u));
+    r.children_to_insert_if_updated = {record(child_id)};
+    return r;
+  };
+  EXPECT_THROW(memory.update_many_by_id_and_insert_children_if_updated(
+                   {with_child(0, "fresh"), with_child(1, "taken")}),
+               de::DurableExecutionError);
+  EXPECT_FALSE(memory.get_many_by_id({{"e0", {}}}).front()->output);  // nothing applied
+  EXPECT_FALSE(memory.get_many_by_id({{"fresh", {}}}).front());
+
+  GatedStorage gate{memory};
+  de::TaskExecutionsStorageWithBatching s{gate,
+                                          {.window = 1'000'000us, .max_batches_in_flight = 1}};
+  std::vector<std::string> errors(9);
+  auto futures = queue_behind_a_blocked_call(
+      gate, s, StorageOperation::update_many_by_id_and_insert_children_if_updated, 8, [&](int i) {
+        try {
+          s.update_many_by_id_and_insert_children_if_updated(
+              {with_child(i, i == 4 ? std::string{"taken"} : "c" + std::to_string(i))});
+        } catch (const de::DurableExecutionError& e) {
+          errors[static_cast<std::size_t>(i)] = e.what();
+        }
+      });
+  gate.open();
+  for (auto& f : futures) ASSERT_EQ(f.wait_for(kBound), std::future_status::ready);
+  for (int i = 0; i <= 8; ++i) {
+    const auto row = memory.get_many_by_id({{"e" + std::to_string(i), {}}}).front();
+    if (i == 4) {
+      EXPECT_NE(errors[4].find("already exists"), std::string::npos) << errors[4];
+      EXPECT_FALSE(row->output);
+    } else {
+      EXPECT_EQ(errors[static_cast<std::size_t>(i)], "") << i;
+      EXPECT_EQ(row->output, "\"parent\"") << i;
+      EXPECT_TRUE(memory.get_many_by_id({{"c" + std::to_string(i), {}}}).front()) << i;
+    }
+  }
+  EXPECT_GT(
+      op_stats(s, StorageOperation::update_many_by_id_and_insert_children_if_updated).split_calls,
+      0);
+}
+
 TEST(StorageBatching, ShutdownWithABlockedStorageFailsTheWaitingCallersAndNeverHangs) {
   de::InMemoryTaskExecutionsStorage memory;
   insert_rows(memory, 7);
@@ -402,7 +505,11 @@ TEST(StorageBatching, ShutdownWithABlockedStorageFailsTheWaitingCallersAndNeverH
   }
   EXPECT_EQ(shut_down_errors, 5);
   EXPECT_EQ(op_stats(*s, StorageOperation::update_many_by_id).failed_at_shutdown, 5);
-  // After shutdown calls go straight through; the destructor does not wait again for long.
+  // A second shutdown returns at once (the first one already waited its 100 ms).
+  const auto t_again = std::chrono::steady_clock::now();
+  s->shutdown();
+  EXPECT_LT(std::chrono::steady_clock::now() - t_again, 100ms);
+  // After shutdown calls go straight through; the destructor does not wait again.
   EXPECT_FALSE(s->get_many_by_sleeping_task_unique_id({{"u"}}).front());
   EXPECT_EQ(op_stats(*s, StorageOperation::get_many_by_sleeping_task_unique_id).bypassed, 1);
   const auto t0 = std::chrono::steady_clock::now();
