@@ -290,18 +290,7 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor final : public TaskSubmitter {
     def.is_parent = true;
     def.run = [task_id = options.id, validate = std::move(validate), run = std::move(run_parent)](
                   TaskRunContext& ctx, const std::string& text) mutable {
-      std::optional<In> input;
-      if (validate) {
-        Raw raw = detail::deserialize_value<Raw>(text);
-        try {
-          input.emplace(validate(raw));
-        } catch (const std::exception& e) {
-          throw DurableExecutionError::non_retryable("Invalid input to task " + task_id + ": " +
-                                                     e.what());
-        }
-      } else {
-        input.emplace(detail::deserialize_value<In>(text));
-      }
+      auto input = detail::read_input<Raw, In>(task_id, validate, text);
       return detail::to_run_result(detail::invoke_run<In>(run, ctx, *input));
     };
     if constexpr (sizeof...(Fin) == 0) {

@@ -219,7 +219,7 @@ struct EnqueueOptions {
  * `stop_token` throws DurableExecutionCancelledError.
  */
 struct WaitOptions {
-  /// How often to re-read an execution other processes may finish.
+  /// How often to re-read an execution other processes may finish; 0 or less: the default.
   std::chrono::milliseconds polling_interval{100};
   /// Bound of the whole wait; unset: no bound.
   std::optional<std::chrono::milliseconds> timeout{};

@@ -488,24 +488,39 @@ template <class I, class O, class V>
   return TaskExecutionHandle<O>{engine, task.id(), std::move(id)};
 }
 
+/**
+ * @brief A run's input: the stored text deserialized, through `validate` if set. Whatever the
+ * validator throws rejects the input: a non-retryable "Invalid input to task <id>: <message>".
+ */
+template <class Raw, class I>
+[[nodiscard]] std::optional<I> read_input(const std::string& task_id,
+                                          const std::function<I(const Raw&)>& validate,
+                                          const std::string& text) {
+  std::optional<I> input;
+  if (!validate) {
+    input.emplace(deserialize_value<I>(text));
+    return input;
+  }
+  Raw raw = deserialize_value<Raw>(text);
+  try {
+    input.emplace(validate(raw));
+  } catch (const std::exception& e) {
+    throw DurableExecutionError::non_retryable("Invalid input to task " + task_id + ": " +
+                                               e.what());
+  } catch (...) {  // a rejection all the same, whatever was thrown
+    throw DurableExecutionError::non_retryable("Invalid input to task " + task_id +
+                                               ": Unknown error");
+  }
+  return input;
+}
+
 /** @brief The engine-side run function of a simple task, with an optional validation step. */
 template <class Raw, class I, class O, class F>
 [[nodiscard]] RunFunction make_simple_run(std::string task_id,
                                           std::function<I(const Raw&)> validate, F run) {
   return [task_id = std::move(task_id), validate = std::move(validate), run = std::move(run)](
              TaskRunContext& ctx, const std::string& text) mutable {
-    std::optional<I> input;
-    if (validate) {
-      Raw raw = deserialize_value<Raw>(text);
-      try {
-        input.emplace(validate(raw));
-      } catch (const std::exception& e) {
-        throw DurableExecutionError::non_retryable("Invalid input to task " + task_id + ": " +
-                                                   e.what());
-      }
-    } else {
-      input.emplace(deserialize_value<I>(text));
-    }
+    auto input = read_input<Raw, I>(task_id, validate, text);
     O output = run_to_output<O>(run, ctx, *input);
     return RunParentResult{serialize_value(output), {}};
   };

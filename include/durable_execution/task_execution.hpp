@@ -120,9 +120,9 @@ struct ParentTaskExecutionSummary {
 struct RetryOptions {
   /// Retries after the first run; 0 runs the task once.
   std::int32_t max_attempts = 0;
-  /// Delay before the first retry; unset: the executor's default.
+  /// Delay before the first retry; unset: 0 (retry at once).
   std::optional<std::chrono::milliseconds> base_delay{};
-  /// Factor applied to the delay per further retry; unset: the executor's default.
+  /// Factor applied to the delay per further retry; unset: 1 (every delay is base_delay).
   std::optional<double> delay_multiplier{};
   /// Upper bound of any retry delay; unset: no bound.
   std::optional<std::chrono::milliseconds> max_delay{};

@@ -81,17 +81,37 @@ TaskDescriptor Engine::register_sequential_task(const std::string& id,
     throw DurableExecutionError::non_retryable(
         fmt::format("Sequential task {} needs at least one task", id));
   }
+  // Every step must be registered now, as a polling task's poll and a parent's finalize task
+  // must: a chain with an unknown step would fail every execution.
+  bool first_is_sleeping = false;
+  for (std::size_t i = 0; i < step_ids.size(); ++i) {
+    const auto step = find_descriptor(step_ids[i]);
+    if (i == 0) first_is_sleeping = step.is_sleeping_task;
+  }
   TaskDefinition def;
   def.options = TaskOptions{.id = id, .timeout = kGeneratedTaskTimeout};
   def.is_parent = true;
   def.are_children_sequential = true;
   // Only the first step's input is known now; the engine gives each later step its
   // predecessor's output when that finishes (transitions.cpp, advance_sequence).
-  def.run = [step_ids](TaskRunContext&, const std::string& input) {
+  def.run = [step_ids, first_is_sleeping, id](TaskRunContext&, const std::string& input) {
+    std::string first_input = input;
+    // A sleeping first step gets the chain's input, a JSON string, as its unique id: the id the
+    // chain was enqueued with, as a later sleeping step gets its predecessor's output.
+    if (first_is_sleeping) {
+      const auto j = parse(input);
+      if (!j.is_string()) {
+        throw DurableExecutionError::non_retryable(fmt::format(
+            "Task at index 0 is sleeping task {}: the input of sequential task {} must be a "
+            "unique id string",
+            step_ids[0], id));
+      }
+      first_input = j.get<std::string>();
+    }
     RunParentResult r{"null", {}};
     r.children.reserve(step_ids.size());
     for (std::size_t i = 0; i < step_ids.size(); ++i) {
-      r.children.push_back(ChildTask{step_ids[i], i == 0 ? input : "null", {}});
+      r.children.push_back(ChildTask{step_ids[i], i == 0 ? std::move(first_input) : "null", {}});
     }
     return r;
   };

@@ -93,6 +93,82 @@ TEST_P(ExecutorTasks, ValidatedInputTransformsOrFailsWithoutRunning) {
   EXPECT_EQ(runs.load(), 1);
 }
 
+TEST_P(ExecutorTasks, AValidatorThrowingANonStandardExceptionRejectsTheInputForGood) {
+  DurableExecutor executor{storage(), fast_options()};
+  std::atomic<int> validations{0};
+  auto t = executor
+               .validate_input([&](const int& x) {
+                 ++validations;
+                 if (x < 0) throw "negative";  // not a std::exception
+                 return x;
+               })
+               .task({.id = "test", .timeout = 1s, .retry = {.max_attempts = 3}},
+                     [](const int& x) { return x; });
+  executor.start();
+  auto bad = executor.enqueue_task(t, -1).wait_and_get_finished_execution(bounded_wait());
+  EXPECT_EQ(bad.status, TaskExecutionStatus::failed);
+  ASSERT_TRUE(bad.error);
+  EXPECT_EQ(bad.error->message, "Invalid input to task test: Unknown error");
+  EXPECT_FALSE(bad.error->is_retryable);
+  EXPECT_EQ(validations.load(), 1);
+}
+
+TEST_P(ExecutorTasks, AnErrorMessageThatIsNotUtf8IsStoredTheSameOnEveryBackend) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto t = executor.task({.id = "t", .timeout = 1s}, []() -> int {
+    throw DurableExecutionError::non_retryable("bad \xff\xfe message");
+  });
+  auto hook = executor.sleeping_task<int>({.id = "hook", .timeout = 10s});
+  executor.start();
+  // Each invalid byte becomes U+FFFD, as JSON carries it (PostgreSQL could not store it raw).
+  const std::string replaced = "bad \xEF\xBF\xBD\xEF\xBF\xBD message";
+  auto e = executor.enqueue_task(t).wait_and_get_finished_execution(bounded_wait());
+  EXPECT_EQ(e.status, TaskExecutionStatus::failed);
+  ASSERT_TRUE(e.error);
+  EXPECT_EQ(e.error->message, replaced);
+  auto h = executor.enqueue_task(hook, "h1");
+  (void)executor.fail_sleeping_task_execution(hook, "h1", "bad \xff\xfe message");
+  auto f = h.wait_and_get_finished_execution(bounded_wait());
+  EXPECT_EQ(f.status, TaskExecutionStatus::failed);
+  ASSERT_TRUE(f.error);
+  EXPECT_EQ(f.error->message, replaced);
+}
+
+TEST_P(ExecutorTasks, AReferenceOfTheWrongKindIsRefusedAtEnqueue) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto sleepy = executor.sleeping_task<std::string>({.id = "sleepy", .timeout = 10s});
+  auto plain =
+      executor.task({.id = "plain", .timeout = 1s}, [](const std::string& s) { return s; });
+  executor.start();
+  const auto plain_ref =
+      Task<std::string, std::string>::reference({.id = "sleepy", .timeout = 10s});
+  const auto sleeping_ref =
+      Task<std::string, std::string>::sleeping_reference({.id = "plain", .timeout = 1s});
+  EXPECT_THROW((void)executor.enqueue_task(plain_ref, "uid"), DurableExecutionError);
+  EXPECT_THROW((void)executor.enqueue_task(sleeping_ref, "x"), DurableExecutionError);
+  try {
+    (void)executor.enqueue_task(plain_ref, "uid");
+  } catch (const DurableExecutionError& e) {
+    EXPECT_NE(std::string{e.what()}.find("sleeping task"), std::string::npos) << e.what();
+    EXPECT_FALSE(e.is_retryable());
+  }
+  // Nothing was written: the unique id is free, the matching kinds work.
+  auto h = executor.enqueue_task(
+      Task<std::string, std::string>::sleeping_reference({.id = "sleepy", .timeout = 10s}), "uid");
+  EXPECT_EQ(executor.wakeup_sleeping_task_execution(sleepy, "uid", "done").output, "done");
+  EXPECT_EQ(h.get_execution().status, TaskExecutionStatus::completed);
+  EXPECT_EQ(
+      executor.enqueue_task(plain, "p").wait_and_get_finished_execution(bounded_wait()).output,
+      "p");
+  // An unset Task (no id) names the problem.
+  try {
+    (void)executor.enqueue_task(Task<std::string, std::string>{}, "x");
+    ADD_FAILURE() << "an unset task was enqueued";
+  } catch (const DurableExecutionNotFoundError& e) {
+    EXPECT_NE(std::string{e.what()}.find("unset"), std::string::npos) << e.what();
+  }
+}
+
 TEST_P(ExecutorTasks, PlainErrorFailsWithRetryableGenericError) {
   DurableExecutor executor{storage(), fast_options()};
   auto t = executor.task({.id = "t", .timeout = 1s},
@@ -427,6 +503,30 @@ TEST_P(ExecutorTasks, WaitHonoursItsDeadlineAndStopToken) {
                    {.polling_interval = 1s, .timeout = 5s, .stop_token = stop.get_token()}),
                DurableExecutionCancelledError);
   stopper.join();
+}
+
+TEST_P(ExecutorTasks, AWaitWithANonPositivePollingIntervalPollsAtTheDefault) {
+  // The client's handle is not woken by the executor (another engine, as another process): it
+  // re-reads every polling_interval; 0 means the default 100 ms, not the reference's 2.5 s.
+  DurableExecutor executor{storage(), fast_options()};
+  Gate release;
+  auto t = executor.task({.id = "t", .timeout = 10s}, [&] {
+    (void)release.wait();
+    return 1;
+  });
+  DurableExecutorClient client{storage(), {t.descriptor()}};
+  executor.start();
+  auto h = client.enqueue_task(t);
+  std::thread opener([&] {
+    std::this_thread::sleep_for(50ms);
+    release.open();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  auto e = h.wait_and_get_finished_execution({.polling_interval = 0ms, .timeout = 10s});
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  opener.join();
+  EXPECT_EQ(e.status, TaskExecutionStatus::completed);
+  EXPECT_LT(waited, 2s);
 }
 
 INSTANTIATE_TEST_SUITE_P(Storages, ExecutorTasks, ::testing::ValuesIn(all_storage_factories()),

@@ -224,6 +224,44 @@ TEST_P(ExecutorWorkflows, SequentialFailureStopsTheChain) {
   EXPECT_EQ(f.error->message, "Task at index 0 failed: Task execution timed out");
 }
 
+TEST_P(ExecutorWorkflows, ASleepingFirstStepIsWokenByTheIdTheChainWasEnqueuedWith) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto hook = executor.sleeping_task<int>({.id = "hook", .timeout = 10s});
+  auto twice = executor.task({.id = "twice", .timeout = 1s}, [](const int& x) { return x * 2; });
+  auto chain = executor.sequential_tasks("hook_then_twice", hook, twice);
+  static_assert(std::is_same_v<decltype(chain), Task<std::string, int>>);
+  executor.start();
+  auto h = executor.enqueue_task(chain, "order_42");
+  ASSERT_TRUE(wait_until(
+      [&] { return h.get_execution().status == TaskExecutionStatus::waiting_for_children; }));
+  // The sleeping step's row is inserted with the parent's children: woken by the same id.
+  ASSERT_TRUE(wait_until([&] {
+    try {
+      (void)executor.wakeup_sleeping_task_execution(hook, "order_42", 21);
+      return true;
+    } catch (const DurableExecutionNotFoundError&) {
+      return false;
+    }
+  }));
+  auto e = h.wait_and_get_finished_execution(bounded_wait());
+  ASSERT_EQ(e.status, TaskExecutionStatus::completed);
+  EXPECT_EQ(e.output, 42);
+}
+
+TEST_P(ExecutorWorkflows, EveryStepOfAChainMustBeRegisteredFirst) {
+  DurableExecutor executor{storage(), fast_options()};
+  auto a = executor.task({.id = "a", .timeout = 1s}, [](const int& x) { return x; });
+  const auto unknown = Task<int, int>::reference({.id = "nope_task", .timeout = 1s});
+  EXPECT_THROW((void)executor.sequential_tasks("unknown_last", a, unknown),
+               DurableExecutionNotFoundError);
+  EXPECT_THROW((void)executor.sequential_tasks("unknown_first", unknown, a),
+               DurableExecutionNotFoundError);
+  // Nothing was registered under the chains' ids: they can be registered properly.
+  auto ok = executor.sequential_tasks("unknown_last", a, a);
+  executor.start();
+  EXPECT_EQ(executor.enqueue_task(ok, 5).wait_and_get_finished_execution(bounded_wait()).output, 5);
+}
+
 TEST_P(ExecutorWorkflows, PollingTask) {
   DurableExecutor executor{storage(), fast_options()};
   std::atomic<int> polls{0};

@@ -242,10 +242,28 @@ std::string Engine::enqueue(const TaskDescriptor& task, std::string input,
                             const EnqueueOptions& options) {
   auto& s = *impl_;
   s.throw_if_shutdown();
+  if (task.id.empty()) {
+    throw DurableExecutionNotFoundError(
+        "Task not found: this Task is unset (no id); assign it a registered task before "
+        "enqueuing it");
+  }
   auto def = s.registry.find(task.id);
   if (!def) {
     throw DurableExecutionNotFoundError(fmt::format(
-        "Task {} not found. Use DurableExecutor.task() to add it before enqueuing it", task.id));
+        "Task {} not found. Register it (executor.task(), or the client's task list) before "
+        "enqueuing it",
+        task.id));
+  }
+  // The input was serialized for the kind the caller's Task names (a sleeping task's is its
+  // unique id, verbatim): a reference of the other kind would store an unusable execution.
+  if (def->is_sleeping_task != task.is_sleeping_task) {
+    throw DurableExecutionError::non_retryable(
+        def->is_sleeping_task
+            ? fmt::format("Task {} is a sleeping task: enqueue it with Task::sleeping_reference "
+                          "or the task it was registered as, not a plain reference",
+                          task.id)
+            : fmt::format("Task {} is not a sleeping task: a sleeping reference cannot enqueue it",
+                          task.id));
   }
   std::vector<TaskExecutionRecord> records;
   records.push_back(make_task_execution_record(
@@ -291,8 +309,9 @@ TaskExecutionRecord Engine::wait_finished(const std::string& task_id,
                                           const WaitOptions& options) {
   auto& s = *impl_;
   s.throw_if_engine_thread("wait_and_get_finished_execution()");
+  // Not positive: the default (SPEC.md §6.4 maps it to its own default, 2.5 s; ours is 100 ms).
   const auto interval = options.polling_interval.count() > 0 ? options.polling_interval
-                                                             : std::chrono::milliseconds{2500};
+                                                             : WaitOptions{}.polling_interval;
   std::optional<SteadyClock::time_point> deadline;
   if (options.timeout) deadline = saturating_deadline(SteadyClock::now(), *options.timeout);
   // Registered before the first look, so a completion between that look and the wait is not

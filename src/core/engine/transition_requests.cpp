@@ -138,8 +138,9 @@ UpdateByIdRequest Transitions::wake_sleeping(const std::string& execution_id, St
     u.output = std::move(payload);
   } else if (status == Status::failed) {
     u.status = Status::failed;
-    u.error = StoredError{ErrorType::generic, false, false,
-                          payload.empty() ? std::string{"Unknown error"} : std::move(payload)};
+    u.error = StoredError{
+        ErrorType::generic, false, false,
+        payload.empty() ? std::string{"Unknown error"} : json_safe_message(std::move(payload))};
   } else {
     throw DurableExecutionError::non_retryable(
         fmt::format("Invalid status {} for waking up a sleeping task", to_string(status)));

@@ -28,6 +28,13 @@ StoredError to_stored_error(std::exception_ptr ep) {
   }
 }
 
+std::string json_safe_message(std::string message) {
+  if (is_plain_json_text(message)) return message;
+  return nlohmann::json::parse(
+             nlohmann::json(message).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+      .get<std::string>();
+}
+
 std::string error_message(std::exception_ptr ep) {
   try {
     std::rethrow_exception(std::move(ep));
@@ -166,14 +173,6 @@ void set_running_update(RunWrite& c, const TaskExecutionRecord& rec, TaskExecuti
   if (c.update->parent_update && rec.parent) c.settled_parent_id = rec.parent->execution_id;
 }
 
-/** What JSON carries of a message: invalid UTF-8 replaced by U+FFFD, as nlohmann writes it. */
-std::string json_safe_message(std::string message) {
-  if (is_plain_json_text(message)) return message;
-  return nlohmann::json::parse(
-             nlohmann::json(message).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
-      .get<std::string>();
-}
-
 /** A child's entry of its parent's result: views into `child`, which must outlive it. */
 ChildResultView child_result_view(const TaskExecutionRecord& child) {
   ChildResultView v{child.task_id, child.execution_id, child.status, std::nullopt, std::nullopt};
@@ -303,6 +302,7 @@ RunWrite Transitions::run_failed(const TaskExecutionRecord& rec, StoredError err
                                  Timestamp now) const {
   RunWrite c;
   TaskExecutionUpdate u;
+  error.message = json_safe_message(std::move(error.message));
   if (error.is_retryable && rec.retry_attempts < rec.retry_options.max_attempts) {
     const auto start_at = saturating_add(now, retry_delay(rec.retry_options, rec.retry_attempts));
     u.status = Status::ready;
@@ -408,7 +408,9 @@ RunWrite Transitions::run_succeeded(const TaskExecutionRecord& rec, const TaskDe
     if (!child_def || child_def->options.id != spec.task_id)
       child_def = registry_.find(spec.task_id);
     if (!child_def) {
-      throw DurableExecutionNotFoundError(fmt::format("Child task {} not found", spec.task_id));
+      throw DurableExecutionNotFoundError(
+          spec.task_id.empty() ? std::string{"Child task not found: an unset Task (no id)"}
+                               : fmt::format("Child task {} not found", spec.task_id));
     }
     if (def.are_children_sequential && i > 0) {
       summaries.push_back(TaskExecutionSummary{spec.task_id, "dummy"});
