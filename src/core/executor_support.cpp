@@ -3,20 +3,13 @@
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
+#include "random.hpp"
+
 namespace durable_execution::detail {
-
-namespace {
-
-std::mt19937_64& thread_rng() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  return rng;
-}
-
-}  // namespace
 
 std::chrono::microseconds jittered_us(std::chrono::microseconds d) {
   std::uniform_real_distribution<double> dist(-1.0, 1.0);
-  const double factor = 1.0 + 0.25 * dist(thread_rng());
+  const double factor = 1.0 + 0.25 * dist(thread_random());
   return std::chrono::microseconds{
       static_cast<std::int64_t>(static_cast<double>(d.count()) * factor)};
 }
@@ -31,7 +24,7 @@ std::string make_executor_id() {
       "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
   std::uniform_int_distribution<std::size_t> dist(0, kAlphabet.size() - 1);
   std::string id = "de_";
-  for (int i = 0; i < 8; ++i) id.push_back(kAlphabet[dist(thread_rng())]);
+  for (int i = 0; i < 8; ++i) id.push_back(kAlphabet[dist(thread_random())]);
   return id;
 }
 

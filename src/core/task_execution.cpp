@@ -3,14 +3,13 @@
 #include <fmt/format.h>
 
 #include <array>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <random>
 #include <stdexcept>
 
 #include "durable_execution/detail/saturating_time.hpp"
+#include "random.hpp"
 
 namespace durable_execution {
 
@@ -515,12 +514,7 @@ std::string generate_execution_id() {
   static_assert(kAlphabet.size() == 56);
   constexpr std::size_t kTimeChars = 8;  // 56^8 ms covers ~3,000 years.
   constexpr std::size_t kRandomChars = 16;
-  thread_local std::mt19937_64 rng{[] {
-    std::random_device rd;
-    static std::atomic<std::uint64_t> counter{0};
-    return (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
-           (counter.fetch_add(1) * 0x9E3779B97F4A7C15ULL);
-  }()};
+  auto& rng = detail::thread_random();
   std::string id = "te_";
   id.resize(3 + kTimeChars + kRandomChars);
   auto ms = static_cast<std::uint64_t>(to_unix_ms(now_timestamp()));

@@ -9,21 +9,12 @@
 #include <utility>
 
 #include "pg_exec.hpp"
+#include "pg_text.hpp"
 
 namespace durable_execution::postgres {
 
 std::string channel_name(std::string_view schema, std::string_view table) {
-  std::uint64_t hash = 14695981039346656037ULL;
-  const auto mix = [&](std::string_view text) {
-    for (char ch : text) hash = (hash ^ static_cast<unsigned char>(ch)) * 1099511628211ULL;
-  };
-  mix(schema);
-  mix(".");
-  mix(table);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string name = "de_";
-  for (int shift = 60; shift >= 0; shift -= 4) name += kHex[(hash >> shift) & 0xFU];
-  return name;
+  return "de_" + fnv1a_hex(std::string{schema} + "." + std::string{table});
 }
 
 Notifications::Notifications(std::string conninfo, std::string channel, bool enabled)

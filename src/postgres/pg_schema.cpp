@@ -191,7 +191,16 @@ std::string TableSchema::create_table_v1_sql() const {
 }
 
 std::string TableSchema::index_name(std::string_view suffix) const {
-  return quote_identifier("ix_" + table_ + "_" + std::string{suffix});
+  // PostgreSQL cuts identifiers at 63 bytes: past that, the names of a long table's indexes would
+  // collide and all but one would silently not be created (the unique ones among them). Such a
+  // name keeps a prefix of the table name and gains a hash of the whole name.
+  std::string name = "ix_" + table_ + "_" + std::string{suffix};
+  if (name.size() > kMaxIdentifierBytes) {
+    const auto hash = fnv1a_hex(table_).substr(0, 8);
+    const auto keep = kMaxIdentifierBytes - (std::size("ix___") - 1 + hash.size() + suffix.size());
+    name = "ix_" + table_.substr(0, keep) + "_" + hash + "_" + std::string{suffix};
+  }
+  return quote_identifier(name);
 }
 
 std::string TableSchema::create_index_sql(const IndexDef& index) const {

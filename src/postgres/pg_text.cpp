@@ -41,7 +41,7 @@ std::string ArrayLiteral::take() {
 }
 
 bool is_valid_identifier(std::string_view name) {
-  if (name.empty() || name.size() > 63) return false;
+  if (name.empty() || name.size() > kMaxIdentifierBytes) return false;
   auto alpha = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
   auto digit = [](char c) { return c >= '0' && c <= '9'; };
   return alpha(name.front()) &&
@@ -159,6 +159,15 @@ std::vector<Option> options_of(std::string_view conninfo) {
 }
 
 }  // namespace
+
+std::string fnv1a_hex(std::string_view text) {
+  std::uint64_t hash = 14695981039346656037ULL;
+  for (char ch : text) hash = (hash ^ static_cast<unsigned char>(ch)) * 1099511628211ULL;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (int shift = 60; shift >= 0; shift -= 4) hex += kHex[(hash >> shift) & 0xFU];
+  return hex;
+}
 
 std::optional<std::string> connection_password(std::string_view conninfo) {
   std::optional<std::string> out;

@@ -3,6 +3,7 @@
 // Text helpers of the PostgreSQL backend that need no libpq: array literals for `unnest`
 // parameters, identifier validation, and connection strings with the password hidden.
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -34,12 +35,18 @@ class ArrayLiteral {
   std::size_t count_ = 0;
 };
 
+/** PostgreSQL's identifier limit (NAMEDATALEN - 1): longer names are cut, not refused. */
+constexpr std::size_t kMaxIdentifierBytes = 63;
+
 /**
  * True for a name this backend accepts as a schema or table name: `[A-Za-z_][A-Za-z0-9_]*`, at
  * most 63 bytes (PostgreSQL's identifier limit). Names are always double-quoted in SQL, so their
  * case is kept.
  */
 [[nodiscard]] bool is_valid_identifier(std::string_view name);
+
+/** The 64-bit FNV-1a hash of `text` as 16 lowercase hex digits: stable names derived from names. */
+[[nodiscard]] std::string fnv1a_hex(std::string_view text);
 
 /** The password of a libpq connection string (URL or `key=value` form), if it has one. */
 [[nodiscard]] std::optional<std::string> connection_password(std::string_view conninfo);

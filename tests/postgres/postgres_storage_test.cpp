@@ -138,6 +138,31 @@ TEST_F(PostgresStorageTest, CreatesTheSchemaTableIndexesAndVersionRow) {
             "1");
 }
 
+TEST_F(PostgresStorageTest, ATableNameOfSixtyThreeBytesGetsEveryIndexUniqueOnesIncluded) {
+  // "ix_<table>_<suffix>" is longer than PostgreSQL's 63-byte identifiers: cut there, the names
+  // would collide and all but one index would silently be missing.
+  const std::string long_a = "t" + std::string(62, 'x');
+  const std::string long_b = "t" + std::string(61, 'x') + "y";  // same 15-byte prefix
+  for (const auto& name : {long_a, long_b}) {
+    auto o = options();
+    o.table_name = name;
+    de::PostgresTaskExecutionsStorage storage{url_, o};
+    const auto indexes =
+        postgres_query(url_, "SELECT count(*) FROM pg_indexes WHERE schemaname = '" + schema_ +
+                                 "' AND tablename = '" + name + "' AND indexname LIKE 'ix_%'");
+    EXPECT_EQ(indexes[0][0], "11") << name;
+    auto r = ready_record();
+    r.is_sleeping_task = true;
+    r.sleeping_task_unique_id = "same";
+    storage.insert_many({r});
+    auto again = ready_record();
+    again.is_sleeping_task = true;
+    again.sleeping_task_unique_id = "same";
+    EXPECT_THROW(storage.insert_many({again}), de::DurableExecutionError) << name;
+    EXPECT_THROW(storage.insert_many({r}), de::DurableExecutionError) << name;
+  }
+}
+
 TEST_F(PostgresStorageTest, ANewerSchemaVersionIsRefusedWithoutTouchingAnything) {
   {
     de::PostgresTaskExecutionsStorage storage{url_, options()};

@@ -1,6 +1,8 @@
 // generate_execution_id: "te_" + 24 characters of the 56-letter alphabet, time-ordered, unique.
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -101,6 +103,43 @@ TEST(ExecutionId, UniqueAcrossThreads) {
     }
   }
   EXPECT_EQ(all.size(), static_cast<std::size_t>(kThreads * kPerThread));
+}
+
+// A child process does not repeat its parent's random sequence (nor a sibling's): forked
+// workers of one parent that had generated ids before would otherwise collide.
+TEST(ExecutionId, ForkedChildrenDrawDifferentRandomCharacters) {
+  (void)de::generate_execution_id();  // this thread's generator exists before the fork
+  constexpr int kChildren = 2;
+  std::array<std::string, kChildren> random_parts;
+  for (int c = 0; c < kChildren; ++c) {
+    std::array<int, 2> fds{};
+    ASSERT_EQ(pipe(fds.data()), 0);
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      const auto id = de::generate_execution_id();
+      const auto written = write(fds[1], id.data() + 11, 16);
+      _exit(written == 16 ? 0 : 1);
+    }
+    close(fds[1]);
+    std::array<char, 16> buf{};
+    std::size_t got = 0;
+    while (got < buf.size()) {
+      const auto n = read(fds[0], buf.data() + got, buf.size() - got);
+      if (n <= 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    close(fds[0]);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ASSERT_EQ(got, buf.size());
+    random_parts[static_cast<std::size_t>(c)].assign(buf.data(), buf.size());
+  }
+  const auto own = de::generate_execution_id().substr(11);
+  EXPECT_NE(random_parts[0], random_parts[1]);
+  EXPECT_NE(random_parts[0], own);
+  EXPECT_NE(random_parts[1], own);
 }
 
 // Every random position draws from the whole alphabet, about evenly.
