@@ -51,7 +51,11 @@ class DURABLE_EXECUTION_EXPORT Clock {
   virtual void unsubscribe_from_jumps(std::uint64_t id) const noexcept;
 };
 
-/** @brief The system's clocks (std::chrono::system_clock, steady_clock). */
+/**
+ * @brief The system's clocks (std::chrono::system_clock, steady_clock).
+ *
+ * @note Thread safety: thread-safe (stateless).
+ */
 class DURABLE_EXECUTION_EXPORT SystemClock final : public Clock {
  public:
   [[nodiscard]] Timestamp now() const noexcept override { return now_timestamp(); }

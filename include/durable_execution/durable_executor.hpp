@@ -68,6 +68,9 @@ struct LastOf<T, Ts...> : LastOf<Ts...> {};
  * The validation runs when the execution runs, not at enqueue (SPEC.md §1.2): a rejected input
  * makes the execution `failed` with a non-retryable "Invalid input to task <id>: <message>", and
  * the run function never runs.
+ *
+ * @note Thread safety: as DurableExecutor's task definitions: use it where you define tasks,
+ *   before start(); the validator itself runs on worker threads, concurrently.
  */
 template <class Raw, class I>
 class InputValidatedTaskBuilder {

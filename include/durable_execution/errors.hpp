@@ -91,7 +91,11 @@ class DURABLE_EXECUTION_EXPORT DurableExecutionError : public std::runtime_error
   bool is_internal_{};
 };
 
-/** @brief An unknown task, execution or unique id. Never retryable. */
+/**
+ * @brief An unknown task, execution or unique id. Never retryable.
+ *
+ * @note Thread safety: immutable after construction; safe to share.
+ */
 class DURABLE_EXECUTION_EXPORT DurableExecutionNotFoundError : public DurableExecutionError {
  public:
   /// @brief A not-found error with this message.
@@ -100,7 +104,11 @@ class DURABLE_EXECUTION_EXPORT DurableExecutionNotFoundError : public DurableExe
   ~DurableExecutionNotFoundError() override;
 };
 
-/** @brief A run that exceeded its timeout. Retryable while attempts remain. */
+/**
+ * @brief A run that exceeded its timeout. Retryable while attempts remain.
+ *
+ * @note Thread safety: immutable after construction; safe to share.
+ */
 class DURABLE_EXECUTION_EXPORT DurableExecutionTimedOutError : public DurableExecutionError {
  public:
   /// @brief A timed-out error (retryable) with this message.
@@ -110,7 +118,11 @@ class DURABLE_EXECUTION_EXPORT DurableExecutionTimedOutError : public DurableExe
   ~DurableExecutionTimedOutError() override;
 };
 
-/** @brief A cancelled execution or wait. Never retryable. */
+/**
+ * @brief A cancelled execution or wait. Never retryable.
+ *
+ * @note Thread safety: immutable after construction; safe to share.
+ */
 class DURABLE_EXECUTION_EXPORT DurableExecutionCancelledError : public DurableExecutionError {
  public:
   /// @brief A cancelled error (never retryable) with this message.

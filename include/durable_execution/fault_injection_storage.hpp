@@ -102,7 +102,8 @@ class DURABLE_EXECUTION_EXPORT FaultInjectingTaskExecutionsStorage final
   void set_failure_rate(double rate, bool retryable = true);
   /** @brief Every call first waits a random time in [min, max]. */
   void set_latency(std::chrono::milliseconds min, std::chrono::milliseconds max);
-  /** @brief The next `times` calls of `op` fail (adds to any count still pending). */
+  /** @brief The next `times` calls of `op` fail (adds to any count still pending; a count of 0
+   * or less adds nothing). */
   void fail_next(StorageOperation op, std::int32_t times, bool retryable = true);
   /**
    * @brief Every batch call with a request for which `bad` holds fails as a whole (nothing of

@@ -12,11 +12,15 @@ namespace durable_execution {
 
 namespace {
 
+/** Most read connections per storage: each is a file descriptor and a page cache. */
+constexpr std::int32_t kMaxReadConnections = 64;
+
 SqliteStorageOptions validated(SqliteStorageOptions options) {
   if (!sqlite::is_valid_table_name(options.table_name)) {
     throw DurableExecutionError(
         "Invalid SQLite table name '" + options.table_name +
-            "': it must match [A-Za-z_][A-Za-z0-9_]{0,62} and must not start with sqlite_",
+            "': it must match [A-Za-z_][A-Za-z0-9_]{0,62}, must not start with sqlite_ and must "
+            "not be durable_execution_schema (the storage's own schema table)",
         ErrorType::generic, false, false);
   }
   if (options.busy_timeout.count() < 0 || options.max_busy_retries < 0 ||
@@ -24,6 +28,23 @@ SqliteStorageOptions validated(SqliteStorageOptions options) {
     throw DurableExecutionError(
         "Invalid SQLite storage options: busy_timeout, max_busy_retries and read_connections "
         "must not be negative");
+  }
+  if (options.read_connections > kMaxReadConnections) {
+    throw DurableExecutionError(
+        "Invalid SQLite storage options: read_connections must be at most " +
+        std::to_string(kMaxReadConnections) + " (got " + std::to_string(options.read_connections) +
+        ")");
+  }
+  if (options.synchronous != SqliteSynchronous::off &&
+      options.synchronous != SqliteSynchronous::normal &&
+      options.synchronous != SqliteSynchronous::full) {
+    throw DurableExecutionError(
+        "Invalid SQLite storage options: synchronous must be off, normal or full");
+  }
+  if (options.cache_size_kib < 0) {
+    throw DurableExecutionError(
+        "Invalid SQLite storage options: cache_size_kib must not be "
+        "negative");
   }
   return options;
 }
@@ -48,6 +69,13 @@ SqliteTaskExecutionsStorage::Impl::Impl(std::string p, SqliteStorageOptions o)
   // Every SQLite failure at open time becomes a DurableExecutionError naming the file.
   try {
     connect(writer);
+    // SQLite opens a file it may not write read-only, without an error: every write would fail.
+    if (sqlite3_db_readonly(writer.handle(), "main") == 1) {
+      throw DurableExecutionError("SQLite storage (" + path +
+                                      ") open failed: the database is read-only (file "
+                                      "permissions, an immutable file, or a mode=ro URI)",
+                                  ErrorType::generic, false, false);
+    }
     // Before anything is written: a database no second connection can open is refused.
     file.resolve(writer.handle());
     // Refuse a newer schema before anything can change the file (not even its journal mode).

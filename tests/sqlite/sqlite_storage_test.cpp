@@ -440,6 +440,34 @@ TEST_F(SqliteFileTest, InvalidOptionsAreRejected) {
                de::DurableExecutionError);
   EXPECT_THROW(de::SqliteTaskExecutionsStorage(path_, {.max_busy_retries = -1}),
                de::DurableExecutionError);
+  EXPECT_THROW(de::SqliteTaskExecutionsStorage(path_, {.read_connections = 65}),
+               de::DurableExecutionError);
+  EXPECT_THROW(de::SqliteTaskExecutionsStorage(
+                   path_, {.synchronous = static_cast<de::SqliteSynchronous>(7)}),
+               de::DurableExecutionError);
+  EXPECT_THROW(de::SqliteTaskExecutionsStorage(path_, {.cache_size_kib = -1}),
+               de::DurableExecutionError);
+  // Refused before the file is created; the bounds themselves are accepted.
+  EXPECT_FALSE(std::filesystem::exists(path_));
+  EXPECT_NO_THROW(de::SqliteTaskExecutionsStorage(path_, {.read_connections = 64}));
+  try {
+    de::SqliteTaskExecutionsStorage reserved{path_, {.table_name = "durable_execution_schema"}};
+    ADD_FAILURE() << "the schema table's name was accepted";
+  } catch (const de::DurableExecutionError& e) {
+    EXPECT_NE(std::string{e.what()}.find("must not be durable_execution_schema"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST_F(SqliteFileTest, AReadOnlyDatabaseIsRefusedAtConstructionNotAtTheFirstWrite) {
+  { de::SqliteTaskExecutionsStorage create{path_}; }
+  try {
+    de::SqliteTaskExecutionsStorage read_only{"file:" + path_ + "?mode=ro"};
+    ADD_FAILURE() << "a read-only database was opened";
+  } catch (const de::DurableExecutionError& e) {
+    EXPECT_NE(std::string{e.what()}.find("read-only"), std::string::npos) << e.what();
+    EXPECT_FALSE(e.is_retryable());
+  }
 }
 
 // ---- multi-row operations ----------------------------------------------------------------------

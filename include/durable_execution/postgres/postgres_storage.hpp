@@ -36,7 +36,8 @@ struct PostgresStorageOptions {
    * most executors; see docs/postgres.md for sizing against the server's `max_connections`.
    */
   std::int32_t pool_size = 8;
-  /** Connect timeout of each connection (libpq `connect_timeout`, whole seconds, at least 1). */
+  /** Connect timeout of each connection: libpq's `connect_timeout`, so rounded up to whole
+   * seconds, at least 1 (libpq itself waits at least 2 s); negative is refused. */
   std::chrono::milliseconds connect_timeout{10000};
   /**
    * How many times an operation that failed for a transient reason (a lost connection, a
