@@ -107,6 +107,8 @@ TEST(RunTable, AnAbandonedRunHoldsItsSlotAndARetryWaitsForIt) {
   const auto first = abandoned_run(table, registry);
   EXPECT_EQ(table.abandoned(), 1);
   EXPECT_EQ(table.counts(2).free_slots, 1);
+  // Its outcome is recorded: a crash could not change it, so the process counts as alone.
+  EXPECT_TRUE(table.counts(2).alone);
   // Its retry is claimed while the callable still runs: held, not started.
   auto retry = table.admit(rows({"a"}), registry);
   EXPECT_TRUE(retry.start.empty());

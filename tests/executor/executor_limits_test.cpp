@@ -126,6 +126,46 @@ TEST_P(ExecutorLimits, ExecutionsWhoseLeaseExpiredRunAloneSoACrashCountsOnlyAgai
   EXPECT_EQ(suspects_sharing, 0);  // before: the six ran together in one batch
 }
 
+TEST_P(ExecutorLimits, ALongOrAStuckRunDoesNotStopClaimingWhileRecoveredExecutionsWaitToRunAlone) {
+  Gate release;  // the long run and the stuck one return when it opens (at the end)
+  auto quick_body = [](const int& x) { return x; };
+  DurableExecutor submitter{storage(), fast_options()};
+  auto quick = submitter.task({.id = "quick", .timeout = 200ms}, quick_body);
+  std::vector<TaskExecutionHandle<int>> recovered;
+  for (int i = 0; i < 2; ++i) recovered.push_back(submitter.enqueue_task(quick, i));
+  ASSERT_EQ(claim_as_dead_executor(storage()).size(), 2U);  // their leases expire in 200 ms
+
+  auto o = fast_options();
+  o.expire_leeway = 0ms;
+  DurableExecutor survivor{storage(), o};
+  (void)survivor.task({.id = "quick", .timeout = 200ms}, quick_body);
+  auto long_run = survivor.task({.id = "long", .timeout = 60s}, [&] {
+    (void)release.wait({}, 30s);
+    return 1;
+  });
+  auto stuck = survivor.task({.id = "stuck", .timeout = 50ms}, [&] {  // ignores its stop token
+    (void)release.wait({}, 30s);
+    return 2;
+  });
+  survivor.start();
+  auto l = survivor.enqueue_task(long_run);
+  auto s = survivor.enqueue_task(stuck);
+  EXPECT_EQ(s.wait_and_get_finished_execution(bounded_wait()).status,
+            TaskExecutionStatus::timed_out);  // abandoned: its callable still runs
+  // The recovered executions wait for this process to be alone, but not for ever: the long run
+  // is in flight for 30 s and the stuck callable never returns before the gate opens.
+  for (std::size_t i = 0; i < recovered.size(); ++i) {
+    auto e = recovered[i].wait_and_get_finished_execution(bounded_wait());
+    EXPECT_EQ(e.status, TaskExecutionStatus::completed);
+    EXPECT_EQ(e.output, static_cast<int>(i));
+  }
+  auto fresh = survivor.enqueue_task(quick, 7).wait_and_get_finished_execution(bounded_wait());
+  EXPECT_EQ(fresh.output, 7);
+  EXPECT_EQ(l.get_execution().status, TaskExecutionStatus::running);
+  release.open();
+  EXPECT_EQ(l.wait_and_get_finished_execution(bounded_wait()).output, 1);
+}
+
 TEST_P(ExecutorLimits, ChildrenStepAndCloseLeasesFollowTheirOptions) {
   auto o = fast_options();
   o.expire_leeway = 0ms;

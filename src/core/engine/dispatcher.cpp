@@ -9,6 +9,13 @@ namespace durable_execution::detail {
 namespace {
 /** Claiming paused by abandoned runs is logged at most this often. */
 constexpr std::chrono::seconds kPausedLogInterval{10};
+/**
+ * Longest a quarantine waits for the runs in flight here to finish, from its first wait. Past it
+ * its claims go beside them: a long or stuck run must not stop this process from claiming
+ * (if a suspect then kills the process, their lease expirations count once, and they run alone
+ * next time).
+ */
+constexpr std::chrono::seconds kQuarantineDrainBound{2};
 }  // namespace
 
 void Dispatcher::start() {
@@ -51,14 +58,20 @@ std::size_t Dispatcher::claim_and_dispatch(bool& full_batch) {
   // Quarantine: executions whose lease expired before (a process died while they ran) run alone
   // in this process, one claim at a time, so that if one of them kills the process again the
   // crash counts against it only, not against batch-mates (max_lease_expirations).
+  // The wait for the runs in flight is bounded per quarantine (kQuarantineDrainBound): past it,
+  // its remaining claims go beside whatever runs here.
   const bool quarantine = quarantine_claims_left_ > 0;
   if (quarantine && !counts.alone) {
-    at_capacity_.store(true, std::memory_order_release);
-    if (c_.runs.counts(max).alone) {  // a run finished between the count and the flag
-      at_capacity_.store(false, std::memory_order_release);
-      full_batch = true;  // claim again at once
+    const auto now = c_.clock.steady_now();
+    if (!quarantine_waiting_since_) quarantine_waiting_since_ = now;
+    if (now - *quarantine_waiting_since_ < kQuarantineDrainBound) {
+      at_capacity_.store(true, std::memory_order_release);
+      if (c_.runs.counts(max).alone) {  // a run finished between the count and the flag
+        at_capacity_.store(false, std::memory_order_release);
+        full_batch = true;  // claim again at once
+      }
+      return 0;
     }
-    return 0;
   }
   if (counts.free_slots <= 0) {
     at_capacity_.store(true, std::memory_order_release);
@@ -85,7 +98,12 @@ std::size_t Dispatcher::claim_and_dispatch(bool& full_batch) {
   auto rows = c_.caller.call(StorageMethod::claim_ready, [&](TaskExecutionsStorage& s) {
     return s.update_by_status_and_start_at_less_than_and_return(req);
   });
-  if (quarantine) quarantine_claims_left_ = rows.empty() ? 0 : quarantine_claims_left_ - 1;
+  if (quarantine) {
+    // Over when a claim finds nothing, or finds work that is not a suspect (claims go in start_at
+    // order: the suspects ahead of it are gone).
+    quarantine_claims_left_ =
+        rows.empty() || rows.front().lease_expirations == 0 ? 0 : quarantine_claims_left_ - 1;
+  }
   if (rows.empty()) {
     stats_.record(0, SteadyClock::now() - start);
     return 0;
@@ -102,6 +120,7 @@ std::size_t Dispatcher::claim_and_dispatch(bool& full_batch) {
     rows.erase(normal, rows.end());
     release(suspects);
     quarantine_claims_left_ = static_cast<std::int32_t>(2 * suspects.size() + 1);
+    quarantine_waiting_since_.reset();
     c_.logger.debug(fmt::format(
         "Released {} executions whose lease expired before: they run alone, one at a time",
         suspects.size()));

@@ -4,11 +4,16 @@
 // max_concurrent_task_executions are free and hands them to the runner. Back-pressure: at
 // capacity it stops and is woken once enough slots are free for a worthwhile claim. Executions
 // whose lease expired before run alone, one claim at a time (quarantine), so that one that kills
-// the process again counts against itself only. Woken at once by local enqueues, freed slots and
-// due retries; otherwise it polls with back-off for work other processes created. Entered by its
-// own thread, and by workers, the timer and the background thread (slot_freed).
+// the process again counts against itself only; a quarantine waits at most 2 s for the runs in
+// flight (abandoned runs, whose outcome is recorded, do not count), so a long run never stops
+// claiming.
+// Woken at once by local enqueues, freed slots and due retries; otherwise it polls with back-off
+// for work other processes created. Entered by its own thread, and by workers, the timer and the
+// background thread (slot_freed).
 
 #include <atomic>
+#include <chrono>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -44,6 +49,8 @@ class Dispatcher {
   ProcessStats stats_;
   /** Quarantine claims (one execution at a time) left (dispatcher thread only). */
   std::int32_t quarantine_claims_left_ = 0;
+  /** When the current quarantine first waited for the runs in flight (its wait is bounded). */
+  std::optional<std::chrono::steady_clock::time_point> quarantine_waiting_since_{};
   /** Set when the dispatcher stopped claiming because every slot was taken. */
   std::atomic<bool> at_capacity_{false};
   SteadyClock::time_point paused_logged_at_{};

@@ -115,7 +115,7 @@ RunTable::Counts RunTable::counts(std::int32_t max) const {
   std::lock_guard lock(mutex_);
   const auto abandoned = zombies_.load();
   return Counts{max - static_cast<std::int64_t>(in_flight_.size()) - abandoned, abandoned,
-                in_flight_.empty() && abandoned == 0};
+                in_flight_.empty()};
 }
 
 std::size_t RunTable::running() const {

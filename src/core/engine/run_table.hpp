@@ -79,7 +79,9 @@ class RunTable {
   struct Counts {
     std::int64_t free_slots = 0;  // of `max`, not held by a run or an abandoned run
     std::int32_t abandoned = 0;
-    bool alone = false;  // nothing runs here
+    /** No run in flight here. Abandoned runs do not count: their outcome is recorded, so a
+     * crash of this process cannot touch them. */
+    bool alone = false;
   };
   [[nodiscard]] Counts counts(std::int32_t max) const;
   [[nodiscard]] std::size_t running() const;
