@@ -35,4 +35,12 @@ inline constexpr std::size_t max_stored_nesting_depth = 2 * max_serialized_nesti
  */
 inline constexpr std::chrono::milliseconds max_duration{315'360'000'000};
 
+/**
+ * @brief The longest error message the engine stores: 64 KiB. A longer one (a task throwing a
+ * multi-megabyte message, a sleeping task failed with one) is cut at a UTF-8 character boundary
+ * and ends with "... [N bytes truncated]", so that one message cannot bloat its row, its
+ * parent's output and every read of them.
+ */
+inline constexpr std::size_t max_error_message_size = 64 * 1024;
+
 }  // namespace durable_execution

@@ -134,6 +134,24 @@ TEST_P(ExecutorTasks, AnErrorMessageThatIsNotUtf8IsStoredTheSameOnEveryBackend) 
   EXPECT_EQ(f.error->message, replaced);
 }
 
+TEST_P(ExecutorTasks, AHugeErrorMessageIsStoredTruncated) {
+  DurableExecutor executor{storage(), fast_options()};
+  // 200 KiB of two-byte characters: the cut must not split one.
+  std::string huge;
+  for (int i = 0; i < 100 * 1024; ++i) huge += "\xC3\xA9";
+  auto t = executor.task({.id = "t", .timeout = 10s},
+                         [&]() -> int { throw DurableExecutionError::non_retryable(huge); });
+  executor.start();
+  auto e = executor.enqueue_task(t).wait_and_get_finished_execution(bounded_wait());
+  EXPECT_EQ(e.status, TaskExecutionStatus::failed);
+  ASSERT_TRUE(e.error);
+  const auto& m = e.error->message;
+  EXPECT_LE(m.size(), max_error_message_size + 64);
+  EXPECT_EQ(m.compare(0, 1000, huge, 0, 1000), 0);
+  EXPECT_NE(m.find("bytes truncated]"), std::string::npos);
+  EXPECT_NO_THROW((void)nlohmann::json(m).dump());  // still valid UTF-8 (dump throws if not)
+}
+
 TEST_P(ExecutorTasks, AReferenceOfTheWrongKindIsRefusedAtEnqueue) {
   DurableExecutor executor{storage(), fast_options()};
   auto sleepy = executor.sleeping_task<std::string>({.id = "sleepy", .timeout = 10s});

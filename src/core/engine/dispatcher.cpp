@@ -83,10 +83,10 @@ std::size_t Dispatcher::claim_and_dispatch(bool& full_batch) {
                SteadyClock::now() - paused_logged_at_ >= kPausedLogInterval) {
       paused_logged_at_ = SteadyClock::now();
       c_.logger.error(fmt::format(
-          "Claiming paused: {} abandoned runs (timed out or cancelled, their task function "
-          "still running; it should watch its stop token) hold slots of "
-          "max_concurrent_task_executions = {}",
-          counts.abandoned, max));
+          "Claiming paused: all {} slots of max_concurrent_task_executions are taken, {} of them "
+          "by abandoned runs (timed out or cancelled, their task function still running; it "
+          "should watch its stop token)",
+          max, counts.abandoned));
     }
     return 0;
   }

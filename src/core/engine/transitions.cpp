@@ -9,6 +9,7 @@
 #include "durable_execution/detail/json_limits.hpp"
 #include "durable_execution/detail/json_text.hpp"
 #include "durable_execution/detail/saturating_time.hpp"
+#include "durable_execution/limits.hpp"
 
 namespace durable_execution::detail {
 
@@ -29,10 +30,20 @@ StoredError to_stored_error(std::exception_ptr ep) {
 }
 
 std::string json_safe_message(std::string message) {
-  if (is_plain_json_text(message)) return message;
-  return nlohmann::json::parse(
-             nlohmann::json(message).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
-      .get<std::string>();
+  if (!is_plain_json_text(message)) {
+    message = nlohmann::json::parse(nlohmann::json(message).dump(
+                                        -1, ' ', false, nlohmann::json::error_handler_t::replace))
+                  .get<std::string>();
+  }
+  if (message.size() > max_error_message_size) {
+    // At a character boundary: never split a UTF-8 sequence (continuation bytes are 10xxxxxx).
+    auto cut = max_error_message_size;
+    while (cut > 0 && (static_cast<unsigned char>(message[cut]) & 0xC0U) == 0x80U) --cut;
+    const auto dropped = message.size() - cut;
+    message.resize(cut);
+    message += fmt::format("... [{} bytes truncated]", dropped);
+  }
+  return message;
 }
 
 std::string error_message(std::exception_ptr ep) {

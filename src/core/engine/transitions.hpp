@@ -22,7 +22,8 @@ namespace durable_execution::detail {
 /** @brief The message of the exception `ep` ("Unknown error" if it has none). */
 [[nodiscard]] std::string error_message(std::exception_ptr ep);
 /** @brief What JSON carries of a message: invalid UTF-8 replaced by U+FFFD, as nlohmann writes
- * it; every stored error message goes through it, so each backend stores the same text. */
+ * it, and at most max_error_message_size bytes (plus the truncation note); every stored error
+ * message goes through it, so each backend stores the same text. */
 [[nodiscard]] std::string json_safe_message(std::string message);
 /** @brief At most the first 100 bytes of `text`, printable (others as \xNN), for messages. */
 [[nodiscard]] std::string abbreviated(std::string_view text);
