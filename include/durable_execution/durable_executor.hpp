@@ -294,7 +294,7 @@ class DURABLE_EXECUTION_EXPORT DurableExecutor final : public TaskSubmitter {
     def.run = [task_id = options.id, validate = std::move(validate), run = std::move(run_parent)](
                   TaskRunContext& ctx, const std::string& text) mutable {
       auto input = detail::read_input<Raw, In>(task_id, validate, text);
-      return detail::to_run_result(detail::invoke_run<In>(run, ctx, *input));
+      return detail::to_run_result(detail::invoke_run<In>(run, ctx, input));
     };
     if constexpr (sizeof...(Fin) == 0) {
       return Task<Raw, ParentTaskOutput<O>>{engine_->register_task(std::move(def))};

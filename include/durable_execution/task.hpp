@@ -493,17 +493,12 @@ template <class I, class O, class V>
  * validator throws rejects the input: a non-retryable "Invalid input to task <id>: <message>".
  */
 template <class Raw, class I>
-[[nodiscard]] std::optional<I> read_input(const std::string& task_id,
-                                          const std::function<I(const Raw&)>& validate,
-                                          const std::string& text) {
-  std::optional<I> input;
-  if (!validate) {
-    input.emplace(deserialize_value<I>(text));
-    return input;
-  }
+[[nodiscard]] I read_input(const std::string& task_id, const std::function<I(const Raw&)>& validate,
+                           const std::string& text) {
+  if (!validate) return deserialize_value<I>(text);
   Raw raw = deserialize_value<Raw>(text);
   try {
-    input.emplace(validate(raw));
+    return validate(raw);
   } catch (const std::exception& e) {
     throw DurableExecutionError::non_retryable("Invalid input to task " + task_id + ": " +
                                                e.what());
@@ -511,7 +506,6 @@ template <class Raw, class I>
     throw DurableExecutionError::non_retryable("Invalid input to task " + task_id +
                                                ": Unknown error");
   }
-  return input;
 }
 
 /** @brief The engine-side run function of a simple task, with an optional validation step. */
@@ -521,7 +515,7 @@ template <class Raw, class I, class O, class F>
   return [task_id = std::move(task_id), validate = std::move(validate), run = std::move(run)](
              TaskRunContext& ctx, const std::string& text) mutable {
     auto input = read_input<Raw, I>(task_id, validate, text);
-    O output = run_to_output<O>(run, ctx, *input);
+    O output = run_to_output<O>(run, ctx, input);
     return RunParentResult{serialize_value(output), {}};
   };
 }

@@ -6,6 +6,7 @@
 
 #include "durable_execution/detail/engine.hpp"
 #include "durable_execution/detail/json_limits.hpp"
+#include "engine/transitions.hpp"
 
 namespace durable_execution::detail {
 
@@ -83,11 +84,8 @@ TaskDescriptor Engine::register_sequential_task(const std::string& id,
   }
   // Every step must be registered now, as a polling task's poll and a parent's finalize task
   // must: a chain with an unknown step would fail every execution.
-  bool first_is_sleeping = false;
-  for (std::size_t i = 0; i < step_ids.size(); ++i) {
-    const auto step = find_descriptor(step_ids[i]);
-    if (i == 0) first_is_sleeping = step.is_sleeping_task;
-  }
+  for (const auto& step : step_ids) (void)find_descriptor(step);
+  const bool first_is_sleeping = find_descriptor(step_ids.front()).is_sleeping_task;
   TaskDefinition def;
   def.options = TaskOptions{.id = id, .timeout = kGeneratedTaskTimeout};
   def.is_parent = true;
@@ -99,14 +97,14 @@ TaskDescriptor Engine::register_sequential_task(const std::string& id,
     // A sleeping first step gets the chain's input, a JSON string, as its unique id: the id the
     // chain was enqueued with, as a later sleeping step gets its predecessor's output.
     if (first_is_sleeping) {
-      const auto j = parse(input);
-      if (!j.is_string()) {
+      auto unique_id = unique_id_from_output(input);
+      if (!unique_id) {
         throw DurableExecutionError::non_retryable(fmt::format(
             "Task at index 0 is sleeping task {}: the input of sequential task {} must be a "
             "unique id string",
             step_ids[0], id));
       }
-      first_input = j.get<std::string>();
+      first_input = std::move(*unique_id);
     }
     RunParentResult r{"null", {}};
     r.children.reserve(step_ids.size());

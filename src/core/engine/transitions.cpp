@@ -56,6 +56,14 @@ std::string error_message(std::exception_ptr ep) {
   }
 }
 
+std::optional<std::string> unique_id_from_output(const std::string& output) {
+  try {
+    return JsonCodec<std::string>::deserialize(output);
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;  // not JSON, or not a string
+  }
+}
+
 std::string abbreviated(std::string_view text) {
   constexpr std::size_t kMax = 100;
   std::string out;
@@ -94,15 +102,6 @@ Status status_for_error(const StoredError& e) {
       return Status::cancelled;
     default:
       return Status::failed;
-  }
-}
-
-/** The string a JSON text holds (a step's output as a sleeping step's unique id), if any. */
-std::optional<std::string> unique_id_from_output(const std::string& output) {
-  try {
-    return JsonCodec<std::string>::deserialize(output);
-  } catch (const nlohmann::json::exception&) {
-    return std::nullopt;  // not JSON, or not a string
   }
 }
 

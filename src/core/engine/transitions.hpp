@@ -25,6 +25,9 @@ namespace durable_execution::detail {
  * it, and at most max_error_message_size bytes (plus the truncation note); every stored error
  * message goes through it, so each backend stores the same text. */
 [[nodiscard]] std::string json_safe_message(std::string message);
+/** @brief The string a JSON text holds (a sleeping step's unique id: the chain's input or the
+ * previous step's output), if it holds one. */
+[[nodiscard]] std::optional<std::string> unique_id_from_output(const std::string& output);
 /** @brief At most the first 100 bytes of `text`, printable (others as \xNN), for messages. */
 [[nodiscard]] std::string abbreviated(std::string_view text);
 
